@@ -1,0 +1,209 @@
+package config
+
+import (
+	"fmt"
+	"io/fs"
+	"strconv"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/pcmkeys/pcmkeys/policies"
+)
+
+// file is the YAML document as written. Every field is documented in the
+// README's config reference.
+type file struct {
+	Cluster      string     `yaml:"cluster"`
+	Store        storeFile  `yaml:"store"`
+	IdentityMode string     `yaml:"identity_mode"`
+	SSH          sshFile    `yaml:"ssh"`
+	CIB          cibFile    `yaml:"cib"`
+	Nodes        []hostFile `yaml:"nodes"`
+	RemoteNodes  []hostFile `yaml:"remote_nodes"`
+	Clients      []hostFile `yaml:"clients"`
+	Policy       policyFile `yaml:"policy"`
+}
+
+type storeFile struct {
+	Type     string `yaml:"type"`
+	Path     string `yaml:"path"`
+	Identity string `yaml:"identity"`
+	Mount    string `yaml:"mount"`
+	Prefix   string `yaml:"prefix"`
+}
+
+type sshFile struct {
+	User           string   `yaml:"user"`
+	KnownHosts     string   `yaml:"known_hosts"`
+	Become         string   `yaml:"become"`
+	IdentityFiles  []string `yaml:"identity_files"`
+	ConnectTimeout duration `yaml:"connect_timeout"`
+}
+
+type cibFile struct {
+	Server string `yaml:"server"`
+	Port   int    `yaml:"port"`
+}
+
+type hostFile struct {
+	Name    string `yaml:"name"`
+	Address string `yaml:"address"`
+	Port    int    `yaml:"port"`
+	Root    string `yaml:"root"`
+	Local   bool   `yaml:"local"`
+}
+
+type policyFile struct {
+	PSKBytes     int                       `yaml:"psk_bytes"`
+	AuthkeyBytes int                       `yaml:"authkey_bytes"`
+	RotateAfter  rotateFile                `yaml:"rotate_after"`
+	Files        map[string]filePolicyFile `yaml:"files"`
+}
+
+type rotateFile struct {
+	CIB     string `yaml:"cib"`
+	Authkey string `yaml:"authkey"`
+}
+
+type filePolicyFile struct {
+	Path  string `yaml:"path"`
+	Owner string `yaml:"owner"`
+	Group string `yaml:"group"`
+	Mode  mode   `yaml:"mode"`
+}
+
+// mode is a file mode written in octal, as a string ("0600") or a YAML
+// integer. YAML 1.2 reads a bare 0600 as decimal 600, so the raw text of the
+// scalar is parsed as octal either way.
+type mode struct {
+	set bool
+	m   fs.FileMode
+}
+
+func (m *mode) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return typeError("line %d: mode must be an octal number such as \"0600\"", n.Line)
+	}
+	v, err := strconv.ParseUint(n.Value, 8, 32)
+	if err != nil || v > 0o7777 {
+		return typeError("line %d: mode %q is not an octal file mode such as \"0600\"", n.Line, n.Value)
+	}
+	m.set, m.m = true, fs.FileMode(v&0o777)|extraBits(v)
+	return nil
+}
+
+// typeError lets yaml.v3 collect the problem with the others instead of
+// stopping at the first.
+func typeError(format string, args ...any) error {
+	return &yaml.TypeError{Errors: []string{fmt.Sprintf(format, args...)}}
+}
+
+// extraBits keeps setuid, setgid and sticky bits visible to validation,
+// which refuses them.
+func extraBits(v uint64) fs.FileMode {
+	var m fs.FileMode
+	if v&0o4000 != 0 {
+		m |= fs.ModeSetuid
+	}
+	if v&0o2000 != 0 {
+		m |= fs.ModeSetgid
+	}
+	if v&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
+	return m
+}
+
+// duration is a Go duration string such as "10s".
+type duration struct{ d time.Duration }
+
+func (d *duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if n.Kind != yaml.ScalarNode || err != nil || v <= 0 {
+		return typeError("line %d: %q is not a positive duration such as 10s", n.Line, n.Value)
+	}
+	d.d = v
+	return nil
+}
+
+// Host is one machine pcmkeys delivers to.
+type Host struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	Port    int    `json:"port"`
+	// Root is a directory under which all of this host's paths are written
+	// (a staging image, a test lab); empty for the real root.
+	Root string `json:"root,omitempty"`
+	// Local hosts are written directly, without SSH.
+	Local bool `json:"local"`
+	Role  Role `json:"role"`
+}
+
+// Role is what a host is in the cluster.
+type Role string
+
+const (
+	RoleNode       Role = "node"        // full cluster node: cib-credentials and authkey
+	RoleRemoteNode Role = "remote_node" // Pacemaker Remote node: authkey
+	RoleClient     Role = "client"      // an admin's workstation: client files only
+)
+
+// Store says where keys are kept.
+type Store struct {
+	Type string `json:"type"` // "file" or "vault"
+	// File store.
+	Path     string `json:"path,omitempty"`
+	Identity string `json:"identity,omitempty"`
+	// Vault store.
+	Mount  string `json:"mount,omitempty"`
+	Prefix string `json:"prefix,omitempty"`
+}
+
+// SSH is how pcmkeys logs in to hosts that are not local.
+type SSH struct {
+	User           string        `json:"user"`
+	KnownHosts     string        `json:"known_hosts"`
+	Become         string        `json:"become"`
+	IdentityFiles  []string      `json:"identity_files,omitempty"`
+	ConnectTimeout time.Duration `json:"connect_timeout"`
+}
+
+// CIB is where admins' tools reach the CIB.
+type CIB struct {
+	Server string `json:"server"`
+	Port   int    `json:"port"`
+}
+
+// Config is a loaded, validated configuration.
+type Config struct {
+	// Source is the file it was read from.
+	Source  string          `json:"source"`
+	Cluster string          `json:"cluster"`
+	Store   Store           `json:"store"`
+	SSH     SSH             `json:"ssh"`
+	CIB     CIB             `json:"cib"`
+	Hosts   []Host          `json:"hosts"`
+	Policy  policies.Policy `json:"policy"`
+}
+
+// Host returns the host named name.
+func (c *Config) Host(name string) (Host, bool) {
+	for _, h := range c.Hosts {
+		if h.Name == name {
+			return h, true
+		}
+	}
+	return Host{}, false
+}
+
+// HostsWithRole returns the hosts of role r, in config order.
+func (c *Config) HostsWithRole(r Role) []Host {
+	var out []Host
+	for _, h := range c.Hosts {
+		if h.Role == r {
+			out = append(out, h)
+		}
+	}
+	return out
+}

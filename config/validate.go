@@ -1,0 +1,330 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/pcmkeys/pcmkeys/keys"
+	"github.com/pcmkeys/pcmkeys/policies"
+)
+
+// Defaults that are not policies.
+const (
+	DefaultSSHUser        = "root"
+	DefaultKnownHosts     = "~/.ssh/known_hosts"
+	DefaultSSHPort        = 22
+	DefaultConnectTimeout = 10 * time.Second
+	DefaultVaultMount     = "secret"
+)
+
+// validator builds a Config from the decoded document and collects every
+// problem with its line.
+type validator struct {
+	root     *yaml.Node
+	dir      string
+	problems []Problem
+}
+
+func (v *validator) add(path []any, err error) {
+	field := make([]string, 0, len(path))
+	for _, p := range path {
+		switch s := p.(type) {
+		case string:
+			field = append(field, s)
+		case int:
+			field[len(field)-1] += fmt.Sprintf("[%d]", s)
+		}
+	}
+	for _, e := range splitJoined(err) {
+		v.problems = append(v.problems, Problem{Line: lineOf(v.root, path...), Field: strings.Join(field, "."), Msg: e.Error()})
+	}
+}
+
+// splitJoined unpacks errors.Join so each problem gets its own line.
+func splitJoined(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, splitJoined(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+func p(path ...any) []any { return path }
+
+func (v *validator) build(raw file) *Config {
+	cfg := &Config{Cluster: raw.Cluster}
+	if err := policies.ValidateHost(raw.Cluster); err != nil {
+		v.add(p("cluster"), fmt.Errorf("cluster name: %w", err))
+	}
+	cfg.Store = v.store(raw.Store, raw.Cluster)
+	cfg.SSH = v.ssh(raw.SSH)
+	cfg.Policy = v.policy(raw.Policy, raw.IdentityMode, raw.Cluster)
+	v.hosts(cfg, raw)
+	cfg.CIB = v.cib(raw.CIB, cfg)
+	return cfg
+}
+
+func (v *validator) store(s storeFile, cluster string) Store {
+	out := Store{Type: s.Type}
+	switch s.Type {
+	case "file":
+		if s.Path == "" {
+			v.add(p("store", "path"), errors.New("required for a file store: the directory that holds the keys"))
+		}
+		if s.Mount != "" || s.Prefix != "" {
+			v.add(p("store"), errors.New("mount and prefix are for a vault store"))
+		}
+		out.Path = v.localPath(p("store", "path"), s.Path)
+		out.Identity = v.localPath(p("store", "identity"), s.Identity)
+		if out.Identity == "" && out.Path != "" {
+			out.Identity = out.Path + ".agekey"
+		}
+	case "vault":
+		if s.Path != "" || s.Identity != "" {
+			v.add(p("store"), errors.New("path and identity are for a file store"))
+		}
+		out.Mount, out.Prefix = s.Mount, s.Prefix
+		if out.Mount == "" {
+			out.Mount = DefaultVaultMount
+		}
+		if out.Prefix == "" {
+			out.Prefix = "pcmkeys/" + cluster
+		}
+		for _, part := range []struct{ name, val string }{{"mount", out.Mount}, {"prefix", out.Prefix}} {
+			if err := checkVaultPath(part.val); err != nil {
+				v.add(p("store", part.name), err)
+			}
+		}
+	case "":
+		v.add(p("store", "type"), errors.New(`required: "file" (keys on this machine, encrypted with age) or "vault"`))
+	default:
+		v.add(p("store", "type"), fmt.Errorf(`%q: want "file" or "vault"`, s.Type))
+	}
+	return out
+}
+
+// checkVaultPath requires slash-separated components that are valid names.
+func checkVaultPath(s string) error {
+	for _, c := range strings.Split(s, "/") {
+		if err := policies.ValidateHost(c); err != nil {
+			return fmt.Errorf("%q: each '/'-separated part must be a plain name: %w", s, err)
+		}
+	}
+	return nil
+}
+
+func (v *validator) ssh(s sshFile) SSH {
+	out := SSH{User: s.User, Become: s.Become, ConnectTimeout: s.ConnectTimeout.d}
+	if out.User == "" {
+		out.User = DefaultSSHUser
+	}
+	if err := policies.ValidateUser(out.User); err != nil {
+		v.add(p("ssh", "user"), err)
+	}
+	switch out.Become {
+	case "":
+		out.Become = "none"
+	case "none", "sudo":
+	default:
+		v.add(p("ssh", "become"), fmt.Errorf(`%q: want "none" or "sudo"`, out.Become))
+	}
+	if out.User != "root" && out.Become == "none" {
+		v.add(p("ssh", "become"), fmt.Errorf(`user %q is not root: set become: sudo (passwordless sudo)`, out.User))
+	}
+	kh := s.KnownHosts
+	if kh == "" {
+		kh = DefaultKnownHosts
+	}
+	out.KnownHosts = v.localPath(p("ssh", "known_hosts"), kh)
+	for i, f := range s.IdentityFiles {
+		out.IdentityFiles = append(out.IdentityFiles, v.localPath(p("ssh", "identity_files", i), f))
+	}
+	if out.ConnectTimeout == 0 {
+		out.ConnectTimeout = DefaultConnectTimeout
+	}
+	return out
+}
+
+// localPath resolves a path on the operator's machine: "~/" against the
+// operator's home, relative paths against the config file's directory.
+func (v *validator) localPath(path []any, s string) string {
+	if s == "" {
+		return ""
+	}
+	if strings.ContainsAny(s, "\x00\n\r") {
+		v.add(path, errors.New("path contains a control character"))
+		return ""
+	}
+	if s == "~" || strings.HasPrefix(s, "~/") {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			v.add(path, fmt.Errorf("cannot expand ~: %w", err))
+			return ""
+		}
+		return filepath.Join(home, s[1:])
+	}
+	if strings.HasPrefix(s, "~") {
+		v.add(path, errors.New("only ~/ (your own home) is expanded here"))
+		return ""
+	}
+	if !filepath.IsAbs(s) {
+		s = filepath.Join(v.dir, s)
+	}
+	return filepath.Clean(s)
+}
+
+func (v *validator) hosts(cfg *Config, raw file) {
+	seen := map[string]bool{}
+	groups := []struct {
+		key   string
+		role  Role
+		hosts []hostFile
+	}{{"nodes", RoleNode, raw.Nodes}, {"remote_nodes", RoleRemoteNode, raw.RemoteNodes}, {"clients", RoleClient, raw.Clients}}
+	for _, g := range groups {
+		for i, h := range g.hosts {
+			at := func(f ...any) []any { return append(p(g.key, i), f...) }
+			if err := policies.ValidateHost(h.Name); err != nil {
+				v.add(at("name"), err)
+				continue
+			}
+			if seen[h.Name] {
+				v.add(at("name"), fmt.Errorf("host %q is listed twice", h.Name))
+				continue
+			}
+			seen[h.Name] = true
+			host := Host{Name: h.Name, Address: h.Address, Port: h.Port, Local: h.Local, Role: g.role}
+			if host.Address == "" {
+				host.Address = h.Name
+			}
+			if host.Port == 0 {
+				host.Port = DefaultSSHPort
+			}
+			if host.Port < 1 || host.Port > 65535 {
+				v.add(at("port"), fmt.Errorf("%d is not a TCP port", h.Port))
+			}
+			if strings.ContainsAny(host.Address, " \t\r\n\x00/@") {
+				v.add(at("address"), fmt.Errorf("%q is not a host address", host.Address))
+			}
+			if h.Local && (h.Address != "" || h.Port != 0) {
+				v.add(at("local"), errors.New("a local host is written directly: address and port do not apply"))
+			}
+			if h.Root != "" {
+				host.Root = v.localPath(at("root"), h.Root)
+				if !h.Local {
+					// A root on an SSH host is a path on that host.
+					host.Root = filepath.Clean(h.Root)
+					if !filepath.IsAbs(h.Root) {
+						v.add(at("root"), errors.New("the root of a remote host must be absolute"))
+					}
+				}
+			}
+			cfg.Hosts = append(cfg.Hosts, host)
+		}
+	}
+	if len(raw.Nodes) == 0 {
+		v.add(p("nodes"), errors.New("at least one cluster node is required"))
+	}
+}
+
+func (v *validator) cib(c cibFile, cfg *Config) CIB {
+	out := CIB{Server: c.Server, Port: c.Port}
+	if out.Server == "" {
+		if nodes := cfg.HostsWithRole(RoleNode); len(nodes) > 0 {
+			out.Server = nodes[0].Address
+			if nodes[0].Local {
+				out.Server = "localhost"
+			}
+		}
+	} else if strings.ContainsAny(out.Server, " \t\r\n\x00/@'\"") {
+		v.add(p("cib", "server"), fmt.Errorf("%q is not a host address", out.Server))
+	}
+	if out.Port == 0 {
+		v.add(p("cib", "port"), errors.New("required: the cluster's remote-tls-port (crm_attribute --type crm_config --name remote-tls-port --query)"))
+	} else if out.Port < 1 || out.Port > 65535 {
+		v.add(p("cib", "port"), fmt.Errorf("%d is not a TCP port", out.Port))
+	}
+	return out
+}
+
+func (v *validator) policy(raw policyFile, identityMode, cluster string) policies.Policy {
+	pol := policies.Default()
+	if identityMode != "" {
+		m, err := policies.ParseIdentityMode(identityMode)
+		if err != nil {
+			v.add(p("identity_mode"), err)
+		}
+		pol.IdentityMode = m
+	}
+	if raw.PSKBytes != 0 {
+		pol.PSKBytes = raw.PSKBytes
+		if err := keys.CheckSize(keys.PSK, raw.PSKBytes); err != nil {
+			v.add(p("policy", "psk_bytes"), err)
+		}
+	}
+	if raw.AuthkeyBytes != 0 {
+		pol.AuthkeyBytes = raw.AuthkeyBytes
+		if err := keys.CheckSize(keys.Authkey, raw.AuthkeyBytes); err != nil {
+			v.add(p("policy", "authkey_bytes"), err)
+		}
+	}
+	for _, age := range []struct {
+		key string
+		val string
+		dst *time.Duration
+	}{{"cib", raw.RotateAfter.CIB, &pol.RotateAfter.CIB}, {"authkey", raw.RotateAfter.Authkey, &pol.RotateAfter.Authkey}} {
+		if age.val == "" {
+			continue
+		}
+		d, err := policies.ParseAge(age.val)
+		if err != nil {
+			v.add(p("policy", "rotate_after", age.key), err)
+			continue
+		}
+		*age.dst = d
+	}
+	for name, fp := range raw.Files {
+		kind := policies.FileKind(name)
+		cur, ok := pol.Files[kind]
+		if !ok {
+			v.add(p("policy", "files", name), fmt.Errorf("unknown file %q (want cib_credentials, authkey, client_key or client_env)", name))
+			continue
+		}
+		if fp.Path != "" {
+			cur.Path = fp.Path
+		}
+		if fp.Owner != "" {
+			cur.Owner = fp.Owner
+		}
+		if fp.Group != "" {
+			cur.Group = fp.Group
+		}
+		if fp.Mode.set {
+			cur.Mode = fp.Mode.m
+		}
+		if err := cur.Validate(kind); err != nil {
+			v.add(p("policy", "files", name), err)
+		}
+		pol.Files[kind] = cur
+	}
+	for _, k := range []policies.FileKind{policies.ClientKey, policies.ClientEnv} {
+		fp := pol.Files[k]
+		fp.Path = strings.ReplaceAll(fp.Path, "{cluster}", cluster)
+		pol.Files[k] = fp
+	}
+	if a, b := pol.Files[policies.CIBCredentials].Path, pol.Files[policies.Authkey].Path; a == b {
+		v.add(p("policy", "files"), fmt.Errorf("cib_credentials and authkey are both %s", a))
+	}
+	if a, b := pol.Files[policies.ClientKey].Path, pol.Files[policies.ClientEnv].Path; a == b {
+		v.add(p("policy", "files"), fmt.Errorf("client_key and client_env are both %s", a))
+	}
+	return pol
+}
