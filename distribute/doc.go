@@ -1,0 +1,41 @@
+// Package distribute delivers credential files to hosts and inspects them
+// there, with one write protocol for every transport.
+//
+// # The write protocol
+//
+// Every file reaches its target the same way (see [Host.Stage] and
+// [Staged.Commit]):
+//
+//  1. The path is validated: absolute, clean, no "..". A path starting with
+//     "~/" lies in the home directory of the file's owner on that host.
+//  2. The directories are walked from the host's root one component at a
+//     time without following links (openat with O_NOFOLLOW). A symlinked or
+//     missing directory, or one writable by anyone but root (and, inside a
+//     home directory, its owner), is refused. Missing directories are
+//     created: the file's own directory 0750 root:GROUP for server files
+//     (so /etc/pacemaker becomes 0750 root:haclient), 0700 OWNER:GROUP
+//     inside a home directory, 0755 otherwise.
+//  3. An existing target that is a symlink or not a regular file is refused.
+//  4. A temporary file is created beside the target with O_EXCL, mode 0600
+//     from the first moment, never following links; its owner and group are
+//     set on the open file; the content is written and fsynced.
+//  5. On commit it is renamed over the target and the directory is fsynced.
+//  6. The target is opened again without following links, and its owner,
+//     group, mode and SHA-256 are compared with what was meant.
+//
+// No reader ever sees partial content, a looser mode or another owner at
+// the target path: the rename is the only moment the target changes.
+//
+// A rename is atomic only within one local filesystem; targets on NFS are
+// not supported.
+//
+// # Hosts
+//
+// [Local] writes on this machine (with renameio). A host may have a root
+// prefix under which all its paths live: a staging image or a test lab. For
+// such a host, user and group names are looked up in ROOT/etc/passwd and
+// ROOT/etc/group when those exist.
+//
+// When pcmkeys runs as a user other than root (a demo under a root prefix),
+// directories owned by that user are trusted like root's.
+package distribute

@@ -1,0 +1,118 @@
+package distribute
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+)
+
+// File is one file to deliver.
+type File struct {
+	// Path is absolute on the host, or "~/..." for a path in Owner's home.
+	Path string
+	// Content is the exact bytes to write. It is key material: it is never
+	// logged, and no error includes it.
+	Content []byte
+	// Owner and Group are names resolved on the host. An empty Group means
+	// Owner's primary group.
+	Owner string
+	Group string
+	Mode  fs.FileMode
+}
+
+// SHA256 returns the hex SHA-256 of the content, used to verify a write.
+func (f File) SHA256() string { return hashHex(f.Content) }
+
+func hashHex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// Account is a user as a host knows it.
+type Account struct {
+	Name string
+	UID  int
+	GID  int
+	Home string
+}
+
+// FileState is what [Host.Inspect] found at a path. It carries the content's
+// hash, never the content.
+type FileState struct {
+	Path    string      `json:"path"`
+	Exists  bool        `json:"exists"`
+	Regular bool        `json:"regular"`
+	Symlink bool        `json:"symlink,omitempty"`
+	Owner   string      `json:"owner,omitempty"`
+	Group   string      `json:"group,omitempty"`
+	UID     int         `json:"uid"`
+	GID     int         `json:"gid"`
+	Mode    fs.FileMode `json:"mode"`
+	Size    int64       `json:"size"`
+	SHA256  string      `json:"sha256,omitempty"`
+}
+
+// Host is a machine pcmkeys writes to.
+type Host interface {
+	// Name is the host's name in the config.
+	Name() string
+	// LookupUser returns the account named name, or an error wrapping
+	// [ErrUnknownUser].
+	LookupUser(ctx context.Context, name string) (Account, error)
+	// Stage validates the target and writes the file's content beside it,
+	// without touching the target yet.
+	Stage(ctx context.Context, f File) (Staged, error)
+	// Remove deletes a file (never following a link); a missing file is not
+	// an error.
+	Remove(ctx context.Context, path, owner string) error
+	// Inspect reports what is at path without following links.
+	Inspect(ctx context.Context, path, owner string) (FileState, error)
+	// Close releases the host's connection.
+	Close() error
+}
+
+// Staged is a file written beside its target, waiting to replace it.
+type Staged interface {
+	// Commit renames the staged file over the target, fsyncs the directory
+	// and verifies the result.
+	Commit(ctx context.Context) error
+	// Abort removes the staged file. It is safe after Commit.
+	Abort(ctx context.Context) error
+}
+
+// Write stages f on h and commits it at once.
+func Write(ctx context.Context, h Host, f File) error {
+	s, err := h.Stage(ctx, f)
+	if err != nil {
+		return err
+	}
+	if err := s.Commit(ctx); err != nil {
+		return errors.Join(err, s.Abort(ctx))
+	}
+	return nil
+}
+
+// Errors a caller can test for.
+var (
+	ErrUnknownUser  = errors.New("no such user")
+	ErrUnknownGroup = errors.New("no such group")
+	ErrUnsafe       = errors.New("refusing an unsafe target")
+	ErrVerify       = errors.New("verification after write failed")
+)
+
+// PathError is a failure at one path on one host.
+type PathError struct {
+	Host string
+	Op   string
+	Path string
+	Err  error
+}
+
+func (e *PathError) Error() string {
+	return fmt.Sprintf("%s %s on %s: %v", e.Op, e.Path, e.Host, e.Err)
+}
+
+func (e *PathError) Unwrap() error { return e.Err }

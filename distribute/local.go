@@ -1,0 +1,254 @@
+package distribute
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/google/renameio/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/pcmkeys/pcmkeys/policies"
+)
+
+// maxReadBack bounds how much of a file is read to verify or inspect it.
+const maxReadBack = 16 << 20
+
+// Local is this machine, optionally under a root prefix.
+type Local struct {
+	name string
+	w    walker
+	acct accounts
+}
+
+// NewLocal returns the local host called name. root is a directory under
+// which all its paths are written, or "" for the real root.
+func NewLocal(name, root string) (*Local, error) {
+	r := "/"
+	if root != "" {
+		abs, err := filepath.Abs(root)
+		if err != nil {
+			return nil, fmt.Errorf("host %s: root %s: %w", name, root, err)
+		}
+		r = abs
+	}
+	return &Local{name: name, w: walker{root: r, euid: os.Geteuid()}, acct: accounts{root: root}}, nil
+}
+
+// Name implements Host.
+func (l *Local) Name() string { return l.name }
+
+// Close implements Host.
+func (l *Local) Close() error { return nil }
+
+// LookupUser implements Host.
+func (l *Local) LookupUser(ctx context.Context, name string) (Account, error) {
+	if err := ctx.Err(); err != nil {
+		return Account{}, err
+	}
+	if err := policies.ValidateUser(name); err != nil {
+		return Account{}, err
+	}
+	a, err := l.acct.user(name)
+	if err != nil {
+		return Account{}, fmt.Errorf("on %s: %w", l.name, err)
+	}
+	return a, nil
+}
+
+func (l *Local) fail(op, path string, err error) error {
+	return &PathError{Host: l.name, Op: op, Path: path, Err: err}
+}
+
+// resolve finds the owner, group and location of f.
+func (l *Local) resolve(ctx context.Context, path, owner, group string) (target, error) {
+	acct, err := l.LookupUser(ctx, owner)
+	if err != nil {
+		return target{}, err
+	}
+	t, err := resolvePath(path, acct)
+	if err != nil {
+		return t, err
+	}
+	if group != "" {
+		if err := policies.ValidateUser(group); err != nil {
+			return t, err
+		}
+		if t.gid, err = l.acct.group(group); err != nil {
+			return t, fmt.Errorf("on %s: %w", l.name, err)
+		}
+	}
+	return t, nil
+}
+
+// Stage implements Host.
+func (l *Local) Stage(ctx context.Context, f File) (Staged, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := policies.CheckMode(f.Mode); err != nil {
+		return nil, l.fail("stage", f.Path, err)
+	}
+	t, err := l.resolve(ctx, f.Path, f.Owner, f.Group)
+	if err != nil {
+		return nil, l.fail("stage", f.Path, err)
+	}
+	dirfd, err := l.w.walk(t, true, t.gid)
+	if err != nil {
+		return nil, l.fail("stage", t.full, err)
+	}
+	s, err := l.stageIn(dirfd, t, f)
+	if err != nil {
+		unix.Close(dirfd)
+		return nil, l.fail("stage", t.full, err)
+	}
+	return s, nil
+}
+
+func (l *Local) stageIn(dirfd int, t target, f File) (*localStaged, error) {
+	if _, _, err := statTarget(dirfd, t.base, t.full); err != nil {
+		return nil, err
+	}
+	root, err := os.OpenRoot(procPath(dirfd))
+	if err != nil {
+		return nil, fmt.Errorf("open directory: %w", err)
+	}
+	pf, err := renameio.NewPendingFile(t.base, renameio.WithRoot(root), renameio.WithStaticPermissions(f.Mode.Perm()))
+	if err != nil {
+		root.Close()
+		return nil, fmt.Errorf("create temporary file: %w", err)
+	}
+	s := &localStaged{host: l, t: t, dirfd: dirfd, root: root, pf: pf, mode: f.Mode.Perm(), sum: f.SHA256()}
+	if err := s.fill(f.Content); err != nil {
+		s.release()
+		return nil, err
+	}
+	return s, nil
+}
+
+// localStaged is a pending file in the target's directory.
+type localStaged struct {
+	host  *Local
+	t     target
+	dirfd int
+	root  *os.Root
+	pf    *renameio.PendingFile
+	mode  os.FileMode
+	sum   string
+	done  bool
+}
+
+// fill sets the owner on the open temp file, then writes and fsyncs.
+func (s *localStaged) fill(content []byte) error {
+	if err := s.pf.Chown(s.t.owner.UID, s.t.gid); err != nil {
+		return fmt.Errorf("chown temporary file: %w", err)
+	}
+	if _, err := s.pf.Write(content); err != nil {
+		return fmt.Errorf("write temporary file: %w", err)
+	}
+	if err := s.pf.Sync(); err != nil {
+		return fmt.Errorf("fsync temporary file: %w", err)
+	}
+	return nil
+}
+
+// Commit implements Staged.
+func (s *localStaged) Commit(ctx context.Context) error {
+	if s.done {
+		return errors.New("staged file already committed or aborted")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// Refuse again if the target became a link or a non-file meanwhile.
+	if _, _, err := statTarget(s.dirfd, s.t.base, s.t.full); err != nil {
+		return s.host.fail("commit", s.t.full, err)
+	}
+	if err := s.pf.CloseAtomicallyReplace(); err != nil {
+		return s.host.fail("commit", s.t.full, fmt.Errorf("rename: %w", err))
+	}
+	s.done = true
+	defer s.release()
+	if err := unix.Fsync(s.dirfd); err != nil {
+		return s.host.fail("commit", s.t.full, fmt.Errorf("fsync directory: %w", err))
+	}
+	if err := s.verify(); err != nil {
+		return s.host.fail("verify", s.t.full, err)
+	}
+	return nil
+}
+
+// verify reopens the target without following links and compares its
+// owner, group, mode and SHA-256 with what was written.
+func (s *localStaged) verify() error {
+	st, sum, err := readNoFollow(s.dirfd, s.t.base)
+	if err != nil {
+		return err
+	}
+	switch {
+	case int(st.Uid) != s.t.owner.UID || int(st.Gid) != s.t.gid:
+		return fmt.Errorf("%w: owner is %d:%d, want %d:%d", ErrVerify, st.Uid, st.Gid, s.t.owner.UID, s.t.gid)
+	case permOf(st.Mode) != s.mode:
+		return fmt.Errorf("%w: mode is %04o, want %04o", ErrVerify, st.Mode&0o7777, s.mode)
+	case sum != s.sum:
+		return fmt.Errorf("%w: content hash differs from what was written", ErrVerify)
+	}
+	return nil
+}
+
+// Abort implements Staged.
+func (s *localStaged) Abort(context.Context) error {
+	if s.done {
+		return nil
+	}
+	s.done = true
+	err := s.pf.Cleanup()
+	s.release()
+	if err != nil {
+		return s.host.fail("abort", s.t.full, err)
+	}
+	return nil
+}
+
+func (s *localStaged) release() {
+	if s.root != nil {
+		s.root.Close()
+		s.root = nil
+	}
+	if s.dirfd >= 0 {
+		unix.Close(s.dirfd)
+		s.dirfd = -1
+	}
+}
+
+// readNoFollow opens name in dirfd without following links and returns its
+// stat and the hex SHA-256 of its content.
+func readNoFollow(dirfd int, name string) (unix.Stat_t, string, error) {
+	var st unix.Stat_t
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) {
+			return st, "", fmt.Errorf("%w: it is a symbolic link", ErrUnsafe)
+		}
+		return st, "", fmt.Errorf("open: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	if err := unix.Fstat(fd, &st); err != nil {
+		return st, "", fmt.Errorf("stat: %w", err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return st, "", fmt.Errorf("%w: it is %s", ErrUnsafe, fileType(st.Mode))
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxReadBack+1))
+	if err != nil {
+		return st, "", fmt.Errorf("read: %w", err)
+	}
+	if len(data) > maxReadBack {
+		return st, "", fmt.Errorf("file is larger than %d bytes", maxReadBack)
+	}
+	return st, hashHex(data), nil
+}

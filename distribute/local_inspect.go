@@ -1,0 +1,99 @@
+package distribute
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// Remove implements Host. path may start with "~/" for owner's home.
+func (l *Local) Remove(ctx context.Context, path, owner string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	t, err := l.resolve(ctx, path, owner, "")
+	if err != nil {
+		return l.fail("remove", path, err)
+	}
+	dirfd, err := l.w.walk(t, false, t.gid)
+	if errors.Is(err, errMissingDir) {
+		return nil
+	}
+	if err != nil {
+		return l.fail("remove", t.full, err)
+	}
+	defer unix.Close(dirfd)
+	var st unix.Stat_t
+	err = unix.Fstatat(dirfd, t.base, &st, unix.AT_SYMLINK_NOFOLLOW)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return l.fail("remove", t.full, err)
+	}
+	if typ := st.Mode & unix.S_IFMT; typ != unix.S_IFREG && typ != unix.S_IFLNK {
+		return l.fail("remove", t.full, fmt.Errorf("%w: it is %s", ErrUnsafe, fileType(st.Mode)))
+	}
+	if err := unix.Unlinkat(dirfd, t.base, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return l.fail("remove", t.full, err)
+	}
+	if err := unix.Fsync(dirfd); err != nil {
+		return l.fail("remove", t.full, fmt.Errorf("fsync directory: %w", err))
+	}
+	return nil
+}
+
+// Inspect implements Host. It reports a missing file or directory as
+// Exists false, and an unsafe directory on the way as an error.
+func (l *Local) Inspect(ctx context.Context, path, owner string) (FileState, error) {
+	if err := ctx.Err(); err != nil {
+		return FileState{}, err
+	}
+	t, err := l.resolve(ctx, path, owner, "")
+	if err != nil {
+		return FileState{Path: path}, l.fail("inspect", path, err)
+	}
+	fs := FileState{Path: t.full}
+	dirfd, err := l.w.walk(t, false, t.gid)
+	if errors.Is(err, errMissingDir) {
+		return fs, nil
+	}
+	if err != nil {
+		return fs, l.fail("inspect", t.full, err)
+	}
+	defer unix.Close(dirfd)
+	var st unix.Stat_t
+	err = unix.Fstatat(dirfd, t.base, &st, unix.AT_SYMLINK_NOFOLLOW)
+	if errors.Is(err, unix.ENOENT) {
+		return fs, nil
+	}
+	if err != nil {
+		return fs, l.fail("inspect", t.full, err)
+	}
+	fs.Exists = true
+	l.fillState(&fs, st)
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		fs.Symlink = true
+		return fs, nil
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fs, nil
+	}
+	st2, sum, err := readNoFollow(dirfd, t.base)
+	if err != nil {
+		return fs, l.fail("inspect", t.full, err)
+	}
+	l.fillState(&fs, st2)
+	fs.SHA256 = sum
+	return fs, nil
+}
+
+func (l *Local) fillState(fs *FileState, st unix.Stat_t) {
+	fs.Regular = st.Mode&unix.S_IFMT == unix.S_IFREG
+	fs.UID, fs.GID = int(st.Uid), int(st.Gid)
+	fs.Owner, fs.Group = l.acct.names(fs.UID, fs.GID)
+	fs.Mode = permOf(st.Mode)
+	fs.Size = st.Size
+}
