@@ -77,7 +77,7 @@ func ParseCIBCredentials(data []byte) ([]Entry, error) {
 			continue
 		}
 		if first, dup := seen[ident]; dup {
-			bad = append(bad, &LineError{Line: n, Reason: fmt.Sprintf("identity %q already on line %d", ident, first)})
+			bad = append(bad, &LineError{Line: n, Reason: fmt.Sprintf("same identity as line %d", first)})
 			continue
 		}
 		seen[ident] = n
@@ -91,8 +91,8 @@ func ParseCIBCredentials(data []byte) ([]Entry, error) {
 }
 
 // parseCIBLine returns the identity and key of one line, or why it is bad.
-// The reason never includes the line's bytes, except for an identity that
-// passed validation.
+// The reason never includes the line's bytes: not even an identity, which
+// might be a key pasted into the wrong place.
 func parseCIBLine(line []byte) (string, keys.Secret, string) {
 	switch {
 	case len(line) == 0:
@@ -112,7 +112,7 @@ func parseCIBLine(line []byte) (string, keys.Secret, string) {
 	}
 	key, reason := decodeHexKey(line[colon+1:])
 	if reason != "" {
-		return "", nil, fmt.Sprintf("identity %q: %s", ident, reason)
+		return "", nil, reason
 	}
 	return ident, key, ""
 }
@@ -135,13 +135,13 @@ func decodeHexKey(h []byte) (keys.Secret, string) {
 	if len(h) == 0 {
 		return nil, "empty key"
 	}
-	if len(h)%2 != 0 {
-		return nil, "key has an odd number of hex digits"
-	}
 	for _, c := range h {
 		if !isHex(c) {
-			return nil, "key is not hexadecimal"
+			return nil, "key is not hexadecimal (a space, tab or other character is in it)"
 		}
+	}
+	if len(h)%2 != 0 {
+		return nil, "key has an odd number of hex digits"
 	}
 	key := make([]byte, len(h)/2)
 	if _, err := hex.Decode(key, h); err != nil {

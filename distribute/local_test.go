@@ -17,7 +17,7 @@ import (
 
 // lab is a host root with its own passwd and group files.
 type lab struct {
-	root               string
+	root                string
 	hacluster, haclient int
 	alice, bob          int
 }

@@ -1,0 +1,143 @@
+package policies
+
+import (
+	"errors"
+	"io/fs"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestValidateNames(t *testing.T) {
+	cases := []struct {
+		name        string
+		in          string
+		ident, user bool
+		host        bool
+	}{
+		{"plain", "alice", true, true, true},
+		{"hacluster", "hacluster", true, true, true},
+		{"with dash dot underscore", "a_b.c-d", true, true, true},
+		{"leading underscore", "_svc", true, true, false},
+		{"digit first", "1abc", true, false, true},
+		{"empty", "", false, false, false},
+		{"colon", "a:b", false, false, false},
+		{"newline", "a\nb", false, false, false},
+		{"cr", "a\rb", false, false, false},
+		{"nul", "a\x00b", false, false, false},
+		{"tab", "a\tb", false, false, false},
+		{"space", "a b", false, false, false},
+		{"leading hash", "#alice", false, false, false},
+		{"slash", "a/b", false, false, false},
+		{"dotdot", "..", false, false, false},
+		{"non-ascii", "älice", false, false, false},
+		{"invalid utf8", "a\xffb", false, false, false},
+		{"del", "a\x7fb", false, false, false},
+		{"long 33", strings.Repeat("a", 33), true, false, true},
+		{"long 65", strings.Repeat("a", 65), false, false, true},
+		{"very long", strings.Repeat("a", 10000), false, false, false},
+		{"plus", "a+b", true, false, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, c := range []struct {
+				what string
+				f    func(string) error
+				ok   bool
+			}{{"identity", ValidateIdentity, tc.ident}, {"user", ValidateUser, tc.user}, {"host", ValidateHost, tc.host}} {
+				err := c.f(tc.in)
+				if (err == nil) != c.ok {
+					t.Errorf("%s(%q) = %v, want ok=%v", c.what, tc.in, err, c.ok)
+				}
+				if err != nil && !errors.Is(err, ErrBadName) {
+					t.Errorf("%s error does not wrap ErrBadName: %v", c.what, err)
+				}
+				if err != nil && len(err.Error()) > 300 {
+					t.Errorf("%s error is %d bytes long", c.what, len(err.Error()))
+				}
+			}
+		})
+	}
+}
+
+func TestCheckMode(t *testing.T) {
+	for _, m := range []fs.FileMode{0o600, 0o400} {
+		if err := CheckMode(m); err != nil {
+			t.Errorf("CheckMode(%o) = %v", m, err)
+		}
+	}
+	for _, m := range []fs.FileMode{0o640, 0o604, 0o644, 0o660, 0o700 | 0o070, 0o200, 0o000, 0o600 | fs.ModeSetuid, 0o600 | fs.ModeSticky} {
+		if err := CheckMode(m); !errors.Is(err, ErrUnsafeMode) {
+			t.Errorf("CheckMode(%v) = %v, want ErrUnsafeMode", m, err)
+		}
+	}
+}
+
+func TestFilePolicyValidate(t *testing.T) {
+	d := DefaultFiles()
+	for k, fp := range d {
+		if err := fp.Validate(k); err != nil {
+			t.Errorf("default %s: %v", k, err)
+		}
+	}
+	bad := []struct {
+		kind FileKind
+		fp   FilePolicy
+		msg  string
+	}{
+		{CIBCredentials, FilePolicy{Path: "/etc/pacemaker/x", Owner: "hacluster", Group: "haclient", Mode: 0o640}, "group or other"},
+		{CIBCredentials, FilePolicy{Path: "etc/x", Owner: "hacluster", Group: "haclient", Mode: 0o600}, "not absolute"},
+		{CIBCredentials, FilePolicy{Path: "/etc/../x", Owner: "hacluster", Group: "haclient", Mode: 0o600}, "'..'"},
+		{CIBCredentials, FilePolicy{Path: "~/x", Owner: "hacluster", Group: "haclient", Mode: 0o600}, "not absolute"},
+		{Authkey, FilePolicy{Path: "/etc/pacemaker/authkey", Owner: "", Group: "haclient", Mode: 0o600}, "empty"},
+		{Authkey, FilePolicy{Path: "/", Owner: "hacluster", Group: "haclient", Mode: 0o600}, "names no file"},
+		{ClientKey, FilePolicy{Path: "~/../x", Mode: 0o600}, "'..'"},
+		{ClientKey, FilePolicy{Path: "rel/x", Mode: 0o600}, "absolute or start with ~/"},
+		{ClientKey, FilePolicy{Path: "~/k", Owner: "root", Mode: 0o600}, "admin's own"},
+		{ClientEnv, FilePolicy{Path: "~/a\nb", Mode: 0o600}, "control character"},
+	}
+	for _, tc := range bad {
+		err := tc.fp.Validate(tc.kind)
+		if err == nil || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("Validate(%s %+v) = %v, want %q", tc.kind, tc.fp, err, tc.msg)
+		}
+	}
+}
+
+func TestParseAge(t *testing.T) {
+	good := map[string]time.Duration{"90d": 90 * Day, "365d": 365 * Day, "12h": 12 * time.Hour, "2w": 14 * Day}
+	for in, want := range good {
+		if got, err := ParseAge(in); err != nil || got != want {
+			t.Errorf("ParseAge(%q) = %v, %v", in, got, err)
+		}
+		if got := FormatAge(want); in != "2w" && got != in {
+			t.Errorf("FormatAge(%v) = %s", want, got)
+		}
+	}
+	for _, in := range []string{"", "d", "90", "90s", "-1d", "0d", "1.5d", "99999999d", "d90"} {
+		if _, err := ParseAge(in); err == nil {
+			t.Errorf("ParseAge(%q) succeeded", in)
+		}
+	}
+}
+
+func TestPolicy(t *testing.T) {
+	p := Default()
+	if err := p.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if p.Identity("alice") != "hacluster" || p.RotateAfter.CIB != 90*Day || p.RotateAfter.Authkey != 365*Day {
+		t.Errorf("defaults: %+v", p)
+	}
+	p.IdentityMode = PerUser
+	if p.Identity("alice") != "alice" {
+		t.Error("per-user identity")
+	}
+	p.PSKBytes, p.AuthkeyBytes, p.IdentityMode = 8, 1, "x"
+	err := p.Validate()
+	for _, want := range []string{"psk_bytes", "authkey_bytes", "identity_mode"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate = %v, want it to name %s", err, want)
+		}
+	}
+}
