@@ -1,0 +1,97 @@
+package main
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pcmkeys/pcmkeys/credfile"
+	"github.com/pcmkeys/pcmkeys/distribute"
+	"github.com/pcmkeys/pcmkeys/keys"
+)
+
+type keygenOptions struct {
+	kind  keys.Kind
+	bytes int
+	out   string
+}
+
+func newKeygenCmd(g *globals) *cobra.Command {
+	opts := &keygenOptions{}
+	cmd := &cobra.Command{
+		Use:   "keygen psk|authkey [--bytes N] [--out FILE]",
+		Short: "Generate a key offline",
+		Long: `Generate a key from crypto/rand, with no config, store or network.
+
+  psk      a CIB TLS-PSK key, printed as hex (default 32 bytes, as psktool).
+           With --out, the bare hex key is written to a new file, mode 0600,
+           ready to use as CIB_key_file.
+  authkey  a Pacemaker Remote authkey, raw bytes (default 4096). Written to
+           --out (a new file, mode 0600), or to stdout when it is not a
+           terminal.
+
+An existing --out file is never replaced.`,
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: []string{string(keys.PSK), string(keys.Authkey)},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			k, err := keys.ParseKind(args[0])
+			if err != nil {
+				return &flagError{err}
+			}
+			opts.kind = k
+			if !cmd.Flags().Changed("bytes") {
+				_, opts.bytes, _ = keys.Bounds(k)
+			}
+			return keygenRun(g, opts)
+		},
+	}
+	cmd.Flags().IntVar(&opts.bytes, "bytes", 0, "key size in bytes (psk: 16-512, default 32; authkey: 32-65536, default 4096)")
+	cmd.Flags().StringVar(&opts.out, "out", "", "write the key to this new file (mode 0600)")
+	return cmd
+}
+
+type keygenResult struct {
+	Kind        keys.Kind `json:"kind"`
+	Bytes       int       `json:"bytes"`
+	Fingerprint string    `json:"fingerprint"`
+	Path        string    `json:"path,omitempty"`
+	Key         string    `json:"key,omitempty"` // hex, psk without --out only
+}
+
+func keygenRun(g *globals, opts *keygenOptions) error {
+	if err := keys.CheckSize(opts.kind, opts.bytes); err != nil {
+		return err
+	}
+	if opts.kind == keys.Authkey && opts.out == "" && (g.stdoutIsTerminal() || g.output == "json") {
+		return &flagError{errors.New("refusing to write raw authkey bytes to a terminal or into JSON: use --out FILE or redirect stdout")}
+	}
+	key, err := keys.Generate(opts.kind, opts.bytes)
+	if err != nil {
+		return err
+	}
+	res := keygenResult{Kind: opts.kind, Bytes: opts.bytes, Fingerprint: key.Fingerprint(), Path: opts.out}
+	if opts.out != "" {
+		content := key.Bytes()
+		if opts.kind == keys.PSK {
+			if content, err = credfile.RenderClientKey(key); err != nil {
+				return err
+			}
+		}
+		if g.dryRun {
+			fmt.Fprintf(g.stderr, "dry run: would create %s (mode 0600)\n", opts.out)
+			return nil
+		}
+		if err := distribute.CreateNewFile(opts.out, content, 0o600); err != nil {
+			return err
+		}
+		return printResult(g, res, fmt.Sprintf("wrote %s %d-byte key to %s (%s)\n", opts.kind, opts.bytes, opts.out, res.Fingerprint))
+	}
+	if opts.kind == keys.Authkey {
+		_, err := g.stdout.Write(key.Bytes())
+		return err
+	}
+	res.Key = hex.EncodeToString(key.Bytes())
+	return printResult(g, res, res.Key+"\n")
+}

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pcmkeys/pcmkeys/config"
+	"github.com/pcmkeys/pcmkeys/keystore"
+	"github.com/pcmkeys/pcmkeys/keystore/filestore"
+	"github.com/pcmkeys/pcmkeys/rotate"
+)
+
+// openEnv loads the config and opens the store for a lifecycle command.
+// The returned function closes the store. A dry run of init against a file
+// store that does not exist yet plans against an empty one in a temporary
+// directory, removed on close.
+func openEnv(g *globals, createStore bool) (*rotate.Env, func(), error) {
+	cfg, err := config.Load(config.Find(g.configPath))
+	if err != nil {
+		return nil, nil, err
+	}
+	var store keystore.Store
+	cleanup := func() {}
+	store, err = rotate.OpenStore(cfg, createStore && !g.dryRun)
+	if g.dryRun && createStore && errors.Is(err, filestore.ErrNoStore) {
+		fmt.Fprintf(g.stderr, "dry run: the store %s does not exist yet; planning against an empty one\n", cfg.Store.Path)
+		tmp, terr := os.MkdirTemp("", "pcmkeys-dry-run-")
+		if terr != nil {
+			return nil, nil, terr
+		}
+		cleanup = func() { os.RemoveAll(tmp) }
+		store, err = filestore.Open(filepath.Join(tmp, "store"), filepath.Join(tmp, "store.agekey"), filestore.Options{Create: true})
+	}
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	env := &rotate.Env{
+		Config: cfg, Store: store, Operator: rotate.CurrentOperator(),
+		Parallel: g.parallel, DryRun: g.dryRun, Log: g.logger(),
+	}
+	return env, func() { store.Close(); cleanup() }, nil
+}
+
+// signalContext is cancelled by SIGINT or SIGTERM, so workflows stop
+// starting new work and clean up what they staged.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func newInitCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "init",
+		Short: "Check config and store; create the cluster's first keys if absent",
+		Long: `Load and check the config, open the store (creating a file store), create the
+authkey and (in shared mode) the hacluster PSK if the store has none, and write
+cib-credentials and authkey to every node that lacks them. A server file that
+exists with other content is left alone and reported.`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			ctx, cancel := signalContext()
+			defer cancel()
+			env, closeEnv, err := openEnv(g, true)
+			if err != nil {
+				return err
+			}
+			defer closeEnv()
+			rep, err := rotate.Init(ctx, env)
+			return errors.Join(printReport(g, rep), err)
+		},
+	}
+}
+
+type onboardOptions struct {
+	clients []string
+	keyFile string
+}
+
+func newOnboardCmd(g *globals) *cobra.Command {
+	opts := &onboardOptions{}
+	cmd := &cobra.Command{
+		Use:   "onboard USER --client HOST... [--key-file PATH]",
+		Short: "Give an admin access",
+		Long: `Record USER as an admin and write their client key file and env file on each
+client host (owner USER, mode 0600). In per-user mode USER gets a key of their
+own, and every node's cib-credentials gains the line for it; in shared mode
+USER gets the shared hacluster key. USER must exist on every client host.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			if len(opts.clients) == 0 {
+				return flagErrorf("name at least one client host with --client")
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			env, closeEnv, err := openEnv(g, false)
+			if err != nil {
+				return err
+			}
+			defer closeEnv()
+			rep, err := rotate.Onboard(ctx, env, rotate.OnboardRequest{User: args[0], Clients: opts.clients, KeyFile: opts.keyFile})
+			return errors.Join(printReport(g, rep), err)
+		},
+	}
+	cmd.Flags().StringSliceVar(&opts.clients, "client", nil, "client host the admin works from (repeat or comma-separate)")
+	cmd.Flags().StringVar(&opts.keyFile, "key-file", "", "client key path, absolute or ~/ (default: policy files.client_key)")
+	return cmd
+}

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/pcmkeys/pcmkeys/rotate"
+)
+
+// printResult writes v as JSON with --output json, else text.
+func printResult(g *globals, v any, text string) error {
+	if g.output == "json" {
+		enc := json.NewEncoder(g.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	_, err := io.WriteString(g.stdout, text)
+	return err
+}
+
+// printReport renders a workflow's report. It is printed even when the
+// workflow failed part-way, so the operator sees what was done.
+func printReport(g *globals, rep *rotate.Report) error {
+	if rep == nil || (len(rep.Credentials) == 0 && len(rep.Hosts) == 0) {
+		return nil
+	}
+	return printResult(g, rep, reportText(rep))
+}
+
+func reportText(rep *rotate.Report) string {
+	var b strings.Builder
+	if rep.DryRun {
+		fmt.Fprintf(&b, "%s (dry run: nothing was changed)\n", rep.Action)
+	} else {
+		fmt.Fprintf(&b, "%s\n", rep.Action)
+	}
+	for _, c := range rep.Credentials {
+		state := "current"
+		if c.Created {
+			state = "created"
+			if rep.DryRun {
+				state = "would create"
+			}
+		}
+		fp := c.Fingerprint
+		if fp == "" {
+			fp = "(new key)"
+		}
+		fmt.Fprintf(&b, "  key %-20s v%-3d %-12s %s\n", c.ID, c.Version, state, fp)
+	}
+	for _, h := range rep.Hosts {
+		fmt.Fprintf(&b, "  host %s: %s\n", h.Host, h.Status)
+		for _, f := range h.Files {
+			owner := f.Owner
+			if f.Group != "" {
+				owner += ":" + f.Group
+			}
+			what := f.Fingerprint
+			switch {
+			case f.Identities > 1:
+				what = fmt.Sprintf("%d identities", f.Identities)
+			case what == "" && rep.DryRun:
+				what = "(new key)"
+			case what == "":
+				what = "-"
+			}
+			fmt.Fprintf(&b, "    %-40s %s %-18s %s  %s\n", f.Path, f.Mode, owner, what, f.Action)
+		}
+		if h.Error != "" {
+			fmt.Fprintf(&b, "    error: %s\n", h.Error)
+		}
+	}
+	if rep.ClientEnv != nil {
+		b.WriteString("\nThe admin's environment (also in the env file on each client):\n")
+		for _, v := range rep.ClientEnv.Vars() {
+			fmt.Fprintf(&b, "  export %s=%s\n", v[0], v[1])
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/debug"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pcmkeys/pcmkeys/distribute"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = ""
+
+// globals are the flags every command has.
+type globals struct {
+	configPath string
+	output     string
+	dryRun     bool
+	parallel   int
+	verbose    bool
+
+	in             io.Reader
+	stdout, stderr io.Writer
+	// stdoutIsTerminal reports whether stdout is a terminal.
+	stdoutIsTerminal func() bool
+}
+
+func (g *globals) logger() *slog.Logger {
+	level := slog.LevelWarn
+	if g.verbose {
+		level = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// run executes the command line args and returns the exit code.
+func run(args []string, in io.Reader, stdout, stderr io.Writer) int {
+	g := &globals{in: in, stdout: stdout, stderr: stderr, stdoutIsTerminal: func() bool { return isTerminal(stdout) }}
+	root := newRootCmd(g)
+	root.SetArgs(args)
+	err := root.Execute()
+	if err != nil {
+		fmt.Fprintln(stderr, "pcmkeys:", err)
+	}
+	return exitCode(err)
+}
+
+func newRootCmd(g *globals) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "pcmkeys",
+		Short: "Key lifecycle manager for Pacemaker clusters",
+		Long: `pcmkeys generates the CIB TLS-PSK keys and the Pacemaker Remote authkey of a
+cluster, keeps them in a store (Vault, or an age-encrypted local directory),
+and delivers them as atomically written files with strict owners and modes.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if g.output != "text" && g.output != "json" {
+				return flagErrorf("--output must be text or json, not %q", g.output)
+			}
+			if g.parallel < 1 {
+				return flagErrorf("--parallel must be at least 1")
+			}
+			return nil
+		},
+	}
+	root.SetIn(g.in)
+	root.SetOut(g.stdout)
+	root.SetErr(g.stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &flagError{err} })
+	f := root.PersistentFlags()
+	f.StringVar(&g.configPath, "config", "", "config file (default $PCMKEYS_CONFIG, ./pcmkeys.yaml, /etc/pcmkeys/pcmkeys.yaml)")
+	f.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
+	f.BoolVar(&g.dryRun, "dry-run", false, "print the plan and change nothing")
+	f.IntVar(&g.parallel, "parallel", distribute.DefaultParallel, "how many hosts to work on at once")
+	f.BoolVarP(&g.verbose, "verbose", "v", false, "log each step to stderr")
+
+	root.AddCommand(newVersionCmd(g), newKeygenCmd(g), newInitCmd(g), newOnboardCmd(g))
+	return root
+}
+
+func newVersionCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version of pcmkeys",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			_, err := fmt.Fprintln(g.stdout, "pcmkeys", buildVersion())
+			return err
+		},
+	}
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && termIsTerminal(int(f.Fd()))
+}
+
+// flagError is a usage mistake: exit 2.
+type flagError struct{ err error }
+
+func (e *flagError) Error() string { return e.err.Error() }
+func (e *flagError) Unwrap() error { return e.err }
+
+func flagErrorf(format string, args ...any) error {
+	return &flagError{fmt.Errorf(format, args...)}
+}

@@ -1,0 +1,57 @@
+package distribute
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/google/renameio/v2"
+
+	"github.com/pcmkeys/pcmkeys/policies"
+)
+
+// ErrExists is returned by CreateNewFile when the path exists.
+var ErrExists = errors.New("file exists")
+
+// CreateNewFile writes content to a new file at path on this machine, owned
+// by the current user, with mode: a temp file beside it (mode set before any
+// byte is written), fsynced, then hard-linked to path — which fails if path
+// exists, even a dangling link — and the directory fsynced. A failed run
+// leaves no file behind and never replaces one.
+func CreateNewFile(path string, content []byte, mode fs.FileMode) error {
+	if err := policies.CheckMode(mode); err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	dir := filepath.Dir(path)
+	pf, err := renameio.NewPendingFile(path, renameio.WithTempDir(dir), renameio.WithStaticPermissions(mode))
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	defer pf.Cleanup()
+	if _, err := pf.Write(content); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := pf.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", path, err)
+	}
+	if err := os.Link(pf.Name(), path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("create %s: %w; remove it first or choose another path", path, ErrExists)
+		}
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	if err := pf.Cleanup(); err != nil { // drops the temp name; path keeps the file
+		return fmt.Errorf("remove temporary name of %s: %w", path, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("fsync directory of %s: %w", path, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync directory of %s: %w", path, err)
+	}
+	return nil
+}

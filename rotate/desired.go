@@ -1,0 +1,119 @@
+package rotate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/pcmkeys/pcmkeys/config"
+	"github.com/pcmkeys/pcmkeys/credfile"
+	"github.com/pcmkeys/pcmkeys/distribute"
+	"github.com/pcmkeys/pcmkeys/keys"
+	"github.com/pcmkeys/pcmkeys/keystore"
+	"github.com/pcmkeys/pcmkeys/policies"
+)
+
+// serverFile returns the distribute.File for a server file of kind k.
+func (e *Env) serverFile(k policies.FileKind, content []byte) distribute.File {
+	fp := e.Config.Policy.Files[k]
+	return distribute.File{Path: fp.Path, Content: content, Owner: fp.Owner, Group: fp.Group, Mode: fp.Mode}
+}
+
+// cibEntries returns the lines the server cib-credentials file should hold:
+// the shared identity's key, or in per-user mode every admin's key. extra
+// adds or replaces identities not yet in the store (dry runs).
+func (e *Env) cibEntries(ctx context.Context, extra map[string]keys.Secret) ([]credfile.Entry, error) {
+	want := map[string]keys.Secret{}
+	if e.Config.Policy.IdentityMode == policies.Shared {
+		want[policies.SharedIdentity] = nil
+	} else {
+		admins, err := e.Store.ListAdmins(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list admins: %w", err)
+		}
+		for _, a := range admins {
+			want[a.Identity] = nil
+		}
+	}
+	for ident, k := range extra {
+		want[ident] = k
+	}
+	var entries []credfile.Entry
+	for ident, k := range want {
+		if k == nil {
+			cred, err := e.Store.Get(ctx, keystore.CIB(ident))
+			if err != nil {
+				return nil, fmt.Errorf("key of identity %s: %w", ident, err)
+			}
+			k = cred.Key
+		}
+		entries = append(entries, credfile.Entry{Identity: ident, Key: k})
+	}
+	return entries, nil
+}
+
+// serverDeliveries returns, for every node and remote node, the server
+// files it should hold: cib-credentials on nodes, the authkey on both.
+func (e *Env) serverDeliveries(cib []credfile.Entry, authkey keys.Secret, keepExisting bool) ([]delivery, error) {
+	var cibFile, authFile []byte
+	var err error
+	if cib != nil {
+		if cibFile, err = credfile.RenderCIBCredentials(cib); err != nil {
+			return nil, err
+		}
+	}
+	if authkey != nil {
+		if authFile, err = credfile.RenderAuthkey(authkey); err != nil {
+			return nil, err
+		}
+	}
+	var out []delivery
+	for _, h := range e.Config.Hosts {
+		var files []wanted
+		if h.Role == config.RoleNode && cib != nil {
+			fp := ""
+			if len(cib) == 1 {
+				fp = cib[0].Key.Fingerprint()
+			}
+			files = append(files, newWanted(e.serverFile(policies.CIBCredentials, cibFile), policies.CIBCredentials, fp, len(cib), keepExisting))
+		}
+		if (h.Role == config.RoleNode || h.Role == config.RoleRemoteNode) && authkey != nil {
+			files = append(files, newWanted(e.serverFile(policies.Authkey, authFile), policies.Authkey, authkey.Fingerprint(), 0, keepExisting))
+		}
+		if len(files) > 0 {
+			out = append(out, delivery{host: h, files: files})
+		}
+	}
+	return out, nil
+}
+
+// ensureKey returns the current version of id, creating it with a new key
+// if the store has none (or only destroyed versions). In a dry run the new
+// key is not stored and its change has no fingerprint.
+func (e *Env) ensureKey(ctx context.Context, id keystore.ID, size int) (keystore.Credential, CredentialChange, error) {
+	cred, err := e.Store.Get(ctx, id)
+	if err == nil {
+		return cred, CredentialChange{ID: id, Version: cred.Version.Version, Fingerprint: cred.Version.Fingerprint}, nil
+	}
+	cas := 0
+	switch {
+	case errors.Is(err, keystore.ErrDestroyed):
+		cas = cred.Version.Version
+	case !errors.Is(err, keystore.ErrNotFound):
+		return cred, CredentialChange{}, err
+	}
+	key, err := keys.Generate(id.Kind(), size)
+	if err != nil {
+		return cred, CredentialChange{}, err
+	}
+	if e.DryRun {
+		return keystore.Credential{ID: id, Key: key, Version: keystore.Version{Version: cas + 1}},
+			CredentialChange{ID: id, Version: cas + 1, Created: true}, nil
+	}
+	v, err := e.Store.Put(ctx, id, key, keystore.PutOptions{CAS: cas, CreatedBy: e.Operator})
+	if err != nil {
+		return cred, CredentialChange{}, fmt.Errorf("store new %s: %w", id, err)
+	}
+	e.log().Info("created key", "credential", id, "version", v.Version, "fingerprint", v.Fingerprint)
+	return keystore.Credential{ID: id, Key: key, Version: v}, CredentialChange{ID: id, Version: v.Version, Fingerprint: v.Fingerprint, Created: true}, nil
+}

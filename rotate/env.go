@@ -1,0 +1,101 @@
+package rotate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/user"
+	"strings"
+	"time"
+
+	"github.com/pcmkeys/pcmkeys/config"
+	"github.com/pcmkeys/pcmkeys/distribute"
+	"github.com/pcmkeys/pcmkeys/keystore"
+)
+
+// Env is what a workflow runs against.
+type Env struct {
+	Config *config.Config
+	Store  keystore.Store
+	// Connect opens a host; [Connect] by default.
+	Connect func(ctx context.Context, h config.Host) (distribute.Host, error)
+	// Operator names who runs the workflow, for the store's metadata.
+	Operator string
+	// Parallel bounds how many hosts are worked on at once.
+	Parallel int
+	// DryRun plans without changing the store or any host.
+	DryRun bool
+	Log    *slog.Logger
+	// Now is the clock; time.Now by default.
+	Now func() time.Time
+}
+
+func (e *Env) connect(ctx context.Context, h config.Host) (distribute.Host, error) {
+	if e.Connect != nil {
+		return e.Connect(ctx, h)
+	}
+	return Connect(ctx, h)
+}
+
+func (e *Env) log() *slog.Logger {
+	if e.Log == nil {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return e.Log
+}
+
+// ErrNoSSH is returned for a host that is not local: this version delivers
+// to local hosts only.
+var ErrNoSSH = errors.New("SSH delivery is not available in this version; only hosts with local: true can be written")
+
+// Connect opens a config host: local hosts directly.
+func Connect(_ context.Context, h config.Host) (distribute.Host, error) {
+	if h.Local {
+		return distribute.NewLocal(h.Name, h.Root)
+	}
+	return nil, fmt.Errorf("host %s: %w", h.Name, ErrNoSSH)
+}
+
+// CurrentOperator returns the OS user running pcmkeys.
+func CurrentOperator() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return "unknown"
+}
+
+// ErrBadInput marks an error in what the operator asked for; nothing was
+// changed.
+var ErrBadInput = errors.New("bad input")
+
+func badInput(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrBadInput, fmt.Sprintf(format, args...))
+}
+
+// ErrPartial marks a run in which some hosts failed.
+var ErrPartial = errors.New("some hosts failed")
+
+// PartialError names the hosts that failed.
+type PartialError struct {
+	Failed []HostResult
+}
+
+func (e *PartialError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d host(s) failed:", len(e.Failed))
+	for _, h := range e.Failed {
+		fmt.Fprintf(&b, "\n  %s: %s: %s", h.Host, h.Status, h.Error)
+	}
+	return b.String()
+}
+
+func (e *PartialError) Unwrap() error { return ErrPartial }
+
+func (e *Env) now() time.Time {
+	if e.Now != nil {
+		return e.Now().UTC()
+	}
+	return time.Now().UTC()
+}

@@ -1,0 +1,43 @@
+package rotate
+
+import (
+	"context"
+
+	"github.com/pcmkeys/pcmkeys/keys"
+	"github.com/pcmkeys/pcmkeys/keystore"
+	"github.com/pcmkeys/pcmkeys/policies"
+)
+
+// Init creates the cluster's first keys where the store has none — the
+// authkey, and in shared mode the "hacluster" PSK — and writes the server
+// files to every node that lacks them. A server file that already exists
+// with other content is left alone and reported: adopting it is import's
+// job, replacing it push's.
+func Init(ctx context.Context, e *Env) (*Report, error) {
+	rep := &Report{Action: "init", DryRun: e.DryRun}
+	pol := e.Config.Policy
+	auth, change, err := e.ensureKey(ctx, keystore.AuthkeyID, pol.AuthkeyBytes)
+	if err != nil {
+		return rep, err
+	}
+	rep.Credentials = append(rep.Credentials, change)
+	extra := map[string]keys.Secret{}
+	if pol.IdentityMode == policies.Shared {
+		cib, change, err := e.ensureKey(ctx, keystore.CIB(policies.SharedIdentity), pol.PSKBytes)
+		if err != nil {
+			return rep, err
+		}
+		rep.Credentials = append(rep.Credentials, change)
+		extra[policies.SharedIdentity] = cib.Key
+	}
+	entries, err := e.cibEntries(ctx, extra)
+	if err != nil {
+		return rep, err
+	}
+	ds, err := e.serverDeliveries(entries, auth.Key, true)
+	if err != nil {
+		return rep, err
+	}
+	rep.Hosts, err = e.deliver(ctx, ds)
+	return rep, err
+}

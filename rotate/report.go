@@ -1,0 +1,65 @@
+package rotate
+
+import (
+	"github.com/pcmkeys/pcmkeys/credfile"
+	"github.com/pcmkeys/pcmkeys/keystore"
+	"github.com/pcmkeys/pcmkeys/policies"
+)
+
+// Report is what a workflow did, or with DryRun would do. It never holds
+// key material: fingerprints stand in for keys.
+type Report struct {
+	Action      string             `json:"action"`
+	DryRun      bool               `json:"dry_run"`
+	Credentials []CredentialChange `json:"credentials"`
+	Hosts       []HostResult       `json:"hosts"`
+	// ClientEnv is the environment an onboarded admin needs.
+	ClientEnv *credfile.ClientEnv `json:"client_env,omitempty"`
+}
+
+// CredentialChange is one credential a workflow used or created.
+type CredentialChange struct {
+	ID          keystore.ID `json:"id"`
+	Version     int         `json:"version"`
+	Fingerprint string      `json:"fingerprint"`
+	// Created is true when this run made the version.
+	Created bool `json:"created"`
+}
+
+// Host statuses.
+const (
+	StatusOK          = "ok"
+	StatusFailed      = "failed"
+	StatusUnreachable = "unreachable"
+	StatusPlanned     = "planned"
+)
+
+// HostResult is what happened on one host.
+type HostResult struct {
+	Host   string     `json:"host"`
+	Status string     `json:"status"`
+	Error  string     `json:"error,omitempty"`
+	Files  []FileStep `json:"files"`
+}
+
+// File actions.
+const (
+	ActionWrite   = "write"
+	ActionInSync  = "in sync"
+	ActionKept    = "kept: exists with other content (use import or push)"
+	ActionWritten = "written"
+)
+
+// FileStep is one file on one host.
+type FileStep struct {
+	Path  string            `json:"path"`
+	Kind  policies.FileKind `json:"kind"`
+	Owner string            `json:"owner"`
+	Group string            `json:"group,omitempty"`
+	Mode  string            `json:"mode"`
+	// Fingerprint is that of the key the file holds, if it holds one.
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// Identities counts the lines of a cib-credentials file.
+	Identities int    `json:"identities,omitempty"`
+	Action     string `json:"action"`
+}
