@@ -240,9 +240,6 @@ func (v *validator) cib(c cibFile, cfg *Config) CIB {
 	if out.Server == "" {
 		if nodes := cfg.HostsWithRole(RoleNode); len(nodes) > 0 {
 			out.Server = nodes[0].Address
-			if nodes[0].Local {
-				out.Server = "localhost"
-			}
 		}
 	} else if strings.ContainsAny(out.Server, " \t\r\n\x00/@'\"") {
 		v.add(p("cib", "server"), fmt.Errorf("%q is not a host address", out.Server))

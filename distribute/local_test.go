@@ -13,42 +13,22 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pcmkeys/pcmkeys/internal/testroot"
 )
 
 // lab is a host root with its own passwd and group files.
 type lab struct {
+	*testroot.Root
 	root                string
 	hacluster, haclient int
 	alice, bob          int
 }
 
-// newLab makes a root prefix with users hacluster, alice and bob. As root
-// they get distinct ids; as another user they all map to that user, so the
-// tests that do not need distinct owners still run.
 func newLab(t *testing.T) *lab {
 	t.Helper()
-	l := &lab{root: t.TempDir(), hacluster: 990, haclient: 990, alice: 1001, bob: 1002}
-	if os.Geteuid() != 0 {
-		id := os.Geteuid()
-		l.hacluster, l.haclient, l.alice, l.bob = id, os.Getegid(), id, id
-	}
-	mustMkdir(t, filepath.Join(l.root, "etc"), 0o755)
-	passwd := fmt.Sprintf("root:x:0:0:root:/root:/bin/sh\nhacluster:x:%d:%d::/var/lib/pacemaker:/sbin/nologin\nalice:x:%d:%d::/home/alice:/bin/sh\nbob:x:%d:%d::/home/bob:/bin/sh\n",
-		l.hacluster, l.haclient, l.alice, l.alice, l.bob, l.bob)
-	group := fmt.Sprintf("root:x:0:\nhaclient:x:%d:\nalice:x:%d:\nbob:x:%d:\n", l.haclient, l.alice, l.bob)
-	mustWrite(t, filepath.Join(l.root, "etc/passwd"), passwd, 0o644)
-	mustWrite(t, filepath.Join(l.root, "etc/group"), group, 0o644)
-	for _, u := range []struct {
-		name string
-		id   int
-	}{{"alice", l.alice}, {"bob", l.bob}} {
-		home := filepath.Join(l.root, "home", u.name)
-		mustMkdir(t, home, 0o700)
-		if err := os.Chown(home, u.id, u.id); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return l
+	r := testroot.New(t)
+	return &lab{Root: r, root: r.Dir, hacluster: r.Hacluster, haclient: r.Haclient, alice: r.Alice, bob: r.Bob}
 }
 
 func (l *lab) host(t *testing.T) *Local {
@@ -82,12 +62,7 @@ func mustWrite(t *testing.T, p, content string, m fs.FileMode) {
 	}
 }
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to give files to other users (CI runs as root)")
-	}
-}
+func requireRoot(t *testing.T) { testroot.RequireRoot(t) }
 
 // checkFile asserts a file's owner, group, mode and exact content.
 func checkFile(t *testing.T, p string, uid, gid int, mode fs.FileMode, content []byte) {
