@@ -33,7 +33,7 @@ func newKeygenCmd(g *globals) *cobra.Command {
            terminal.
 
 An existing --out file is never replaced.`,
-		Args:      cobra.ExactArgs(1),
+		Args:      argsExactly(1),
 		ValidArgs: []string{string(keys.PSK), string(keys.Authkey)},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			k, err := keys.ParseKind(args[0])

@@ -63,7 +63,7 @@ func newInitCmd(g *globals) *cobra.Command {
 authkey and (in shared mode) the hacluster PSK if the store has none, and write
 cib-credentials and authkey to every node that lacks them. A server file that
 exists with other content is left alone and reported.`,
-		Args: cobra.NoArgs,
+		Args: argsExactly(0),
 		RunE: func(*cobra.Command, []string) error {
 			ctx, cancel := signalContext()
 			defer cancel()
@@ -92,7 +92,7 @@ func newOnboardCmd(g *globals) *cobra.Command {
 client host (owner USER, mode 0600). In per-user mode USER gets a key of their
 own, and every node's cib-credentials gains the line for it; in shared mode
 USER gets the shared hacluster key. USER must exist on every client host.`,
-		Args: cobra.ExactArgs(1),
+		Args: argsExactly(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			if len(opts.clients) == 0 {
 				return flagErrorf("name at least one client host with --client")

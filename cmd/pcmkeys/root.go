@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -40,13 +41,33 @@ func (g *globals) logger() *slog.Logger {
 // run executes the command line args and returns the exit code.
 func run(args []string, in io.Reader, stdout, stderr io.Writer) int {
 	g := &globals{in: in, stdout: stdout, stderr: stderr, stdoutIsTerminal: func() bool { return isTerminal(stdout) }}
-	root := newRootCmd(g)
-	root.SetArgs(args)
-	err := root.Execute()
+	err := execute(g, args)
 	if err != nil {
 		fmt.Fprintln(stderr, "pcmkeys:", err)
 	}
 	return exitCode(err)
+}
+
+// execute runs the command line and marks cobra's own usage errors (an
+// unknown command) as flag errors.
+func execute(g *globals, args []string) error {
+	root := newRootCmd(g)
+	root.SetArgs(args)
+	err := root.Execute()
+	if err != nil && strings.HasPrefix(err.Error(), "unknown command") {
+		return &flagError{err}
+	}
+	return err
+}
+
+// argsExactly is cobra.ExactArgs with the error marked as a usage mistake.
+func argsExactly(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
+			return &flagError{err}
+		}
+		return nil
+	}
 }
 
 func newRootCmd(g *globals) *cobra.Command {
@@ -87,7 +108,7 @@ func newVersionCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the version of pcmkeys",
-		Args:  cobra.NoArgs,
+		Args:  argsExactly(0),
 		RunE: func(*cobra.Command, []string) error {
 			_, err := fmt.Fprintln(g.stdout, "pcmkeys", buildVersion())
 			return err

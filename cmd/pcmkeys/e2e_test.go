@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pcmkeys/pcmkeys/credfile"
+	"github.com/pcmkeys/pcmkeys/internal/testroot"
+)
+
+// quickstart writes a config like testdata/quickstart's, with the host root
+// and store in temporary directories, and returns its path and the root.
+func quickstart(t *testing.T, mode string) (string, *testroot.Root) {
+	t.Helper()
+	root := testroot.New(t)
+	dir := t.TempDir()
+	cfg := fmt.Sprintf("cluster: quickstart\nstore: {type: file, path: store}\nidentity_mode: %s\ncib: {server: localhost, port: 5403}\nnodes:\n  - {name: localhost, local: true, root: %s}\n", mode, root.Dir)
+	p := filepath.Join(dir, "pcmkeys.yaml")
+	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p, root
+}
+
+func TestQuickstartConfigLoads(t *testing.T) {
+	if code, _, stderr := cli(t, false, "--config", "../../testdata/quickstart/pcmkeys.yaml", "init", "--dry-run"); code != 0 {
+		t.Fatalf("dry run of the quickstart: exit %d: %s", code, stderr)
+	}
+	if _, err := os.Stat("../../testdata/quickstart/state/store"); err == nil {
+		t.Log("note: the quickstart has been run in this checkout")
+	}
+}
+
+// TestMainJob is the quickstart's main job end to end: init, then onboard
+// alice; every file has the right content, owner and mode, and no output
+// holds a key.
+func TestMainJob(t *testing.T) {
+	cfg, root := quickstart(t, "shared")
+	code, initOut, initErr := cli(t, false, "--config", cfg, "init")
+	if code != 0 {
+		t.Fatalf("init: exit %d: %s", code, initErr)
+	}
+	code, onOut, onErr := cli(t, false, "--config", cfg, "onboard", "alice", "--client", "localhost")
+	if code != 0 {
+		t.Fatalf("onboard: exit %d: %s", code, onErr)
+	}
+	cib := mustRead(t, root.Path("etc/pacemaker/cib-credentials"))
+	entries, err := credfile.ParseCIBCredentials(cib)
+	if err != nil || len(entries) != 1 || entries[0].Identity != "hacluster" {
+		t.Fatalf("cib-credentials: %v", err)
+	}
+	client, err := credfile.ParseClientKey(mustRead(t, root.Path("home/alice/.pcmkeys/quickstart.key")))
+	if err != nil || !client.Equal(entries[0].Key) {
+		t.Fatalf("alice's key does not match the server's: %v", err)
+	}
+	auth := mustRead(t, root.Path("etc/pacemaker/authkey"))
+	if len(auth) != 4096 {
+		t.Errorf("authkey is %d bytes", len(auth))
+	}
+	for _, f := range []struct {
+		path     string
+		uid, gid int
+	}{
+		{"etc/pacemaker/cib-credentials", root.Hacluster, root.Haclient},
+		{"etc/pacemaker/authkey", root.Hacluster, root.Haclient},
+		{"home/alice/.pcmkeys/quickstart.key", root.Alice, root.Alice},
+		{"home/alice/.pcmkeys/quickstart.env", root.Alice, root.Alice},
+	} {
+		var st unix.Stat_t
+		if err := unix.Lstat(root.Path(f.path), &st); err != nil {
+			t.Fatal(err)
+		}
+		if int(st.Uid) != f.uid || int(st.Gid) != f.gid || st.Mode&0o7777 != 0o600 {
+			t.Errorf("%s is %d:%d %o", f.path, st.Uid, st.Gid, st.Mode&0o7777)
+		}
+	}
+	for _, want := range []string{"export CIB_server=localhost", "export CIB_port=5403", "export CIB_user=hacluster", "export CIB_encrypted=true", "export CIB_key_file=/home/alice/.pcmkeys/quickstart.key"} {
+		if !strings.Contains(onOut, want) {
+			t.Errorf("onboard output lacks %q:\n%s", want, onOut)
+		}
+	}
+	all := initOut + initErr + onOut + onErr
+	for _, secret := range [][]byte{client, auth[:32]} {
+		for _, form := range []string{hex.EncodeToString(secret), base64.StdEncoding.EncodeToString(secret), string(secret)} {
+			if strings.Contains(all, form[:32]) {
+				t.Fatal("output contains key material")
+			}
+		}
+	}
+	// GnuTLS, as pacemaker-based uses it, accepts alice's key file against
+	// the node's cib-credentials.
+	requireGnuTLS(t)
+	if ok, log := gnutlsHandshake(t, root.Path("etc/pacemaker/cib-credentials"), "hacluster", root.Path("home/alice/.pcmkeys/quickstart.key")); !ok {
+		t.Errorf("GnuTLS refused the delivered key:\n%s", log)
+	}
+}
+
+func TestGnuTLSRefusesWrongKey(t *testing.T) {
+	requireGnuTLS(t)
+	dir := t.TempDir()
+	right := filepath.Join(dir, "right.key")
+	wrong := filepath.Join(dir, "wrong.key")
+	for _, p := range []string{right, wrong} {
+		if code, _, stderr := cli(t, false, "keygen", "psk", "--out", p); code != 0 {
+			t.Fatal(stderr)
+		}
+	}
+	key, err := credfile.ParseClientKey(mustRead(t, right))
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := credfile.RenderCIBCredentials([]credfile.Entry{{Identity: "hacluster", Key: key}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	credsPath := filepath.Join(dir, "cib-credentials")
+	if err := os.WriteFile(credsPath, creds, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if ok, log := gnutlsHandshake(t, credsPath, "hacluster", right); !ok {
+		t.Fatalf("GnuTLS refused the right key:\n%s", log)
+	}
+	if ok, _ := gnutlsHandshake(t, credsPath, "hacluster", wrong); ok {
+		t.Error("GnuTLS accepted a wrong key")
+	}
+	if ok, _ := gnutlsHandshake(t, credsPath, "alice", right); ok {
+		t.Error("GnuTLS accepted an identity that is not in the file")
+	}
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func requireGnuTLS(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the GnuTLS peers run in a network namespace of their own, which needs root (CI runs as root)")
+	}
+	for _, bin := range []string{"gnutls-serv", "gnutls-cli", "unshare", "ip"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("%s is not installed (apt-get install gnutls-bin iproute2; .ci/run does)", bin)
+		}
+	}
+}
+
+// gnutlsHandshake runs gnutls-serv with credsPath as its PSK password file
+// and gnutls-cli with the key in keyPath, both inside a new network
+// namespace so nothing listens on the machine itself, and reports whether
+// the handshake completed. (gnutls-cli takes the key only in its argv; the
+// key is a test key in a namespace of the test's own.)
+func gnutlsHandshake(t *testing.T, credsPath, identity, keyPath string) (bool, string) {
+	t.Helper()
+	script := `set -u
+ip link set lo up
+gnutls-serv --pskpasswd "$1" --priority NORMAL:+DHE-PSK:+PSK -p 5403 >/dev/null 2>&1 &
+srv=$!
+i=0
+while ! (echo >/dev/tcp/127.0.0.1/5403) 2>/dev/null; do
+	i=$((i+1)); [ $i -lt 100 ] || { echo "gnutls-serv did not start"; kill $srv; exit 2; }
+	sleep 0.05
+done
+echo | timeout 10 gnutls-cli --priority NORMAL:+DHE-PSK:+PSK --pskusername "$2" --pskkey "$(cat "$3")" -p 5403 127.0.0.1 2>&1
+rc=$?
+kill $srv
+exit $rc`
+	out, err := exec.Command("unshare", "--net", "bash", "-c", script, "gnutls", credsPath, identity, keyPath).CombinedOutput()
+	ok := err == nil && bytes.Contains(out, []byte("Handshake was completed"))
+	return ok, string(out)
+}
