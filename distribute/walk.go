@@ -69,6 +69,9 @@ var errMissingDir = errors.New("directory does not exist")
 func (w walker) walk(t target, create bool, parentGID int) (int, error) {
 	fd, err := unix.Open(w.root, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return -1, fmt.Errorf("the host's root directory %s does not exist", w.root)
+		}
 		return -1, fmt.Errorf("open root %s: %w", w.root, err)
 	}
 	if err := w.checkDir(fd, w.root, false, t.owner.UID); err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/credfile"
 	"github.com/pcmkeys/pcmkeys/internal/testroot"
 )
@@ -31,12 +32,19 @@ func quickstart(t *testing.T, mode string) (string, *testroot.Root) {
 	return p, root
 }
 
-func TestQuickstartConfigLoads(t *testing.T) {
-	if code, _, stderr := cli(t, false, "--config", "../../testdata/quickstart/pcmkeys.yaml", "init", "--dry-run"); code != 0 {
-		t.Fatalf("dry run of the quickstart: exit %d: %s", code, stderr)
+// TestQuickstartConfig checks the config the README's first command uses:
+// a file store and one local node under a root prefix, no Vault, no SSH.
+func TestQuickstartConfig(t *testing.T) {
+	cfg, err := config.Load("../../testdata/quickstart/pcmkeys.yaml")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := os.Stat("../../testdata/quickstart/state/store"); err == nil {
-		t.Log("note: the quickstart has been run in this checkout")
+	abs, _ := filepath.Abs("../../testdata/quickstart")
+	if cfg.Store.Type != "file" || cfg.Store.Path != filepath.Join(abs, "state/store") || len(cfg.Hosts) != 1 {
+		t.Fatalf("quickstart config: %+v", cfg)
+	}
+	if h := cfg.Hosts[0]; !h.Local || h.Root != filepath.Join(abs, "state/localhost") || h.Role != config.RoleNode {
+		t.Errorf("quickstart host: %+v", h)
 	}
 }
 

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The project's tests: vet, each fuzz target for a short while (FUZZTIME,
+# default 10s), then every package's tests. Tests that need root or the
+# packages .ci/run installs skip themselves with the reason when those are
+# missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fuzztime=${FUZZTIME:-10s}
+
+go vet ./...
+for target in credfile:FuzzParseCIBCredentials credfile:FuzzParseClientKey credfile:FuzzParseAuthkey config:FuzzParse; do
+	pkg=${target%%:*} fn=${target#*:}
+	echo "fuzz $pkg $fn for $fuzztime"
+	go test -run '^$' -fuzz "^$fn\$" -fuzztime "$fuzztime" -fuzzminimizetime 2s "./$pkg" 2>&1 | grep -v '^fuzz: elapsed'
+done
+go test -count=1 ./...
