@@ -70,6 +70,9 @@ const (
 // Auth is a login method. Secrets come from files, never from the config.
 type Auth struct {
 	Method string // token (default), approle or userpass
+	// Token, for method token, is used instead of VAULT_TOKEN and
+	// ~/.vault-token (tests, and callers that read it from a file).
+	Token string
 	// MountPath is the auth mount, default the method's name.
 	MountPath string
 	// AppRole.
@@ -141,6 +144,9 @@ func (s *Store) login(ctx context.Context, a Auth) error {
 	var err error
 	switch a.Method {
 	case "", AuthToken:
+		if a.Token != "" {
+			s.client.SetToken(a.Token)
+		}
 		if s.client.Token() == "" {
 			if b, rerr := readTokenFile(); rerr == nil {
 				s.client.SetToken(b)
