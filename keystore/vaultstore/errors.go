@@ -34,6 +34,8 @@ func (s *Store) translate(err error, op, path, capability string) error {
 	if errors.As(err, &re) {
 		msg := strings.Join(re.Errors, "; ")
 		switch {
+		case re.StatusCode == 403 && !s.tokenValid():
+			return fmt.Errorf("%s %s: %w: the Vault token is invalid or has expired; log in again (vault login) or check store.auth", op, full, ErrAuth)
 		case re.StatusCode == 403:
 			return fmt.Errorf("%w: %s %s needs the %q capability on %s (token policies lack it)", ErrPermission, op, full, capability, full)
 		case re.StatusCode == 503 && strings.Contains(strings.ToLower(msg), "sealed"):
@@ -61,4 +63,12 @@ func rootCause(err error) error {
 		}
 		err = u
 	}
+}
+
+// tokenValid asks Vault whether the client's token is still good; it is
+// called only after a denial, to tell an expired token from a missing
+// capability.
+func (s *Store) tokenValid() bool {
+	_, err := s.client.Auth().Token().LookupSelf()
+	return err == nil
 }
