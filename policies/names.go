@@ -18,11 +18,21 @@ const (
 )
 
 // ValidateIdentity checks a TLS-PSK identity as it will appear at the start
-// of a cib-credentials line and in a store path: 1 to 64 printable ASCII
-// characters, none of them ':', '/', '\\' or whitespace, not starting with
-// '#', and not "." or "..".
+// of a cib-credentials line, in a store path and in a Vault policy path: 1
+// to 64 characters from letters, digits, '_', '.', '-' and '@', not "." or
+// "..". That leaves out ':', whitespace, control characters, a leading
+// '#', '/', and Vault's glob characters '*' and '+'.
 func ValidateIdentity(s string) error {
-	return validateToken("identity", s, MaxIdentityLen)
+	if err := validateToken("identity", s, MaxIdentityLen); err != nil {
+		return err
+	}
+	for i, r := range s {
+		if !(r == '_' || r == '.' || r == '-' || r == '@' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')) {
+			return fmt.Errorf("%w: identity %s: character %q at position %d is not allowed (use letters, digits, '_', '.', '-', '@')",
+				ErrBadName, quoteName(s), r, i+1)
+		}
+	}
+	return nil
 }
 
 // ValidateUser checks a Unix user name as useradd accepts it by default and

@@ -36,7 +36,9 @@ func TestValidateNames(t *testing.T) {
 		{"long 33", strings.Repeat("a", 33), true, false, true},
 		{"long 65", strings.Repeat("a", 65), false, false, true},
 		{"very long", strings.Repeat("a", 10000), false, false, false},
-		{"plus", "a+b", true, false, false},
+		{"plus", "a+b", false, false, false},
+		{"star", "a*", false, false, false},
+		{"at", "a@b", true, false, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -138,6 +140,29 @@ func TestPolicy(t *testing.T) {
 	for _, want := range []string{"psk_bytes", "authkey_bytes", "identity_mode"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate = %v, want it to name %s", err, want)
+		}
+	}
+}
+
+func TestVaultPolicyInput(t *testing.T) {
+	for _, r := range VaultRoles {
+		req := VaultPolicyRequest{Role: r, Mount: "secret", Prefix: "pcmkeys/prod", User: "alice", Identity: "hacluster"}
+		hcl, err := VaultPolicy(req)
+		if err != nil || !strings.Contains(hcl, `path "secret/`) {
+			t.Errorf("%s: %v\n%s", r, err, hcl)
+		}
+	}
+	bad := []VaultPolicyRequest{
+		{Role: "root", Mount: "secret", Prefix: "p"},
+		{Role: VaultAdmin, Mount: "", Prefix: "p"},
+		{Role: VaultAdmin, Mount: "secret", Prefix: "p/*"},
+		{Role: VaultAdmin, Mount: "sec\"ret", Prefix: "p"},
+		{Role: VaultSelf, Mount: "secret", Prefix: "p", User: "a:b", Identity: "x"},
+		{Role: VaultSelf, Mount: "secret", Prefix: "p", User: "alice", Identity: "*"},
+	}
+	for _, r := range bad {
+		if _, err := VaultPolicy(r); err == nil {
+			t.Errorf("VaultPolicy(%+v) succeeded", r)
 		}
 	}
 }
