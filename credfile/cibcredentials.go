@@ -127,7 +127,7 @@ func identityProblem(ident string) string {
 	case strings.HasPrefix(ident, "#"):
 		return "starts with '#'"
 	}
-	return "contains whitespace, a control character, '/', '\\\\' or non-ASCII"
+	return "has a character other than letters, digits, '_', '.', '-' and '@'"
 }
 
 // decodeHexKey decodes a hex PSK and checks its size.
