@@ -22,7 +22,7 @@ func TestLoadFull(t *testing.T) {
 		want any
 	}{
 		{"cluster", cfg.Cluster, "prod-ha"},
-		{"store", cfg.Store, Store{Type: "vault", Mount: "secret", Prefix: "pcmkeys/prod-ha"}},
+		{"store", cfg.Store, Store{Type: "vault", Address: "https://vault.example.com:8200", Mount: "secret", Prefix: "pcmkeys/prod-ha", Auth: VaultAuth{Method: "approle", RoleID: "r-123", SecretIDFile: filepath.Join(abs, "secret-id")}}},
 		{"identity mode", cfg.Policy.IdentityMode, policies.PerUser},
 		{"ssh user", cfg.SSH.User, "admin"},
 		{"become", cfg.SSH.Become, "sudo"},
@@ -104,6 +104,11 @@ func TestProblems(t *testing.T) {
 		{"empty", "", []string{"file is empty"}},
 		{"not yaml", "cluster: [\n", []string{"line 1"}},
 		{"two documents", base + "---\ncluster: d\n", []string{"more than one YAML document"}},
+		{"vault auth incomplete", "cluster: c\nstore: {type: vault, auth: {method: approle, username: u}}\ncib: {port: 5403}\nnodes: [{name: n1}]\n", []string{
+			"store.auth.role_id: required for method approle", "store.auth.secret_id_file: required", "store.auth.username: does not apply"}},
+		{"vault auth unknown", "cluster: c\nstore: {type: vault, auth: {method: ldap}}\ncib: {port: 5403}\nnodes: [{name: n1}]\n", []string{"want token, approle or userpass"}},
+		{"vault address", "cluster: c\nstore: {type: vault, address: 'vault:8200'}\ncib: {port: 5403}\nnodes: [{name: n1}]\n", []string{"want https://HOST:PORT"}},
+		{"auth on file store", "cluster: c\nstore: {type: file, path: st, auth: {method: token}}\ncib: {port: 5403}\nnodes: [{name: n1}]\n", []string{"address and auth are for a vault store"}},
 		{"huge", strings.Repeat("#", MaxConfigBytes+1), []string{"larger than"}},
 	}
 	for _, tc := range cases {

@@ -26,11 +26,22 @@ type file struct {
 }
 
 type storeFile struct {
-	Type     string `yaml:"type"`
-	Path     string `yaml:"path"`
-	Identity string `yaml:"identity"`
-	Mount    string `yaml:"mount"`
-	Prefix   string `yaml:"prefix"`
+	Type     string        `yaml:"type"`
+	Path     string        `yaml:"path"`
+	Identity string        `yaml:"identity"`
+	Address  string        `yaml:"address"`
+	Mount    string        `yaml:"mount"`
+	Prefix   string        `yaml:"prefix"`
+	Auth     vaultAuthFile `yaml:"auth"`
+}
+
+type vaultAuthFile struct {
+	Method       string `yaml:"method"`
+	MountPath    string `yaml:"mount_path"`
+	RoleID       string `yaml:"role_id"`
+	SecretIDFile string `yaml:"secret_id_file"`
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"password_file"`
 }
 
 type sshFile struct {
@@ -155,9 +166,22 @@ type Store struct {
 	// File store.
 	Path     string `json:"path,omitempty"`
 	Identity string `json:"identity,omitempty"`
-	// Vault store.
-	Mount  string `json:"mount,omitempty"`
-	Prefix string `json:"prefix,omitempty"`
+	// Vault store. An empty Address means VAULT_ADDR.
+	Address string    `json:"address,omitempty"`
+	Mount   string    `json:"mount,omitempty"`
+	Prefix  string    `json:"prefix,omitempty"`
+	Auth    VaultAuth `json:"auth"`
+}
+
+// VaultAuth is how pcmkeys logs in to Vault. Secrets are read from files,
+// never written in the config.
+type VaultAuth struct {
+	Method       string `json:"method"` // token, approle or userpass
+	MountPath    string `json:"mount_path,omitempty"`
+	RoleID       string `json:"role_id,omitempty"`
+	SecretIDFile string `json:"secret_id_file,omitempty"`
+	Username     string `json:"username,omitempty"`
+	PasswordFile string `json:"password_file,omitempty"`
 }
 
 // SSH is how pcmkeys logs in to hosts that are not local.

@@ -77,6 +77,9 @@ func (v *validator) store(s storeFile, cluster string) Store {
 	out := Store{Type: s.Type}
 	switch s.Type {
 	case "file":
+		if s.Address != "" || s.Auth != (vaultAuthFile{}) {
+			v.add(p("store"), errors.New("address and auth are for a vault store"))
+		}
 		if s.Path == "" {
 			v.add(p("store", "path"), errors.New("required for a file store: the directory that holds the keys"))
 		}
@@ -92,7 +95,11 @@ func (v *validator) store(s storeFile, cluster string) Store {
 		if s.Path != "" || s.Identity != "" {
 			v.add(p("store"), errors.New("path and identity are for a file store"))
 		}
-		out.Mount, out.Prefix = s.Mount, s.Prefix
+		out.Address, out.Mount, out.Prefix = s.Address, s.Mount, s.Prefix
+		if s.Address != "" && !strings.HasPrefix(s.Address, "https://") && !strings.HasPrefix(s.Address, "http://") {
+			v.add(p("store", "address"), fmt.Errorf("%q: want https://HOST:PORT", s.Address))
+		}
+		out.Auth = v.vaultAuth(s.Auth)
 		if out.Mount == "" {
 			out.Mount = DefaultVaultMount
 		}
@@ -108,6 +115,47 @@ func (v *validator) store(s storeFile, cluster string) Store {
 		v.add(p("store", "type"), errors.New(`required: "file" (keys on this machine, encrypted with age) or "vault"`))
 	default:
 		v.add(p("store", "type"), fmt.Errorf(`%q: want "file" or "vault"`, s.Type))
+	}
+	return out
+}
+
+// vaultAuth checks the login method and resolves its secret files.
+func (v *validator) vaultAuth(a vaultAuthFile) VaultAuth {
+	out := VaultAuth{Method: a.Method, MountPath: a.MountPath, RoleID: a.RoleID, Username: a.Username}
+	at := func(f string) []any { return p("store", "auth", f) }
+	need := func(field, val string) {
+		if val == "" {
+			v.add(at(field), fmt.Errorf("required for method %s", out.Method))
+		}
+	}
+	forbid := func(fields map[string]string) {
+		for f, val := range fields {
+			if val != "" {
+				v.add(at(f), fmt.Errorf("does not apply to method %s", out.Method))
+			}
+		}
+	}
+	switch out.Method {
+	case "", "token":
+		out.Method = "token"
+		forbid(map[string]string{"role_id": a.RoleID, "secret_id_file": a.SecretIDFile, "username": a.Username, "password_file": a.PasswordFile, "mount_path": a.MountPath})
+	case "approle":
+		need("role_id", a.RoleID)
+		need("secret_id_file", a.SecretIDFile)
+		forbid(map[string]string{"username": a.Username, "password_file": a.PasswordFile})
+		out.SecretIDFile = v.localPath(at("secret_id_file"), a.SecretIDFile)
+	case "userpass":
+		need("username", a.Username)
+		need("password_file", a.PasswordFile)
+		forbid(map[string]string{"role_id": a.RoleID, "secret_id_file": a.SecretIDFile})
+		out.PasswordFile = v.localPath(at("password_file"), a.PasswordFile)
+	default:
+		v.add(at("method"), fmt.Errorf("%q: want token, approle or userpass", a.Method))
+	}
+	if a.MountPath != "" {
+		if err := checkVaultPath(a.MountPath); err != nil {
+			v.add(at("mount_path"), err)
+		}
 	}
 	return out
 }

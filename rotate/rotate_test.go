@@ -48,7 +48,7 @@ clients:
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := OpenStore(cfg, true)
+	st, err := OpenStore(context.Background(), cfg, true)
 	if err != nil {
 		t.Fatal(err)
 	}

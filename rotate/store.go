@@ -1,26 +1,31 @@
 package rotate
 
 import (
-	"errors"
+	"context"
 	"fmt"
 
 	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/keystore"
 	"github.com/pcmkeys/pcmkeys/keystore/filestore"
+	"github.com/pcmkeys/pcmkeys/keystore/vaultstore"
 )
 
-// ErrNoVault is returned for a vault store: this version has the file store
-// only.
-var ErrNoVault = errors.New("the vault store is not available in this version; use store: {type: file, path: DIR}")
-
 // OpenStore opens the store the config names. create makes an absent file
-// store (init does; every other command needs it to exist).
-func OpenStore(cfg *config.Config, create bool) (keystore.Store, error) {
+// store (init does; every other command needs it to exist); a Vault mount
+// must exist already.
+func OpenStore(ctx context.Context, cfg *config.Config, create bool) (keystore.Store, error) {
 	switch cfg.Store.Type {
 	case "file":
 		return filestore.Open(cfg.Store.Path, cfg.Store.Identity, filestore.Options{Create: create})
 	case "vault":
-		return nil, ErrNoVault
+		a := cfg.Store.Auth
+		return vaultstore.Open(ctx, vaultstore.Options{
+			Address: cfg.Store.Address, Mount: cfg.Store.Mount, Prefix: cfg.Store.Prefix,
+			Auth: vaultstore.Auth{
+				Method: a.Method, MountPath: a.MountPath, RoleID: a.RoleID, SecretIDFile: a.SecretIDFile,
+				Username: a.Username, PasswordFile: a.PasswordFile,
+			},
+		})
 	}
 	return nil, fmt.Errorf("store type %q", cfg.Store.Type)
 }

@@ -21,14 +21,14 @@ import (
 // The returned function closes the store. A dry run of init against a file
 // store that does not exist yet plans against an empty one in a temporary
 // directory, removed on close.
-func openEnv(g *globals, createStore bool) (*rotate.Env, func(), error) {
+func openEnv(ctx context.Context, g *globals, createStore bool) (*rotate.Env, func(), error) {
 	cfg, err := config.Load(config.Find(g.configPath))
 	if err != nil {
 		return nil, nil, err
 	}
 	var store keystore.Store
 	cleanup := func() {}
-	store, err = rotate.OpenStore(cfg, createStore && !g.dryRun)
+	store, err = rotate.OpenStore(ctx, cfg, createStore && !g.dryRun)
 	if g.dryRun && createStore && errors.Is(err, filestore.ErrNoStore) {
 		fmt.Fprintf(g.stderr, "dry run: the store %s does not exist yet; planning against an empty one\n", cfg.Store.Path)
 		tmp, terr := os.MkdirTemp("", "pcmkeys-dry-run-")
@@ -67,7 +67,7 @@ exists with other content is left alone and reported.`,
 		RunE: func(*cobra.Command, []string) error {
 			ctx, cancel := signalContext()
 			defer cancel()
-			env, closeEnv, err := openEnv(g, true)
+			env, closeEnv, err := openEnv(ctx, g, true)
 			if err != nil {
 				return err
 			}
@@ -99,7 +99,7 @@ USER gets the shared hacluster key. USER must exist on every client host.`,
 			}
 			ctx, cancel := signalContext()
 			defer cancel()
-			env, closeEnv, err := openEnv(g, false)
+			env, closeEnv, err := openEnv(ctx, g, false)
 			if err != nil {
 				return err
 			}
