@@ -24,18 +24,32 @@ import (
 type cluster struct {
 	env   *Env
 	roots map[string]*testroot.Root
-	store string
+	store string // the file store's directory, or "" for Vault
+}
+
+// forEachStore runs f once with the file store and once with Vault.
+func forEachStore(t *testing.T, f func(t *testing.T, store string)) {
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) { f(t, kind) })
+	}
 }
 
 func newCluster(t *testing.T, mode string, extraYAML string) *cluster {
+	return newClusterIn(t, "file", mode, extraYAML)
+}
+
+func newClusterIn(t *testing.T, storeKind, mode string, extraYAML string) *cluster {
 	t.Helper()
 	c := &cluster{roots: map[string]*testroot.Root{}}
 	for _, h := range []string{"node1", "node2", "ws1"} {
 		c.roots[h] = testroot.New(t)
 	}
-	c.store = filepath.Join(t.TempDir(), "store")
+	dir := t.TempDir()
+	if storeKind == "file" {
+		c.store = filepath.Join(dir, "store")
+	}
 	doc := fmt.Sprintf(`cluster: test
-store: {type: file, path: %s}
+store: %s
 identity_mode: %s
 cib: {port: 5403}
 nodes:
@@ -43,7 +57,7 @@ nodes:
   - {name: node2, local: true, root: %s}
 clients:
   - {name: ws1, local: true, root: %s}
-%s`, c.store, mode, c.roots["node1"].Dir, c.roots["node2"].Dir, c.roots["ws1"].Dir, extraYAML)
+%s`, storeYAML(t, storeKind, dir), mode, c.roots["node1"].Dir, c.roots["node2"].Dir, c.roots["ws1"].Dir, extraYAML)
 	cfg, err := config.Parse([]byte(doc), "/test/pcmkeys.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -85,8 +99,10 @@ func assertOwnerMode(t *testing.T, p string, uid, gid int, mode fs.FileMode) {
 	}
 }
 
-func TestInitShared(t *testing.T) {
-	c := newCluster(t, "shared", "")
+func TestInitShared(t *testing.T) { forEachStore(t, testInitShared) }
+
+func testInitShared(t *testing.T, store string) {
+	c := newClusterIn(t, store, "shared", "")
 	ctx := context.Background()
 	rep, err := Init(ctx, c.env)
 	if err != nil {
@@ -162,8 +178,10 @@ func TestInitKeepsForeignFile(t *testing.T) {
 	}
 }
 
-func TestOnboardShared(t *testing.T) {
-	c := newCluster(t, "shared", "")
+func TestOnboardShared(t *testing.T) { forEachStore(t, testOnboardShared) }
+
+func testOnboardShared(t *testing.T, store string) {
+	c := newClusterIn(t, store, "shared", "")
 	ctx := context.Background()
 	if _, err := Init(ctx, c.env); err != nil {
 		t.Fatal(err)
@@ -195,8 +213,10 @@ func TestOnboardShared(t *testing.T) {
 	}
 }
 
-func TestOnboardPerUser(t *testing.T) {
-	c := newCluster(t, "per-user", "")
+func TestOnboardPerUser(t *testing.T) { forEachStore(t, testOnboardPerUser) }
+
+func testOnboardPerUser(t *testing.T, store string) {
+	c := newClusterIn(t, store, "per-user", "")
 	ctx := context.Background()
 	if _, err := Init(ctx, c.env); err != nil {
 		t.Fatal(err)
@@ -244,29 +264,55 @@ func TestOnboardRefusals(t *testing.T) {
 		{"relative key file", OnboardRequest{User: "alice", Clients: []string{"ws1"}, KeyFile: "keys/k"}, "absolute or start with ~/"},
 		{"dot-dot key file", OnboardRequest{User: "alice", Clients: []string{"ws1"}, KeyFile: "~/../bob/k"}, "'..'"},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			c := newCluster(t, "per-user", "")
-			before := treeState(t, c)
-			_, err := Onboard(context.Background(), c.env, OnboardRequest(tc.req))
-			if !errors.Is(err, ErrBadInput) {
-				t.Errorf("error %v is not bad input", err)
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("error %v does not say %q", err, tc.want)
-			}
-			if after := treeState(t, c); after != before {
-				t.Errorf("a refused onboard changed something:\n%s\n---\n%s", before, after)
-			}
-		})
+	forEachStore(t, func(t *testing.T, store string) {
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) { testOnboardRefusal(t, store, tc.req, tc.want) })
+		}
+	})
+}
+
+func testOnboardRefusal(t *testing.T, store string, req OnboardRequest, want string) {
+	c := newClusterIn(t, store, "per-user", "")
+	before := treeState(t, c)
+	admins := storeState(t, c)
+	_, err := Onboard(context.Background(), c.env, req)
+	if !errors.Is(err, ErrBadInput) {
+		t.Errorf("error %v is not bad input", err)
 	}
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error %v does not say %q", err, want)
+	}
+	if after := treeState(t, c); after != before {
+		t.Errorf("a refused onboard changed something:\n%s\n---\n%s", before, after)
+	}
+	if after := storeState(t, c); after != admins {
+		t.Errorf("a refused onboard changed the store: %s -> %s", admins, after)
+	}
+}
+
+// storeState lists the store's credentials and admins.
+func storeState(t *testing.T, c *cluster) string {
+	t.Helper()
+	ctx := context.Background()
+	ids, err := c.env.Store.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admins, err := c.env.Store.ListAdmins(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%v %d", ids, len(admins))
 }
 
 // treeState lists every file in every root and the store.
 func treeState(t *testing.T, c *cluster) string {
 	t.Helper()
 	var b strings.Builder
-	dirs := []string{c.store}
+	var dirs []string
+	if c.store != "" {
+		dirs = append(dirs, c.store)
+	}
 	for _, h := range []string{"node1", "node2", "ws1"} {
 		dirs = append(dirs, c.roots[h].Dir)
 	}

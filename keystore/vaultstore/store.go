@@ -35,9 +35,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
@@ -91,6 +93,23 @@ type Store struct {
 	prefix  string
 	now     func() time.Time
 	stopRen context.CancelFunc
+	// requests counts the HTTP requests made to Vault.
+	requests *countingTransport
+}
+
+// Requests returns how many HTTP requests the store has made to Vault,
+// logins and renewals included.
+func (s *Store) Requests() int64 { return s.requests.n.Load() }
+
+// countingTransport counts requests on their way to Vault.
+type countingTransport struct {
+	next http.RoundTripper
+	n    atomic.Int64
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return c.next.RoundTrip(r)
 }
 
 var _ keystore.Store = (*Store)(nil)
@@ -107,13 +126,15 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.Address != "" {
 		cfg.Address = opts.Address
 	}
+	counter := &countingTransport{next: cfg.HttpClient.Transport}
+	cfg.HttpClient.Transport = counter
 	client, err := vault.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("vault client: %w", err)
 	}
 	s := &Store{
 		client: client, mount: strings.Trim(opts.Mount, "/"), prefix: strings.Trim(opts.Prefix, "/"),
-		now: opts.Now, stopRen: func() {},
+		now: opts.Now, stopRen: func() {}, requests: counter,
 	}
 	if s.now == nil {
 		s.now = time.Now
