@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/credfile"
 	"github.com/pcmkeys/pcmkeys/internal/testroot"
+	"github.com/pcmkeys/pcmkeys/internal/vaultlab"
 )
 
 // quickstart writes a config like testdata/quickstart's, with the host root
@@ -189,4 +191,41 @@ exit $rc`
 	out, err := exec.Command("unshare", "--net", "bash", "-c", script, "gnutls", credsPath, identity, keyPath).CombinedOutput()
 	ok := err == nil && bytes.Contains(out, []byte("Handshake was completed"))
 	return ok, string(out)
+}
+
+// TestMainJobVault follows the README's Vault steps: mount KV v2, set
+// VAULT_ADDR and VAULT_TOKEN, point the config at it, init, onboard.
+func TestMainJobVault(t *testing.T) {
+	srv := vaultlab.Start(t)
+	m := srv.MountKV2(t)
+	t.Setenv("VAULT_ADDR", srv.Addr)
+	t.Setenv("VAULT_TOKEN", srv.RootToken)
+	root := testroot.New(t)
+	cfg := filepath.Join(t.TempDir(), "pcmkeys.yaml")
+	doc := fmt.Sprintf("cluster: prod\nstore: {type: vault, mount: %s}\ncib: {port: 5403}\nnodes:\n  - {name: node1, local: true, root: %s}\n", m, root.Dir)
+	if err := os.WriteFile(cfg, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := cli(t, false, "--config", cfg, "init"); code != 0 {
+		t.Fatalf("init: %d %s", code, stderr)
+	}
+	if code, _, stderr := cli(t, false, "--config", cfg, "onboard", "alice", "--client", "node1"); code != 0 {
+		t.Fatalf("onboard: %d %s", code, stderr)
+	}
+	sec, err := srv.Client(t).KVv2(m).Get(context.Background(), "pcmkeys/prod/cib/hacluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := mustRead(t, root.Path("home/alice/.pcmkeys/prod.key"))
+	if sec.Data["key"] != string(client) {
+		t.Error("alice's key file does not hold the key Vault has at pcmkeys/prod/cib/hacluster")
+	}
+	if _, err := srv.Client(t).KVv2(m).Get(context.Background(), "pcmkeys/prod/admins/alice"); err != nil {
+		t.Errorf("alice's record: %v", err)
+	}
+	// The policy command reads mount and prefix from the same config.
+	code, out, _ := cli(t, false, "--config", cfg, "policy", "vault", "--role", "self", "--user", "alice")
+	if code != 0 || !strings.Contains(out, fmt.Sprintf(`path "%s/data/pcmkeys/prod/cib/hacluster"`, m)) {
+		t.Errorf("policy for self: %d\n%s", code, out)
+	}
 }
