@@ -83,8 +83,16 @@ type Staged interface {
 	Abort(ctx context.Context) error
 }
 
+// fileWriter is a host that can stage and commit in one step.
+type fileWriter interface {
+	WriteFile(ctx context.Context, f File) error
+}
+
 // Write stages f on h and commits it at once.
 func Write(ctx context.Context, h Host, f File) error {
+	if w, ok := h.(fileWriter); ok {
+		return w.WriteFile(ctx, f)
+	}
 	s, err := h.Stage(ctx, f)
 	if err != nil {
 		return err
