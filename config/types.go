@@ -45,11 +45,17 @@ type vaultAuthFile struct {
 }
 
 type sshFile struct {
-	User           string   `yaml:"user"`
-	KnownHosts     string   `yaml:"known_hosts"`
-	Become         string   `yaml:"become"`
-	IdentityFiles  []string `yaml:"identity_files"`
-	ConnectTimeout duration `yaml:"connect_timeout"`
+	User           string    `yaml:"user"`
+	KnownHosts     string    `yaml:"known_hosts"`
+	Become         string    `yaml:"become"`
+	IdentityFiles  []string  `yaml:"identity_files"`
+	ConnectTimeout duration  `yaml:"connect_timeout"`
+	Jump           *jumpFile `yaml:"jump"`
+}
+
+type jumpFile struct {
+	Address string `yaml:"address"`
+	Port    int    `yaml:"port"`
 }
 
 type cibFile struct {
@@ -191,6 +197,14 @@ type SSH struct {
 	Become         string        `json:"become"`
 	IdentityFiles  []string      `json:"identity_files,omitempty"`
 	ConnectTimeout time.Duration `json:"connect_timeout"`
+	// Jump is a bastion every SSH connection goes through, if set.
+	Jump *Jump `json:"jump,omitempty"`
+}
+
+// Jump is a bastion host.
+type Jump struct {
+	Address string `json:"address"`
+	Port    int    `json:"port"`
 }
 
 // CIB is where admins' tools reach the CIB.

@@ -199,6 +199,18 @@ func (v *validator) ssh(s sshFile) SSH {
 	if out.ConnectTimeout == 0 {
 		out.ConnectTimeout = DefaultConnectTimeout
 	}
+	if s.Jump != nil {
+		out.Jump = &Jump{Address: s.Jump.Address, Port: s.Jump.Port}
+		if out.Jump.Port == 0 {
+			out.Jump.Port = DefaultSSHPort
+		}
+		if out.Jump.Address == "" || strings.ContainsAny(out.Jump.Address, " \t\r\n\x00/@") {
+			v.add(p("ssh", "jump", "address"), fmt.Errorf("%q is not a host address", out.Jump.Address))
+		}
+		if out.Jump.Port < 1 || out.Jump.Port > 65535 {
+			v.add(p("ssh", "jump", "port"), fmt.Errorf("%d is not a TCP port", out.Jump.Port))
+		}
+	}
 	return out
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os/user"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pcmkeys/pcmkeys/config"
@@ -19,7 +20,8 @@ import (
 type Env struct {
 	Config *config.Config
 	Store  keystore.Store
-	// Connect opens a host; [Connect] by default.
+	// Connect opens a host; by default local hosts are written directly
+	// and the others over SSH.
 	Connect func(ctx context.Context, h config.Host) (distribute.Host, error)
 	// Operator names who runs the workflow, for the store's metadata.
 	Operator string
@@ -30,13 +32,43 @@ type Env struct {
 	Log    *slog.Logger
 	// Now is the clock; time.Now by default.
 	Now func() time.Time
+
+	sshOnce sync.Once
+	ssh     *distribute.SSHDialer
+	sshErr  error
 }
 
 func (e *Env) connect(ctx context.Context, h config.Host) (distribute.Host, error) {
 	if e.Connect != nil {
 		return e.Connect(ctx, h)
 	}
-	return Connect(ctx, h)
+	if h.Local {
+		return distribute.NewLocal(h.Name, h.Root)
+	}
+	e.sshOnce.Do(func() { e.ssh, e.sshErr = distribute.NewSSHDialer(SSHConfig(e.Config)) })
+	if e.sshErr != nil {
+		return nil, e.sshErr
+	}
+	return e.ssh.Open(ctx, h.Name, distribute.SSHEndpoint{Address: h.Address, Port: h.Port}, h.Root)
+}
+
+// SSHConfig maps the config's ssh section for the transport.
+func SSHConfig(c *config.Config) distribute.SSHConfig {
+	out := distribute.SSHConfig{
+		User: c.SSH.User, KnownHosts: c.SSH.KnownHosts, Sudo: c.SSH.Become == "sudo",
+		IdentityFiles: c.SSH.IdentityFiles, ConnectTimeout: c.SSH.ConnectTimeout,
+	}
+	if j := c.SSH.Jump; j != nil {
+		out.Jump = &distribute.SSHEndpoint{Name: "jump " + j.Address, Address: j.Address, Port: j.Port}
+	}
+	return out
+}
+
+// Close releases what the workflows opened (the SSH agent connection).
+func (e *Env) Close() {
+	if e.ssh != nil {
+		e.ssh.Close()
+	}
 }
 
 func (e *Env) log() *slog.Logger {
@@ -44,18 +76,6 @@ func (e *Env) log() *slog.Logger {
 		return slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	return e.Log
-}
-
-// ErrNoSSH is returned for a host that is not local: this version delivers
-// to local hosts only.
-var ErrNoSSH = errors.New("SSH delivery is not available in this version; only hosts with local: true can be written")
-
-// Connect opens a config host: local hosts directly.
-func Connect(_ context.Context, h config.Host) (distribute.Host, error) {
-	if h.Local {
-		return distribute.NewLocal(h.Name, h.Root)
-	}
-	return nil, fmt.Errorf("host %s: %w", h.Name, ErrNoSSH)
 }
 
 // CurrentOperator returns the OS user running pcmkeys.

@@ -46,7 +46,7 @@ func openEnv(ctx context.Context, g *globals, createStore bool) (*rotate.Env, fu
 		Config: cfg, Store: store, Operator: rotate.CurrentOperator(),
 		Parallel: g.parallel, DryRun: g.dryRun, Log: g.logger(),
 	}
-	return env, func() { store.Close(); cleanup() }, nil
+	return env, func() { env.Close(); store.Close(); cleanup() }, nil
 }
 
 // signalContext is cancelled by SIGINT or SIGTERM, so workflows stop
