@@ -3,6 +3,8 @@ package distribute
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -174,6 +176,13 @@ func checkPath(p string) error {
 	return policies.CheckAbsPath(p)
 }
 
+// tempSuffix names a temporary file: 16 random hex digits.
+func tempSuffix() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
 func modeArg(m fs.FileMode) string { return strconv.FormatUint(uint64(m.Perm()), 8) }
 
 // LookupUser implements Host.
@@ -218,7 +227,7 @@ func (h *SSHHost) Stage(ctx context.Context, f File) (Staged, error) {
 	if err := h.checkFile(f); err != nil {
 		return nil, h.fail("stage", f.Path, err)
 	}
-	out, err := h.run(ctx, f.Content, "stage", h.root, f.Path, f.Owner, f.Group, modeArg(f.Mode), f.SHA256())
+	out, err := h.run(ctx, f.Content, "stage", h.root, f.Path, f.Owner, f.Group, modeArg(f.Mode), f.SHA256(), tempSuffix())
 	if err != nil {
 		return nil, h.fail("stage", f.Path, err)
 	}
@@ -235,7 +244,14 @@ func (h *SSHHost) WriteFile(ctx context.Context, f File) error {
 	if err := h.checkFile(f); err != nil {
 		return h.fail("write", f.Path, err)
 	}
-	if _, err := h.run(ctx, f.Content, "write", h.root, f.Path, f.Owner, f.Group, modeArg(f.Mode), f.SHA256()); err != nil {
+	suffix := tempSuffix()
+	if _, err := h.run(ctx, f.Content, "write", h.root, f.Path, f.Owner, f.Group, modeArg(f.Mode), f.SHA256(), suffix); err != nil {
+		if ctx.Err() != nil {
+			// Interrupted: the remote script may have died between
+			// writing its temporary file and renaming it. Remove it.
+			_, aerr := h.run(context.WithoutCancel(ctx), nil, "abort", h.root, f.Path, f.Owner, f.Group, modeArg(f.Mode), "", suffix)
+			err = errors.Join(err, aerr)
+		}
 		return h.fail("write", f.Path, err)
 	}
 	return nil

@@ -1,18 +1,22 @@
 # The remote half of pcmkeys's write protocol, for hosts reached over SSH.
-# POSIX sh and coreutils only (id, getent, stat, mkdir, chown, chmod, dd, mv,
-# rm, sync, sha256sum, od, tr, cut, chroot). Key material arrives on stdin,
-# never in arguments or the environment.
+# POSIX sh and coreutils only (getent, stat, mkdir, chown, chmod, dd, mv, rm,
+# sync, sha256sum, chroot). Key material arrives on stdin, never in
+# arguments or the environment. Few processes are started: a write costs
+# about nine, so that a fan-out to hundreds of hosts stays near the cost of
+# the SSH logins themselves.
 #
 # Usage: sh -c SCRIPT pcmkeys OP ROOT PATH OWNER GROUP MODE SHA256 [TMP]
 #   OP      stage | commit | write | abort | remove | inspect | user
 #   ROOT    prefix of every path ("" for /)
 #   PATH    absolute, or ~/REL for OWNER's home (validated by the caller)
 #   MODE    octal permission bits of the file, such as 600
+#   TMP     stage, write: a random suffix for the temporary file;
+#           commit: the temporary file stage named; abort: either
 # Exit codes: 0 done; 10 unsafe target; 11 no such user; 12 no such group;
 # 13 verification failed; 14 home directory missing; others: failure.
 # Inside a home directory every file operation runs as its owner (chroot
 # --userspec), so the owner cannot trick root into writing elsewhere.
-# shellcheck disable=SC2088,SC2086,SC2015 # literal ~/ match; splitting on IFS=/ with set -f; A && B || die is intended
+# shellcheck disable=SC2088,SC2086,SC2015 # literal ~/ match; splitting on IFS with set -f; A && B || die is intended
 set -eu
 set -f
 umask 077
@@ -20,28 +24,37 @@ die() { c=$1; shift; printf '%s\n' "$*" >&2; exit "$c"; }
 op=$1 root=$2 path=$3 owner=$4 group=$5 mode=$6 sum=$7 tmp=${8-}
 r=${root%/}
 
-uid=$(id -u -- "$owner" 2>/dev/null) || die 11 "no such user \"$owner\""
+# name:password:uid:gid:gecos:home:shell, split without a subprocess.
+pw=$(getent passwd -- "$owner") || die 11 "no such user \"$owner\""
+IFS=:
+set -- $pw
+IFS=' 	
+'
+uid=$3 gid=$4 home=$6
 if [ "$op" = user ]; then
-	getent passwd -- "$owner" | cut -d: -f3,4,6
+	printf '%s:%s:%s\n' "$uid" "$gid" "$home"
 	exit 0
 fi
 if [ -n "$group" ]; then
-	gid=$(getent group -- "$group" | cut -d: -f3) || true
-	[ -n "$gid" ] || die 12 "no such group \"$group\""
-else
-	gid=$(id -g -- "$owner")
+	gr=$(getent group -- "$group") || die 12 "no such group \"$group\""
+	IFS=:
+	set -- $gr
+	IFS=' 	
+'
+	gid=$3
 fi
 
-home=
 case $path in
 '~/'*)
-	home=$(getent passwd -- "$owner" | cut -d: -f6)
 	case $home in /*) ;; *) die 10 "home directory of $owner is not an absolute path" ;; esac
 	case $home/ in */../* | */./* | *//*) die 10 "home directory of $owner is not a clean path" ;; esac
 	home=${home%/}
 	full=$home/${path#'~/'}
 	;;
-*) full=$path ;;
+*)
+	home=
+	full=$path
+	;;
 esac
 dir=${full%/*}
 base=${full##*/}
@@ -53,59 +66,88 @@ fi
 # as runs a command as the file's owner inside a home directory, as root
 # elsewhere.
 as() {
-	if [ "$inhome" = 1 ] && [ "$(id -u)" != "$uid" ]; then
+	if [ "$inhome" = 1 ]; then
 		chroot --userspec="$uid:$gid" / "$@"
 	else
 		"$@"
 	fi
 }
 
-check() { # PATH-ON-HOST SHOWN-PATH IN-HOME
-	[ ! -L "$1" ] || die 10 "directory $2 is a symbolic link"
-	[ -d "$1" ] || die 10 "$2 is not a directory"
-	st=$(stat -c '%u %a' -- "$1")
-	u=${st% *} a=${st#* }
-	if [ "$u" != 0 ] && ! { [ "$3" = 1 ] && [ "$u" = "$uid" ]; }; then
-		die 10 "directory $2 is owned by uid $u, not root"
-	fi
-	[ $((0$a & 022)) = 0 ] || die 10 "directory $2 is writable by group or other (mode $a)"
-}
-
-# walk checks every directory from the root down; with create=1 it makes the
-# missing ones. It returns 1 if one is missing and create=0.
+# walk checks every directory from the root down, without following links,
+# and refuses one writable by anyone but root (or, from the home directory
+# down, its owner). Only then, with create=1, it makes the missing ones;
+# with create=0 it returns 1 if one is missing.
 walk() {
 	[ -d "${r:-/}" ] || die 1 "the host's root directory $r does not exist"
-	check "${r:-/}" / 0
-	cur=
-	old_ifs=$IFS
+	cur='' list="${r:-/}" shown=/ owned=0 missing=''
 	IFS=/
 	set -- ${dir#/}
-	IFS=$old_ifs
-	n=$# i=0
+	IFS=' 	
+'
 	for c; do
-		i=$((i + 1))
 		cur=$cur/$c
 		h=0
 		if [ -n "$home" ]; then
-			case $cur/ in "$home"/?*) h=1 ;; esac
+			case $cur/ in "$home"/*) h=1 ;; esac
 		fi
-		if [ ! -e "$r$cur" ] && [ ! -L "$r$cur" ]; then
-			if [ -n "$home" ] && [ "$h" = 0 ]; then
+		if [ -z "$missing" ]; then
+			[ ! -L "$r$cur" ] || die 10 "directory $cur is a symbolic link"
+			if [ -e "$r$cur" ]; then
+				[ -d "$r$cur" ] || die 10 "$cur is not a directory"
+				list="$list
+$r$cur"
+				shown="$shown
+$cur"
+				owned="$owned
+$h"
+				continue
+			fi
+			if [ -n "$home" ] && { [ "$h" = 0 ] || [ "$cur" = "$home" ]; }; then
 				die 14 "home directory $home of $owner does not exist"
 			fi
-			[ "$create" = 1 ] || return 1
-			if [ "$h" = 1 ]; then
-				as mkdir -m 700 -- "$r$cur"
-			elif [ "$i" = "$n" ]; then
-				mkdir -m 750 -- "$r$cur"
-				chown -h -- "0:$gid" "$r$cur"
-				chmod 750 -- "$r$cur"
-			else
-				mkdir -m 755 -- "$r$cur"
-			fi
 		fi
-		if [ -n "$home" ] && [ "$cur" = "$home" ]; then h=1; fi
-		check "$r$cur" "$cur" "$h"
+		missing="$missing $c"
+	done
+	# One stat for every existing directory: uid and mode, line by line.
+	IFS='
+'
+	st=$(stat -c '%u %a' -- $list)
+	set -- $shown
+	for o in $owned; do
+		line=${st%%
+*}
+		st=${st#*
+}
+		u=${line% *} a=${line#* }
+		if [ "$u" != 0 ] && ! { [ "$o" = 1 ] && [ "$u" = "$uid" ]; }; then
+			die 10 "directory $1 is owned by uid $u, not root"
+		fi
+		[ $((0$a & 022)) = 0 ] || die 10 "directory $1 is writable by group or other (mode $a)"
+		shift
+	done
+	IFS=' 	
+'
+	[ -n "$missing" ] || return 0
+	[ "$create" = 1 ] || return 1
+	cur=${shown##*
+}
+	[ "$cur" != / ] || cur=''
+	set -- $missing
+	for c; do
+		cur=$cur/$c
+		h=0
+		if [ -n "$home" ]; then
+			case $cur/ in "$home"/*) h=1 ;; esac
+		fi
+		if [ "$h" = 1 ]; then
+			as mkdir -m 700 -- "$r$cur"
+		elif [ "$#" = 1 ]; then
+			mkdir -m 750 -- "$r$cur"
+			chown -h -- "0:$gid" "$r$cur"
+		else
+			mkdir -m 755 -- "$r$cur"
+		fi
+		shift
 	done
 	return 0
 }
@@ -120,15 +162,11 @@ stage() {
 	create=1
 	walk
 	target
-	tmp=$r$dir/.$base.pcmkeys-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+	case $tmp in *[!0-9a-f]* | '') die 2 "bad temporary file suffix" ;; esac
+	tmp=$r$dir/.$base.pcmkeys-$tmp
 	as dd of="$tmp" conv=excl,fsync oflag=nofollow status=none
 	if [ "$inhome" = 0 ]; then chown -h -- "$uid:$gid" "$tmp"; fi
 	if [ "$mode" != 600 ]; then as chmod -- "$mode" "$tmp"; fi
-	got=$(as sha256sum -- "$tmp" | cut -d' ' -f1)
-	if [ "$got" != "$sum" ]; then
-		as rm -f -- "$tmp"
-		die 13 "$full: the staged content's SHA-256 differs from what was sent"
-	fi
 }
 
 ours() {
@@ -145,17 +183,22 @@ commit() {
 	verify
 }
 
+hash() { as sha256sum -- "$1" | { read -r s _ && printf '%s' "$s"; }; }
+
 verify() {
 	[ ! -L "$t" ] && [ -f "$t" ] || die 13 "$full is not a regular file after the rename"
 	st=$(stat -c '%u %g %a' -- "$t")
 	[ "$st" = "$uid $gid $mode" ] || die 13 "$full is $st (uid gid mode), want $uid $gid $mode"
-	got=$(as sha256sum -- "$t" | cut -d' ' -f1)
-	[ "$got" = "$sum" ] || die 13 "$full: its SHA-256 differs from what was written"
+	[ "$(hash "$t")" = "$sum" ] || die 13 "$full: its SHA-256 differs from what was written"
 }
 
 case $op in
 stage)
 	stage
+	if [ "$(hash "$tmp")" != "$sum" ]; then
+		as rm -f -- "$tmp"
+		die 13 "$full: the staged content's SHA-256 differs from what was sent"
+	fi
 	printf '%s\n' "$tmp"
 	;;
 write)
@@ -170,6 +213,11 @@ commit)
 abort)
 	create=0
 	walk || exit 0
+	case $tmp in
+	/*) ;;
+	*[!0-9a-f]* | '') die 2 "bad temporary file suffix" ;;
+	*) tmp=$r$dir/.$base.pcmkeys-$tmp ;;
+	esac
 	ours
 	as rm -f -- "$tmp"
 	;;
@@ -186,16 +234,19 @@ remove)
 	;;
 inspect)
 	create=0
-	walk || { echo missing; exit 0; }
+	walk || {
+		echo missing
+		exit 0
+	}
 	t=$r$full
 	if [ -L "$t" ]; then
 		echo symlink
 	elif [ ! -e "$t" ]; then
 		echo missing
 	elif [ ! -f "$t" ]; then
-		echo other "$(stat -c '%F' -- "$t" | tr ' ' _)"
+		echo other
 	else
-		echo file "$(stat -c '%u %g %a %s %U %G' -- "$t")" "$(as sha256sum -- "$t" | cut -d' ' -f1)"
+		echo file "$(stat -c '%u %g %a %s %U %G' -- "$t")" "$(hash "$t")"
 	fi
 	;;
 *) die 2 "unknown operation $op" ;;

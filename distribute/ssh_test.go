@@ -66,6 +66,16 @@ func TestSSHWriteServerFile(t *testing.T) {
 	if got != want {
 		t.Errorf("remote file:\n%s\nwant:\n%s", got, want)
 	}
+	// Missing directories are made: the file's own 0750 root:GROUP, the
+	// others 0755.
+	deep := withPath(f, "/etc/pacemaker/a/b/authkey")
+	if err := Write(context.Background(), h, deep); err != nil {
+		t.Fatal(err)
+	}
+	if got := remote(t, lab.Hosts[0], "stat -c '%n %U:%G %a' /etc/pacemaker/a /etc/pacemaker/a/b /etc/pacemaker/a/b/authkey"); got != "/etc/pacemaker/a root:root 755\n/etc/pacemaker/a/b root:haclient 750\n/etc/pacemaker/a/b/authkey hacluster:haclient 600\n" {
+		t.Errorf("made directories:\n%s", got)
+	}
+	remote(t, lab.Hosts[0], "rm -rf /etc/pacemaker/a")
 	// A looser existing file is replaced by a 0600 one.
 	remote(t, lab.Hosts[0], "echo old > /etc/pacemaker/cib-credentials; chmod 644 /etc/pacemaker/cib-credentials")
 	f2 := File{Path: "/etc/pacemaker/cib-credentials", Content: []byte("hacluster:" + strings.Repeat("ab", 32) + "\n"), Owner: "hacluster", Group: "haclient", Mode: 0o600}
@@ -126,6 +136,24 @@ func TestSSHStageAbortAndCancel(t *testing.T) {
 	}
 	if _, err := h.Stage(ctx, f); !errors.Is(err, context.Canceled) {
 		t.Errorf("stage after cancel: %v", err)
+	}
+	// An interrupted one-step write removes its temporary file by the
+	// suffix it chose, as abort does here for a staged one.
+	s2, err := h.Stage(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	suffix := strings.TrimPrefix(s2.(*sshStaged).tmp, "/etc/pacemaker/.authkey.pcmkeys-")
+	if _, err := h.run(context.Background(), nil, "abort", "", f.Path, f.Owner, f.Group, "600", "", suffix); err != nil {
+		t.Fatal(err)
+	}
+	if ls := remote(t, lab.Hosts[0], "ls -A /etc/pacemaker"); ls != "" {
+		t.Errorf("abort by suffix left: %q", ls)
+	}
+	for _, bad := range []string{"../../x", "zz", "/etc/passwd"} {
+		if _, err := h.run(context.Background(), nil, "abort", "", f.Path, f.Owner, f.Group, "600", "", bad); err == nil {
+			t.Errorf("abort accepted temp %q", bad)
+		}
 	}
 }
 
