@@ -2,7 +2,9 @@ package rotate
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/distribute"
@@ -46,10 +48,23 @@ func newWanted(f distribute.File, kind policies.FileKind, fingerprint string, id
 func (e *Env) deliver(ctx context.Context, ds []delivery) ([]HostResult, error) {
 	ds = mergeByHost(ds)
 	results := make([]HostResult, len(ds))
-	distribute.Each(ctx, indexes(len(ds)), e.Parallel, func(ctx context.Context, i int) error {
+	var mu sync.Mutex
+	done := 0
+	errs := distribute.Each(ctx, indexes(len(ds)), e.Parallel, func(ctx context.Context, i int) error {
 		results[i] = e.deliverHost(ctx, ds[i])
+		mu.Lock()
+		done++
+		if e.Progress != nil {
+			e.Progress(done, len(ds), results[i])
+		}
+		mu.Unlock()
 		return nil
 	})
+	for i, err := range errs {
+		if err != nil { // never started: the run was cancelled
+			results[i] = HostResult{Host: ds[i].host.Name, Status: StatusFailed, Error: err.Error()}
+		}
+	}
 	var failed []HostResult
 	for _, r := range results {
 		if r.Status != StatusOK && r.Status != StatusPlanned {
@@ -71,7 +86,10 @@ func (e *Env) deliverHost(ctx context.Context, d delivery) HostResult {
 	if h == nil {
 		var err error
 		if h, err = e.connect(ctx, d.host); err != nil {
-			res.Status, res.Error = StatusUnreachable, err.Error()
+			res.Status, res.Error = StatusFailed, err.Error()
+			if errors.Is(err, distribute.ErrUnreachable) || errors.Is(err, context.DeadlineExceeded) {
+				res.Status = StatusUnreachable
+			}
 			return res
 		}
 		defer h.Close()

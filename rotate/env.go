@@ -32,6 +32,8 @@ type Env struct {
 	Log    *slog.Logger
 	// Now is the clock; time.Now by default.
 	Now func() time.Time
+	// Progress, if set, is called as each host finishes, one call at a time.
+	Progress func(done, total int, r HostResult)
 
 	sshOnce sync.Once
 	ssh     *distribute.SSHDialer

@@ -93,6 +93,9 @@ func TestMainJob(t *testing.T) {
 			t.Errorf("%s is %d:%d %o", f.path, st.Uid, st.Gid, st.Mode&0o7777)
 		}
 	}
+	if !strings.Contains(initErr, "pcmkeys: [1/1] localhost ok\n") {
+		t.Errorf("init's progress on stderr (not a terminal) lacks the host line: %q", initErr)
+	}
 	for _, want := range []string{"export CIB_server=localhost", "export CIB_port=5403", "export CIB_user=hacluster", "export CIB_encrypted=true", "export CIB_key_file=/home/alice/.pcmkeys/quickstart.key"} {
 		if !strings.Contains(onOut, want) {
 			t.Errorf("onboard output lacks %q:\n%s", want, onOut)

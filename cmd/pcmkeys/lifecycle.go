@@ -44,7 +44,7 @@ func openEnv(ctx context.Context, g *globals, createStore bool) (*rotate.Env, fu
 	}
 	env := &rotate.Env{
 		Config: cfg, Store: store, Operator: rotate.CurrentOperator(),
-		Parallel: g.parallel, DryRun: g.dryRun, Log: g.logger(),
+		Parallel: g.parallel, DryRun: g.dryRun, Log: g.logger(), Progress: newProgress(g),
 	}
 	return env, func() { env.Close(); store.Close(); cleanup() }, nil
 }
