@@ -50,6 +50,7 @@ type sshFile struct {
 	Become         string    `yaml:"become"`
 	IdentityFiles  []string  `yaml:"identity_files"`
 	ConnectTimeout duration  `yaml:"connect_timeout"`
+	CommandTimeout duration  `yaml:"command_timeout"`
 	Jump           *jumpFile `yaml:"jump"`
 }
 
@@ -197,6 +198,7 @@ type SSH struct {
 	Become         string        `json:"become"`
 	IdentityFiles  []string      `json:"identity_files,omitempty"`
 	ConnectTimeout time.Duration `json:"connect_timeout"`
+	CommandTimeout time.Duration `json:"command_timeout"`
 	// Jump is a bastion every SSH connection goes through, if set.
 	Jump *Jump `json:"jump,omitempty"`
 }

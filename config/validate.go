@@ -20,6 +20,7 @@ const (
 	DefaultKnownHosts     = "~/.ssh/known_hosts"
 	DefaultSSHPort        = 22
 	DefaultConnectTimeout = 10 * time.Second
+	DefaultCommandTimeout = 60 * time.Second
 	DefaultVaultMount     = "secret"
 )
 
@@ -171,7 +172,7 @@ func checkVaultPath(s string) error {
 }
 
 func (v *validator) ssh(s sshFile) SSH {
-	out := SSH{User: s.User, Become: s.Become, ConnectTimeout: s.ConnectTimeout.d}
+	out := SSH{User: s.User, Become: s.Become, ConnectTimeout: s.ConnectTimeout.d, CommandTimeout: s.CommandTimeout.d}
 	if out.User == "" {
 		out.User = DefaultSSHUser
 	}
@@ -198,6 +199,9 @@ func (v *validator) ssh(s sshFile) SSH {
 	}
 	if out.ConnectTimeout == 0 {
 		out.ConnectTimeout = DefaultConnectTimeout
+	}
+	if out.CommandTimeout == 0 {
+		out.CommandTimeout = DefaultCommandTimeout
 	}
 	if s.Jump != nil {
 		out.Jump = &Jump{Address: s.Jump.Address, Port: s.Jump.Port}

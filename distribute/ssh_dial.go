@@ -27,6 +27,9 @@ type SSHConfig struct {
 	IdentityFiles []string
 	// ConnectTimeout bounds each connection, jump host included.
 	ConnectTimeout time.Duration
+	// CommandTimeout bounds each remote operation (stage, commit, …);
+	// zero means only the caller's context does.
+	CommandTimeout time.Duration
 	// Jump, if set, is a bastion every connection goes through.
 	Jump *SSHEndpoint
 }

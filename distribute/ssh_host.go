@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -45,17 +46,18 @@ func (s *SSHDialer) Open(ctx context.Context, name string, ep SSHEndpoint, root 
 	if err != nil {
 		return nil, err
 	}
-	return &SSHHost{name: name, client: c, sudo: s.d.cfg.Sudo, root: root}, nil
+	return &SSHHost{name: name, client: c, sudo: s.d.cfg.Sudo, root: root, timeout: s.d.cfg.CommandTimeout}, nil
 }
 
 // SSHHost is a host reached over one SSH connection, reused for every
 // operation on it. Each operation is one session running the remote
 // script with sh; key material goes to its stdin.
 type SSHHost struct {
-	name   string
-	client *ssh.Client
-	sudo   bool
-	root   string
+	name    string
+	client  *ssh.Client
+	sudo    bool
+	root    string
+	timeout time.Duration
 }
 
 var _ Host = (*SSHHost)(nil)
@@ -91,14 +93,28 @@ func (e *remoteError) Unwrap() error {
 	return nil
 }
 
+// cleanupTimeout bounds the removal of a temporary file after the run that
+// made it was cancelled or timed out.
+const cleanupTimeout = 30 * time.Second
+
 // maxOutput bounds what is read back from a remote command.
 const maxOutput = 64 << 10
 
 // run executes the script with args, content on stdin, and returns stdout.
 // The command line holds only the script and the (quoted) arguments.
 func (h *SSHHost) run(ctx context.Context, content []byte, args ...string) (string, error) {
+	return h.runWithin(ctx, h.timeout, content, args...)
+}
+
+// runWithin is run with its own bound on the operation (0: none).
+func (h *SSHHost) runWithin(ctx context.Context, timeout time.Duration, content []byte, args ...string) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
 	}
 	sess, err := h.client.NewSession()
 	if err != nil {
@@ -128,6 +144,9 @@ func (h *SSHHost) run(ctx context.Context, content []byte, args ...string) (stri
 		sess.Signal(ssh.SIGTERM)
 		sess.Close()
 		<-done
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return "", fmt.Errorf("%w: no answer within %s", ErrUnreachable, timeout)
+		}
 		return "", ctx.Err()
 	}
 	if err != nil {
@@ -246,15 +265,24 @@ func (h *SSHHost) WriteFile(ctx context.Context, f File) error {
 	}
 	suffix := tempSuffix()
 	if _, err := h.run(ctx, f.Content, "write", h.root, f.Path, f.Owner, f.Group, modeArg(f.Mode), f.SHA256(), suffix); err != nil {
-		if ctx.Err() != nil {
-			// Interrupted: the remote script may have died between
-			// writing its temporary file and renaming it. Remove it.
-			_, aerr := h.run(context.WithoutCancel(ctx), nil, "abort", h.root, f.Path, f.Owner, f.Group, modeArg(f.Mode), "", suffix)
-			err = errors.Join(err, aerr)
+		var re *remoteError
+		if !errors.As(err, &re) {
+			// Interrupted or timed out: the remote script may have died
+			// between writing its temporary file and renaming it.
+			if aerr := h.abortSuffix(ctx, f, suffix); aerr != nil {
+				err = errors.Join(err, aerr)
+			}
 		}
 		return h.fail("write", f.Path, err)
 	}
 	return nil
+}
+
+// abortSuffix removes the temporary file a write with suffix may have left,
+// even after ctx has ended, within a bounded time of its own.
+func (h *SSHHost) abortSuffix(ctx context.Context, f File, suffix string) error {
+	_, err := h.runWithin(context.WithoutCancel(ctx), cleanupTimeout, nil, "abort", h.root, f.Path, f.Owner, f.Group, modeArg(f.Mode), "", suffix)
+	return err
 }
 
 type sshStaged struct {
@@ -284,7 +312,7 @@ func (s *sshStaged) Abort(ctx context.Context) error {
 		return nil
 	}
 	s.done = true
-	_, err := s.h.run(context.WithoutCancel(ctx), nil, "abort", s.h.root, s.f.Path, s.f.Owner, s.f.Group, modeArg(s.f.Mode), "", s.tmp)
+	_, err := s.h.runWithin(context.WithoutCancel(ctx), cleanupTimeout, nil, "abort", s.h.root, s.f.Path, s.f.Owner, s.f.Group, modeArg(s.f.Mode), "", s.tmp)
 	if err != nil {
 		return s.h.fail("abort", s.f.Path, err)
 	}

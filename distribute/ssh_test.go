@@ -309,3 +309,18 @@ func TestSSHAgent(t *testing.T) {
 		t.Fatalf("with the agent's key: %v", err)
 	}
 }
+
+func TestSSHCommandTimeout(t *testing.T) {
+	lab := sshlab.Start(t, 1, sshlab.Options{})
+	d := labDialer(t, lab, func(c *SSHConfig) { c.CommandTimeout = time.Microsecond })
+	h := labOpen(t, d, lab.Hosts[0])
+	f := File{Path: "/etc/pacemaker/authkey", Content: []byte(strings.Repeat("k", 64)), Owner: "hacluster", Group: "haclient", Mode: 0o600}
+	err := Write(context.Background(), h, f)
+	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "no answer within 1µs") {
+		t.Errorf("write with a 1µs command timeout: %v", err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if ls := remote(t, lab.Hosts[0], "ls -A /etc/pacemaker"); strings.Contains(ls, ".pcmkeys-") {
+		t.Errorf("a timed-out write left %q", ls)
+	}
+}

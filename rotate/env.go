@@ -58,7 +58,7 @@ func (e *Env) connect(ctx context.Context, h config.Host) (distribute.Host, erro
 func SSHConfig(c *config.Config) distribute.SSHConfig {
 	out := distribute.SSHConfig{
 		User: c.SSH.User, KnownHosts: c.SSH.KnownHosts, Sudo: c.SSH.Become == "sudo",
-		IdentityFiles: c.SSH.IdentityFiles, ConnectTimeout: c.SSH.ConnectTimeout,
+		IdentityFiles: c.SSH.IdentityFiles, ConnectTimeout: c.SSH.ConnectTimeout, CommandTimeout: c.SSH.CommandTimeout,
 	}
 	if j := c.SSH.Jump; j != nil {
 		out.Jump = &distribute.SSHEndpoint{Name: "jump " + j.Address, Address: j.Address, Port: j.Port}
