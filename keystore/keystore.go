@@ -165,6 +165,16 @@ type Store interface {
 	// ListAdmins returns every admin record, sorted by user.
 	ListAdmins(ctx context.Context) ([]Admin, error)
 
+	// Lock takes the cluster's lock for owner until ttl has passed or
+	// Unlock is called. While another owner holds an unexpired lock it
+	// fails with an error wrapping ErrLocked that names the holder and the
+	// expiry. An expired lock is taken over, so a crashed run blocks the
+	// next one for ttl at most.
+	Lock(ctx context.Context, owner string, ttl time.Duration) (Lease, error)
+	// Unlock releases a lease; releasing one that expired and was taken
+	// over is an error wrapping ErrConflict and changes nothing.
+	Unlock(ctx context.Context, l Lease) error
+
 	// Close releases the store.
 	Close() error
 }

@@ -69,6 +69,7 @@ func VaultPolicy(r VaultPolicyRequest) (string, error) {
 		rule("Who holds what, to deliver new keys to them.", m+"/data/"+p+"/admins/*", "read")
 		rule("List the CIB keys and the admins.", m+"/metadata/"+p+"/cib", "list")
 		rule("", m+"/metadata/"+p+"/admins", "list")
+		rule("The cluster's lock, so that runs never interleave.", m+"/data/"+p+"/lock", "create", "read", "update")
 	case VaultAuditor:
 		rule("Versions, dates, fingerprints and creators of every key; listings.", m+"/metadata/"+p+"/*", "read", "list")
 		rule("Who holds what (admin records hold no key).", m+"/data/"+p+"/admins/*", "read")

@@ -6,8 +6,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pcmkeys/pcmkeys/keys"
 	"github.com/pcmkeys/pcmkeys/keystore"
@@ -22,6 +24,41 @@ func Run(t *testing.T, open func(t *testing.T) keystore.Store) {
 	t.Run("BadInput", func(t *testing.T) { testBadInput(t, open(t)) })
 	t.Run("ConcurrentPutsOneWinner", func(t *testing.T) { testConcurrent(t, open(t)) })
 	t.Run("Admins", func(t *testing.T) { testAdmins(t, open(t)) })
+	t.Run("Lock", func(t *testing.T) { testLock(t, open(t)) })
+}
+
+func testLock(t *testing.T, s keystore.Store) {
+	ctx := context.Background()
+	a, err := s.Lock(ctx, "alice@ws1", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Lock(ctx, "bob@ws2", time.Minute); !errors.Is(err, keystore.ErrLocked) || !strings.Contains(err.Error(), "alice@ws1") {
+		t.Errorf("second lock: %v", err)
+	}
+	if err := s.Unlock(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Lock(ctx, "bob@ws2", 150*time.Millisecond)
+	if err != nil {
+		t.Fatalf("lock after release: %v", err)
+	}
+	// A crashed run: bob never unlocks; after the ttl carol takes over,
+	// and bob's late release changes nothing.
+	time.Sleep(300 * time.Millisecond)
+	c, err := s.Lock(ctx, "carol", time.Minute)
+	if err != nil {
+		t.Fatalf("lock after expiry: %v", err)
+	}
+	if err := s.Unlock(ctx, b); !errors.Is(err, keystore.ErrConflict) {
+		t.Errorf("release of a taken-over lock: %v", err)
+	}
+	if _, err := s.Lock(ctx, "dave", time.Minute); !errors.Is(err, keystore.ErrLocked) {
+		t.Errorf("carol's lock did not hold: %v", err)
+	}
+	if err := s.Unlock(ctx, c); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func gen(t *testing.T, k keys.Kind) keys.Secret {

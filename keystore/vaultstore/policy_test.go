@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	vault "github.com/hashicorp/vault/api"
 
@@ -88,6 +89,13 @@ var (
 		_, err := s.PutAdmin(ctx, keystore.Admin{User: "carol", Identity: "carol"})
 		return err
 	}}
+	opLock = op{"take and release the lock", func(ctx context.Context, s *Store) error {
+		l, err := s.Lock(ctx, "test", time.Minute)
+		if err != nil {
+			return err
+		}
+		return s.Unlock(ctx, l)
+	}}
 	opDestroy = op{"destroy cib/bob", func(ctx context.Context, s *Store) error {
 		h, err := s.History(ctx, keystore.CIB("bob"))
 		if err != nil {
@@ -115,17 +123,17 @@ func TestVaultPolicies(t *testing.T) {
 		denied  []op
 	}{
 		{policies.VaultPolicyRequest{Role: policies.VaultAdmin},
-			[]op{opGetCIB, opGetAuthkey, opRotateCIB, opRotateAuth, opNewIdentity, opHistory, opList, opListAdmins, opGetAdmin, opPutAdmin, opDestroy, opDeleteAdmin},
+			[]op{opGetCIB, opGetAuthkey, opRotateCIB, opRotateAuth, opNewIdentity, opHistory, opList, opListAdmins, opGetAdmin, opPutAdmin, opLock, opDestroy, opDeleteAdmin},
 			nil},
 		{policies.VaultPolicyRequest{Role: policies.VaultRotator},
-			[]op{opGetCIB, opGetAuthkey, opRotateCIB, opRotateAuth, opHistory, opList, opListAdmins, opGetAdmin},
+			[]op{opGetCIB, opGetAuthkey, opRotateCIB, opRotateAuth, opHistory, opList, opListAdmins, opGetAdmin, opLock},
 			[]op{opPutAdmin, opDestroy, opDeleteAdmin}},
 		{policies.VaultPolicyRequest{Role: policies.VaultAuditor},
 			[]op{opHistory, opList, opListAdmins, opGetAdmin},
-			[]op{opGetCIB, opGetAuthkey, opRotateCIB, opRotateAuth, opNewIdentity, opPutAdmin, opDestroy, opDeleteAdmin}},
+			[]op{opGetCIB, opGetAuthkey, opRotateCIB, opRotateAuth, opNewIdentity, opPutAdmin, opLock, opDestroy, opDeleteAdmin}},
 		{policies.VaultPolicyRequest{Role: policies.VaultSelf, User: "alice", Identity: "alice"},
 			[]op{opGetCIB, opGetAdmin},
-			[]op{opGetBob, opGetAuthkey, opGetBobRec, opRotateCIB, opHistory, opList, opListAdmins, opPutAdmin, opDestroy}},
+			[]op{opGetBob, opGetAuthkey, opGetBobRec, opRotateCIB, opHistory, opList, opListAdmins, opPutAdmin, opLock, opDestroy}},
 	}
 	for _, tc := range cases {
 		t.Run(string(tc.req.Role), func(t *testing.T) {
