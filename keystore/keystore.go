@@ -108,8 +108,14 @@ type Admin struct {
 	Identity  string    `json:"identity"`
 	Clients   []Client  `json:"clients"`
 	Onboarded time.Time `json:"onboarded"`
-	Revision  int       `json:"-"`
+	// Revoked is set when a revocation started and not every host was
+	// reached yet; the record goes once it has been.
+	Revoked  time.Time `json:"revoked,omitempty"`
+	Revision int       `json:"-"`
 }
+
+// Active reports whether the admin holds access (not being revoked).
+func (a Admin) Active() bool { return a.Revoked.IsZero() }
 
 // Validate checks an admin record's names.
 func (a Admin) Validate() error {

@@ -19,39 +19,56 @@ type delivery struct {
 	conn distribute.Host
 }
 
+// How a wanted file is delivered.
+type deliveryMode int
+
+const (
+	writeAlways  deliveryMode = iota // write it
+	writeIfDrift                     // write it unless the host already holds it
+	keepExisting                     // write it only where nothing is (init)
+	removeFile                       // remove it (revocation)
+)
+
 // wanted is one file to deliver.
 type wanted struct {
 	file distribute.File
 	step FileStep
-	// keepExisting leaves a file that exists with other content alone
-	// (init never overwrites what it did not write).
-	keepExisting bool
+	mode deliveryMode
+	// render, if set, makes the file on the host's connection (an env file
+	// needs the admin's home there).
+	render func(ctx context.Context, h distribute.Host) (distribute.File, error)
 }
 
 // newWanted describes f for the report. fingerprint is that of the one key
 // the file holds ("" for none); identities counts a cib-credentials file's
 // lines.
-func newWanted(f distribute.File, kind policies.FileKind, fingerprint string, identities int, keepExisting bool) wanted {
+func newWanted(f distribute.File, kind policies.FileKind, fingerprint string, identities int, mode deliveryMode) wanted {
 	return wanted{
 		file: f,
 		step: FileStep{
 			Path: f.Path, Kind: kind, Owner: f.Owner, Group: f.Group,
 			Mode: fmt.Sprintf("%04o", uint32(f.Mode.Perm())), Fingerprint: fingerprint, Identities: identities,
 		},
-		keepExisting: keepExisting,
+		mode: mode,
 	}
 }
 
-// deliver writes every delivery's files, hosts in parallel, and returns a
+// deliver works every delivery's files, hosts in parallel, and returns a
 // result per host in order. Hosts that failed are also returned as a
 // *PartialError.
 func (e *Env) deliver(ctx context.Context, ds []delivery) ([]HostResult, error) {
 	ds = mergeByHost(ds)
+	results := e.eachHost(ctx, ds, e.deliverHost)
+	return results, partial(results)
+}
+
+// eachHost runs fn for every delivery, in parallel, reporting progress.
+func (e *Env) eachHost(ctx context.Context, ds []delivery, fn func(context.Context, delivery) HostResult) []HostResult {
 	results := make([]HostResult, len(ds))
 	var mu sync.Mutex
 	done := 0
 	errs := distribute.Each(ctx, indexes(len(ds)), e.Parallel, func(ctx context.Context, i int) error {
-		results[i] = e.deliverHost(ctx, ds[i])
+		results[i] = fn(ctx, ds[i])
 		mu.Lock()
 		done++
 		if e.Progress != nil {
@@ -65,6 +82,11 @@ func (e *Env) deliver(ctx context.Context, ds []delivery) ([]HostResult, error) 
 			results[i] = HostResult{Host: ds[i].host.Name, Status: StatusFailed, Error: err.Error()}
 		}
 	}
+	return results
+}
+
+// partial returns a *PartialError naming the hosts that did not end ok.
+func partial(results []HostResult) error {
 	var failed []HostResult
 	for _, r := range results {
 		if r.Status != StatusOK && r.Status != StatusPlanned {
@@ -72,9 +94,26 @@ func (e *Env) deliver(ctx context.Context, ds []delivery) ([]HostResult, error) 
 		}
 	}
 	if len(failed) > 0 {
-		return results, &PartialError{Failed: failed}
+		return &PartialError{Failed: failed}
 	}
-	return results, nil
+	return nil
+}
+
+// open connects to a delivery's host, unless it has a connection; close
+// is a no-op for a connection it did not open.
+func (e *Env) open(ctx context.Context, d delivery) (distribute.Host, func(), *HostResult) {
+	if d.conn != nil {
+		return d.conn, func() {}, nil
+	}
+	h, err := e.connect(ctx, d.host)
+	if err != nil {
+		res := &HostResult{Host: d.host.Name, Status: StatusFailed, Error: err.Error()}
+		if errors.Is(err, distribute.ErrUnreachable) || errors.Is(err, context.DeadlineExceeded) {
+			res.Status = StatusUnreachable
+		}
+		return nil, nil, res
+	}
+	return h, func() { h.Close() }, nil
 }
 
 func (e *Env) deliverHost(ctx context.Context, d delivery) HostResult {
@@ -82,18 +121,11 @@ func (e *Env) deliverHost(ctx context.Context, d delivery) HostResult {
 	if e.DryRun {
 		res.Status = StatusPlanned
 	}
-	h := d.conn
-	if h == nil {
-		var err error
-		if h, err = e.connect(ctx, d.host); err != nil {
-			res.Status, res.Error = StatusFailed, err.Error()
-			if errors.Is(err, distribute.ErrUnreachable) || errors.Is(err, context.DeadlineExceeded) {
-				res.Status = StatusUnreachable
-			}
-			return res
-		}
-		defer h.Close()
+	h, done, fail := e.open(ctx, d)
+	if fail != nil {
+		return *fail
 	}
+	defer done()
 	for _, w := range d.files {
 		step, err := e.deliverFile(ctx, h, w)
 		res.Files = append(res.Files, step)
@@ -107,18 +139,48 @@ func (e *Env) deliverHost(ctx context.Context, d delivery) HostResult {
 	return res
 }
 
+// resolve renders a lazily made file on its host.
+func (w wanted) resolve(ctx context.Context, h distribute.Host) (distribute.File, error) {
+	if w.render == nil {
+		return w.file, nil
+	}
+	return w.render(ctx, h)
+}
+
+// inSync reports whether st is exactly f, with its owner and mode.
+func inSync(st distribute.FileState, f distribute.File) bool {
+	return st.Exists && st.Regular && st.SHA256 == f.SHA256() && st.Mode == f.Mode &&
+		st.Owner == f.Owner && (f.Group == "" || st.Group == f.Group)
+}
+
 func (e *Env) deliverFile(ctx context.Context, h distribute.Host, w wanted) (FileStep, error) {
 	step := w.step
-	if w.keepExisting || e.DryRun {
-		st, err := h.Inspect(ctx, w.file.Path, w.file.Owner)
+	if w.mode == removeFile {
+		if e.DryRun {
+			step.Action = ActionRemove
+			return step, nil
+		}
+		err := h.Remove(ctx, w.file.Path, w.file.Owner)
+		if errors.Is(err, distribute.ErrUnknownUser) {
+			err = nil // the account is gone, and its home with it
+		}
+		step.Action = ActionRemoved
+		return step, err
+	}
+	f, err := w.resolve(ctx, h)
+	if err != nil {
+		return step, err
+	}
+	if w.mode != writeAlways || e.DryRun {
+		st, err := h.Inspect(ctx, f.Path, f.Owner)
 		if err != nil {
 			return step, err
 		}
 		switch {
-		case st.Exists && st.Regular && st.SHA256 == w.file.SHA256() && st.Mode == w.file.Mode && st.Owner == w.file.Owner && (w.file.Group == "" || st.Group == w.file.Group):
+		case inSync(st, f):
 			step.Action = ActionInSync
 			return step, nil
-		case st.Exists && w.keepExisting:
+		case st.Exists && w.mode == keepExisting:
 			step.Action = ActionKept
 			return step, nil
 		}
@@ -127,11 +189,118 @@ func (e *Env) deliverFile(ctx context.Context, h distribute.Host, w wanted) (Fil
 		step.Action = ActionWrite
 		return step, nil
 	}
-	if err := distribute.Write(ctx, h, w.file); err != nil {
+	if err := distribute.Write(ctx, h, f); err != nil {
 		return step, err
 	}
 	step.Action = ActionWritten
 	return step, nil
+}
+
+// staging is one host's files staged for a commit everywhere at once.
+type staging struct {
+	d      delivery
+	conn   distribute.Host
+	close  func()
+	staged []distribute.Staged
+	res    HostResult
+}
+
+// stageAll stages every delivery's files, hosts in parallel, keeping each
+// host's connection open for the commit. The results say which hosts
+// failed; their staged files are already removed.
+func (e *Env) stageAll(ctx context.Context, ds []delivery) ([]*staging, []HostResult) {
+	ds = mergeByHost(ds)
+	out := make([]*staging, len(ds))
+	results := e.eachHost(ctx, ds, func(ctx context.Context, d delivery) HostResult {
+		i := indexOfDelivery(ds, d.host.Name)
+		s := &staging{d: d, res: HostResult{Host: d.host.Name, Status: StatusOK}}
+		out[i] = s
+		h, done, fail := e.open(ctx, d)
+		if fail != nil {
+			s.res = *fail
+			return s.res
+		}
+		s.conn, s.close = h, done
+		for _, w := range d.files {
+			f, err := w.resolve(ctx, h)
+			var st distribute.Staged
+			if err == nil {
+				st, err = h.Stage(ctx, f)
+			}
+			step := w.step
+			step.Action = ActionStaged
+			s.res.Files = append(s.res.Files, step)
+			if err != nil {
+				s.res.Status, s.res.Error = StatusFailed, err.Error()
+				e.abortHost(ctx, s)
+				return s.res
+			}
+			s.staged = append(s.staged, st)
+		}
+		return s.res
+	})
+	for i := range out {
+		if out[i] == nil { // never started
+			out[i] = &staging{d: ds[i], res: results[i]}
+		}
+	}
+	return out, results
+}
+
+func indexOfDelivery(ds []delivery, host string) int {
+	for i, d := range ds {
+		if d.host.Name == host {
+			return i
+		}
+	}
+	return -1
+}
+
+// abortHost removes what was staged on one host and closes it.
+func (e *Env) abortHost(ctx context.Context, s *staging) {
+	for _, st := range s.staged {
+		if err := st.Abort(ctx); err != nil {
+			e.log().Error("abort failed", "host", s.d.host.Name, "err", err)
+		}
+	}
+	s.staged = nil
+	if s.close != nil {
+		s.close()
+		s.close = nil
+	}
+}
+
+// abortAll removes every staged file, hosts in parallel.
+func (e *Env) abortAll(ctx context.Context, ss []*staging) {
+	distribute.Each(context.WithoutCancel(ctx), ss, e.Parallel, func(ctx context.Context, s *staging) error {
+		e.abortHost(ctx, s)
+		return nil
+	})
+}
+
+// commitAll renames every staged file over its target, hosts in parallel,
+// and returns a result per host.
+func (e *Env) commitAll(ctx context.Context, ss []*staging) []HostResult {
+	ds := make([]delivery, len(ss))
+	for i, s := range ss {
+		ds[i] = s.d
+	}
+	return e.eachHost(ctx, ds, func(ctx context.Context, d delivery) HostResult {
+		s := ss[indexOfDelivery(ds, d.host.Name)]
+		defer e.abortHost(ctx, s) // closes; a no-op for committed files
+		res := HostResult{Host: d.host.Name, Status: StatusOK}
+		for i, st := range s.staged {
+			step := s.d.files[i].step
+			err := st.Commit(ctx)
+			step.Action = ActionCommitted
+			res.Files = append(res.Files, step)
+			if err != nil {
+				res.Status, res.Error = StatusFailed, err.Error()
+				return res
+			}
+		}
+		return res
+	})
 }
 
 func indexes(n int) []int {

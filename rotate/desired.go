@@ -32,7 +32,9 @@ func (e *Env) cibEntries(ctx context.Context, extra map[string]keys.Secret) ([]c
 			return nil, fmt.Errorf("list admins: %w", err)
 		}
 		for _, a := range admins {
-			want[a.Identity] = nil
+			if a.Active() {
+				want[a.Identity] = nil
+			}
 		}
 	}
 	for ident, k := range extra {
@@ -54,7 +56,7 @@ func (e *Env) cibEntries(ctx context.Context, extra map[string]keys.Secret) ([]c
 
 // serverDeliveries returns, for every node and remote node, the server
 // files it should hold: cib-credentials on nodes, the authkey on both.
-func (e *Env) serverDeliveries(cib []credfile.Entry, authkey keys.Secret, keepExisting bool) ([]delivery, error) {
+func (e *Env) serverDeliveries(cib []credfile.Entry, authkey keys.Secret, mode deliveryMode) ([]delivery, error) {
 	var cibFile, authFile []byte
 	var err error
 	if cib != nil {
@@ -75,10 +77,10 @@ func (e *Env) serverDeliveries(cib []credfile.Entry, authkey keys.Secret, keepEx
 			if len(cib) == 1 {
 				fp = cib[0].Key.Fingerprint()
 			}
-			files = append(files, newWanted(e.serverFile(policies.CIBCredentials, cibFile), policies.CIBCredentials, fp, len(cib), keepExisting))
+			files = append(files, newWanted(e.serverFile(policies.CIBCredentials, cibFile), policies.CIBCredentials, fp, len(cib), mode))
 		}
 		if (h.Role == config.RoleNode || h.Role == config.RoleRemoteNode) && authkey != nil {
-			files = append(files, newWanted(e.serverFile(policies.Authkey, authFile), policies.Authkey, authkey.Fingerprint(), 0, keepExisting))
+			files = append(files, newWanted(e.serverFile(policies.Authkey, authFile), policies.Authkey, authkey.Fingerprint(), 0, mode))
 		}
 		if len(files) > 0 {
 			out = append(out, delivery{host: h, files: files})
@@ -116,4 +118,50 @@ func (e *Env) ensureKey(ctx context.Context, id keystore.ID, size int) (keystore
 	}
 	e.log().Info("created key", "credential", id, "version", v.Version, "fingerprint", v.Fingerprint)
 	return keystore.Credential{ID: id, Key: key, Version: v}, CredentialChange{ID: id, Version: v.Version, Fingerprint: v.Fingerprint, Created: true}, nil
+}
+
+// clientWanted returns the key and env files of admin a on one client:
+// the env file is rendered on the host, where the admin's home is known.
+func (e *Env) clientWanted(a keystore.Admin, c keystore.Client, key keys.Secret, mode deliveryMode) ([]wanted, error) {
+	keyFile, err := credfile.RenderClientKey(key)
+	if err != nil {
+		return nil, err
+	}
+	files := e.Config.Policy.Files
+	kw := newWanted(distribute.File{Path: c.KeyFile, Content: keyFile, Owner: a.User, Mode: files[policies.ClientKey].Mode}, policies.ClientKey, key.Fingerprint(), 0, mode)
+	ew := newWanted(distribute.File{Path: c.EnvFile, Owner: a.User, Mode: files[policies.ClientEnv].Mode}, policies.ClientEnv, "", 0, mode)
+	ew.render = func(ctx context.Context, h distribute.Host) (distribute.File, error) {
+		acct, err := h.LookupUser(ctx, a.User)
+		if err != nil {
+			return distribute.File{}, err
+		}
+		content, err := credfile.RenderClientEnv(e.clientEnv(a.Identity, c.KeyFile, acct.Home))
+		f := ew.file
+		f.Content = content
+		return f, err
+	}
+	return []wanted{kw, ew}, nil
+}
+
+// clientEnv is the environment of an admin with identity ident whose key
+// file is keyPath on a host where their home is home.
+func (e *Env) clientEnv(ident, keyPath, home string) credfile.ClientEnv {
+	return credfile.ClientEnv{Server: e.Config.CIB.Server, Port: e.Config.CIB.Port, User: ident, KeyFile: expandHome(keyPath, home)}
+}
+
+// removalWanted removes admin a's files on one client.
+func removalWanted(a keystore.Admin, c keystore.Client) []wanted {
+	return []wanted{
+		{file: distribute.File{Path: c.KeyFile, Owner: a.User}, step: FileStep{Path: c.KeyFile, Kind: policies.ClientKey, Owner: a.User}, mode: removeFile},
+		{file: distribute.File{Path: c.EnvFile, Owner: a.User}, step: FileStep{Path: c.EnvFile, Kind: policies.ClientEnv, Owner: a.User}, mode: removeFile},
+	}
+}
+
+// hostDelivery returns a delivery of ws to the config host named name.
+func (e *Env) hostDelivery(name string, ws []wanted) (delivery, error) {
+	h, ok := e.Config.Host(name)
+	if !ok {
+		return delivery{}, fmt.Errorf("host %q is in the store's records but not in the config", name)
+	}
+	return delivery{host: h, files: ws}, nil
 }

@@ -34,7 +34,7 @@ func Init(ctx context.Context, e *Env) (*Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	ds, err := e.serverDeliveries(entries, auth.Key, true)
+	ds, err := e.serverDeliveries(entries, auth.Key, keepExisting)
 	if err != nil {
 		return rep, err
 	}

@@ -7,6 +7,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/credfile"
@@ -81,7 +82,7 @@ func Onboard(ctx context.Context, e *Env, req OnboardRequest) (*Report, error) {
 	}
 	rep.Credentials = append(rep.Credentials, change)
 
-	admin.User, admin.Identity = req.User, ident
+	admin.User, admin.Identity, admin.Revoked = req.User, ident, time.Time{}
 	if admin.Onboarded.IsZero() {
 		admin.Onboarded = e.now()
 	}
@@ -100,7 +101,7 @@ func Onboard(ctx context.Context, e *Env, req OnboardRequest) (*Report, error) {
 		if err != nil {
 			return rep, err
 		}
-		if ds, err = e.serverDeliveries(entries, nil, false); err != nil {
+		if ds, err = e.serverDeliveries(entries, nil, writeAlways); err != nil {
 			return rep, err
 		}
 	}
@@ -208,15 +209,15 @@ func (e *Env) clientDelivery(c client, ident string, key keys.Secret, keyPath, e
 	if err != nil {
 		return delivery{}, credfile.ClientEnv{}, err
 	}
-	env := credfile.ClientEnv{Server: e.Config.CIB.Server, Port: e.Config.CIB.Port, User: ident, KeyFile: expandHome(keyPath, c.account.Home)}
+	env := e.clientEnv(ident, keyPath, c.account.Home)
 	envFile, err := credfile.RenderClientEnv(env)
 	if err != nil {
 		return delivery{}, env, err
 	}
 	files := e.Config.Policy.Files
 	d := delivery{host: c.host, conn: c.conn, files: []wanted{
-		newWanted(distribute.File{Path: keyPath, Content: keyFile, Owner: c.account.Name, Mode: files[policies.ClientKey].Mode}, policies.ClientKey, key.Fingerprint(), 0, false),
-		newWanted(distribute.File{Path: envPath, Content: envFile, Owner: c.account.Name, Mode: files[policies.ClientEnv].Mode}, policies.ClientEnv, "", 0, false),
+		newWanted(distribute.File{Path: keyPath, Content: keyFile, Owner: c.account.Name, Mode: files[policies.ClientKey].Mode}, policies.ClientKey, key.Fingerprint(), 0, writeAlways),
+		newWanted(distribute.File{Path: envPath, Content: envFile, Owner: c.account.Name, Mode: files[policies.ClientEnv].Mode}, policies.ClientEnv, "", 0, writeAlways),
 	}}
 	return d, env, nil
 }

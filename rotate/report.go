@@ -15,6 +15,8 @@ type Report struct {
 	Hosts       []HostResult       `json:"hosts"`
 	// ClientEnv is the environment an onboarded admin needs.
 	ClientEnv *credfile.ClientEnv `json:"client_env,omitempty"`
+	// Notes are what the operator must know or do next.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // CredentialChange is one credential a workflow used or created.
@@ -24,6 +26,8 @@ type CredentialChange struct {
 	Fingerprint string      `json:"fingerprint"`
 	// Created is true when this run made the version.
 	Created bool `json:"created"`
+	// Destroyed is true when this run erased the credential's versions.
+	Destroyed bool `json:"destroyed,omitempty"`
 }
 
 // Host statuses.
@@ -44,10 +48,14 @@ type HostResult struct {
 
 // File actions.
 const (
-	ActionWrite   = "write"
-	ActionInSync  = "in sync"
-	ActionKept    = "kept: exists with other content (use import or push)"
-	ActionWritten = "written"
+	ActionWrite     = "write"
+	ActionInSync    = "in sync"
+	ActionKept      = "kept: exists with other content (use import or push)"
+	ActionWritten   = "written"
+	ActionStaged    = "staged"
+	ActionCommitted = "committed"
+	ActionRemove    = "remove"
+	ActionRemoved   = "removed"
 )
 
 // FileStep is one file on one host.

@@ -1,0 +1,404 @@
+package rotate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pcmkeys/pcmkeys/config"
+	"github.com/pcmkeys/pcmkeys/credfile"
+	"github.com/pcmkeys/pcmkeys/distribute"
+	"github.com/pcmkeys/pcmkeys/internal/testroot"
+	"github.com/pcmkeys/pcmkeys/keys"
+	"github.com/pcmkeys/pcmkeys/keystore"
+)
+
+// onboarded is a cluster after init and onboarding alice and bob on ws1.
+func onboarded(t *testing.T, store, mode string) *cluster {
+	t.Helper()
+	c := newClusterIn(t, store, mode, "")
+	ctx := context.Background()
+	if _, err := Init(ctx, c.env); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"alice", "bob"} {
+		if _, err := Onboard(ctx, c.env, OnboardRequest{User: u, Clients: []string{"ws1"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+// nodeKeys returns the identity → key lines of a node's cib-credentials.
+func (c *cluster) nodeKeys(t *testing.T, node string) map[string]keys.Secret {
+	t.Helper()
+	entries, err := credfile.ParseCIBCredentials(c.read(t, node, "etc/pacemaker/cib-credentials"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]keys.Secret{}
+	for _, e := range entries {
+		out[e.Identity] = e.Key
+	}
+	return out
+}
+
+func (c *cluster) clientKey(t *testing.T, user string) keys.Secret {
+	t.Helper()
+	k, err := credfile.ParseClientKey(c.read(t, "ws1", "home/"+user+"/.pcmkeys/test.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestRotateShared(t *testing.T) {
+	forEachStore(t, func(t *testing.T, store string) {
+		c := onboarded(t, store, "shared")
+		ctx := context.Background()
+		old := c.key(t, keystore.CIB("hacluster"))
+		rep, err := Rotate(ctx, c.env, RotateRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur := c.key(t, keystore.CIB("hacluster"))
+		if cur.Version.Version != old.Version.Version+1 || cur.Key.Equal(old.Key) {
+			t.Fatalf("store: version %d → %d", old.Version.Version, cur.Version.Version)
+		}
+		for _, n := range []string{"node1", "node2"} {
+			if k := c.nodeKeys(t, n)["hacluster"]; !k.Equal(cur.Key) {
+				t.Errorf("%s does not hold the new key", n)
+			}
+		}
+		for _, u := range []string{"alice", "bob"} {
+			if !c.clientKey(t, u).Equal(cur.Key) {
+				t.Errorf("%s's client file does not hold the new key", u)
+			}
+		}
+		if len(rep.Credentials) != 1 || !rep.Credentials[0].Created {
+			t.Errorf("report: %+v", rep.Credentials)
+		}
+		authBefore := c.key(t, keystore.AuthkeyID)
+		if _, err := Rotate(ctx, c.env, RotateRequest{Authkey: true}); err != nil {
+			t.Fatal(err)
+		}
+		auth := c.key(t, keystore.AuthkeyID)
+		if auth.Key.Equal(authBefore.Key) || string(c.read(t, "node2", "etc/pacemaker/authkey")) != string(auth.Key) {
+			t.Error("authkey rotation did not reach node2")
+		}
+		if !c.nodeKeys(t, "node1")["hacluster"].Equal(cur.Key) {
+			t.Error("an authkey rotation changed the CIB key")
+		}
+	})
+}
+
+// TestRotateStagingFailureKeepsOldKey: one node refuses the staged file;
+// no node changes, no temp file stays, the store keeps its version.
+func TestRotateStagingFailureKeepsOldKey(t *testing.T) {
+	forEachStore(t, func(t *testing.T, store string) {
+		c := onboarded(t, store, "shared")
+		ctx := context.Background()
+		old := c.key(t, keystore.CIB("hacluster"))
+		before1 := string(c.read(t, "node1", "etc/pacemaker/cib-credentials"))
+		if err := os.Chmod(c.roots["node2"].Path("etc/pacemaker"), 0o777); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := Rotate(ctx, c.env, RotateRequest{CIB: true})
+		var pe *PartialError
+		if !errors.As(err, &pe) || len(pe.Failed) != 1 || pe.Failed[0].Host != "node2" {
+			t.Fatalf("err = %v", err)
+		}
+		if got := string(c.read(t, "node1", "etc/pacemaker/cib-credentials")); got != before1 {
+			t.Error("node1 changed although node2 failed to stage")
+		}
+		ents, _ := os.ReadDir(c.roots["node1"].Path("etc/pacemaker"))
+		if len(ents) != 2 {
+			t.Errorf("node1 /etc/pacemaker holds %d entries, want cib-credentials and authkey only", len(ents))
+		}
+		if cur := c.key(t, keystore.CIB("hacluster")); cur.Version.Version != old.Version.Version {
+			t.Errorf("the store moved to version %d", cur.Version.Version)
+		}
+		if !c.clientKey(t, "alice").Equal(old.Key) {
+			t.Error("alice's client file changed")
+		}
+		if len(rep.Notes) == 0 || !strings.Contains(rep.Notes[0], "old keys stay in force") {
+			t.Errorf("notes: %v", rep.Notes)
+		}
+	})
+}
+
+func TestRotatePerUserAndDue(t *testing.T) {
+	forEachStore(t, func(t *testing.T, store string) {
+		c := onboarded(t, store, "per-user")
+		ctx := context.Background()
+		alice, bob := c.key(t, keystore.CIB("alice")), c.key(t, keystore.CIB("bob"))
+		if _, err := Rotate(ctx, c.env, RotateRequest{Users: []string{"alice"}}); err != nil {
+			t.Fatal(err)
+		}
+		a2, b2 := c.key(t, keystore.CIB("alice")), c.key(t, keystore.CIB("bob"))
+		if a2.Key.Equal(alice.Key) || !b2.Key.Equal(bob.Key) {
+			t.Fatal("rotating alice must change her key and only hers")
+		}
+		lines := c.nodeKeys(t, "node1")
+		if !lines["alice"].Equal(a2.Key) || !lines["bob"].Equal(bob.Key) || !c.clientKey(t, "alice").Equal(a2.Key) || !c.clientKey(t, "bob").Equal(bob.Key) {
+			t.Error("files do not match the store after rotating alice")
+		}
+		if _, err := Rotate(ctx, c.env, RotateRequest{Users: []string{"mallory"}}); !errors.Is(err, ErrBadInput) {
+			t.Errorf("rotate an unknown admin: %v", err)
+		}
+		// Nothing is due now; 91 days later the CIB keys are, the authkey not.
+		rep, err := Rotate(ctx, c.env, RotateRequest{Due: true})
+		if err != nil || len(rep.Credentials) != 0 {
+			t.Fatalf("due now: %+v %v", rep.Credentials, err)
+		}
+		c.env.Now = func() time.Time { return time.Now().Add(91 * 24 * time.Hour) }
+		rep, err = Rotate(ctx, c.env, RotateRequest{Due: true})
+		if err != nil || len(rep.Credentials) != 2 || rep.Credentials[0].ID != "cib/alice" || rep.Credentials[1].ID != "cib/bob" {
+			t.Fatalf("due after 91 days: %+v %v", rep.Credentials, err)
+		}
+	})
+}
+
+func TestRevokePerUser(t *testing.T) {
+	forEachStore(t, func(t *testing.T, store string) {
+		c := onboarded(t, store, "per-user")
+		ctx := context.Background()
+		bob := c.key(t, keystore.CIB("bob"))
+		if _, err := Revoke(ctx, c.env, []string{"alice"}); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []string{"node1", "node2"} {
+			lines := c.nodeKeys(t, n)
+			if _, ok := lines["alice"]; ok || !lines["bob"].Equal(bob.Key) || len(lines) != 1 {
+				t.Errorf("%s after revoking alice: %v", n, len(lines))
+			}
+		}
+		for _, f := range []string{"home/alice/.pcmkeys/test.key", "home/alice/.pcmkeys/test.env"} {
+			if _, err := os.Lstat(c.roots["ws1"].Path(f)); !os.IsNotExist(err) {
+				t.Errorf("%s still there: %v", f, err)
+			}
+		}
+		if _, err := c.env.Store.Get(ctx, keystore.CIB("alice")); !errors.Is(err, keystore.ErrDestroyed) {
+			t.Errorf("alice's key after revoke: %v", err)
+		}
+		if _, err := c.env.Store.GetAdmin(ctx, "alice"); !errors.Is(err, keystore.ErrNotFound) {
+			t.Errorf("alice's record after revoke: %v", err)
+		}
+		if !c.clientKey(t, "bob").Equal(bob.Key) {
+			t.Error("bob's key changed")
+		}
+		if _, err := Revoke(ctx, c.env, []string{"alice"}); !errors.Is(err, ErrBadInput) {
+			t.Errorf("revoking alice again: %v", err)
+		}
+	})
+}
+
+func TestRevokeShared(t *testing.T) {
+	forEachStore(t, func(t *testing.T, store string) {
+		c := onboarded(t, store, "shared")
+		ctx := context.Background()
+		old := c.key(t, keystore.CIB("hacluster"))
+		if _, err := Revoke(ctx, c.env, []string{"alice"}); err != nil {
+			t.Fatal(err)
+		}
+		cur := c.key(t, keystore.CIB("hacluster"))
+		if cur.Key.Equal(old.Key) {
+			t.Fatal("the shared key was not rotated")
+		}
+		if !c.nodeKeys(t, "node2")["hacluster"].Equal(cur.Key) || !c.clientKey(t, "bob").Equal(cur.Key) {
+			t.Error("node2 or bob lacks the new shared key")
+		}
+		if _, err := os.Lstat(c.roots["ws1"].Path("home/alice/.pcmkeys/test.key")); !os.IsNotExist(err) {
+			t.Error("alice's key file is still there")
+		}
+	})
+}
+
+// TestRevokeUnreachableThenRerun: alice's second client is down; revoke
+// does everything else, exits partial naming it, keeps her marked (status
+// reports her leftover file), and a rerun once it is back finishes.
+func TestRevokeUnreachableThenRerun(t *testing.T) {
+	forEachStore(t, func(t *testing.T, store string) {
+		ws2 := testroot.New(t)
+		c := newClusterIn(t, store, "per-user", "  - {name: ws2, local: true}\n")
+		down := true
+		c.env.Connect = func(ctx context.Context, h config.Host) (distribute.Host, error) {
+			switch {
+			case h.Name == "ws2" && down:
+				return nil, fmt.Errorf("host ws2: %w: connection refused", distribute.ErrUnreachable)
+			case h.Name == "ws2":
+				return distribute.NewLocal("ws2", ws2.Dir)
+			}
+			return distribute.NewLocal(h.Name, c.roots[h.Name].Dir)
+		}
+		ctx := context.Background()
+		if _, err := Init(ctx, c.env); err != nil {
+			t.Fatal(err)
+		}
+		down = false
+		for _, u := range []string{"alice", "bob"} {
+			if _, err := Onboard(ctx, c.env, OnboardRequest{User: u, Clients: []string{"ws1", "ws2"}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		down = true
+		_, err := Revoke(ctx, c.env, []string{"alice"})
+		var pe *PartialError
+		if !errors.As(err, &pe) || len(pe.Failed) != 1 || pe.Failed[0].Host != "ws2" || pe.Failed[0].Status != StatusUnreachable {
+			t.Fatalf("revoke with ws2 down: %v", err)
+		}
+		if _, ok := c.nodeKeys(t, "node1")["alice"]; ok {
+			t.Error("node1 still accepts alice")
+		}
+		if _, err := os.Lstat(c.roots["ws1"].Path("home/alice/.pcmkeys/test.key")); !os.IsNotExist(err) {
+			t.Error("alice's key on ws1 is still there")
+		}
+		if a, err := c.env.Store.GetAdmin(ctx, "alice"); err != nil || a.Active() {
+			t.Fatalf("alice should stay marked revoked: %+v %v", a, err)
+		}
+		if _, err := c.env.Store.Get(ctx, keystore.CIB("bob")); err != nil {
+			t.Fatal(err)
+		}
+		down = false
+		st, err := Status(ctx, c.env)
+		if !errors.Is(err, ErrFindings) || !hasState(st, "ws2", FileStale) {
+			t.Errorf("status during an unfinished revocation: %v", err)
+		}
+		// A push removes her files too, but only revoke finishes her.
+		if _, err := Revoke(ctx, c.env, []string{"alice"}); err != nil {
+			t.Fatalf("rerun: %v", err)
+		}
+		if _, err := os.Lstat(ws2.Path("home/alice/.pcmkeys/test.key")); !os.IsNotExist(err) {
+			t.Error("alice's key on ws2 is still there after the rerun")
+		}
+		if _, err := c.env.Store.GetAdmin(ctx, "alice"); !errors.Is(err, keystore.ErrNotFound) {
+			t.Errorf("alice's record after the rerun: %v", err)
+		}
+		if _, err := c.env.Store.Get(ctx, keystore.CIB("alice")); !errors.Is(err, keystore.ErrDestroyed) {
+			t.Errorf("alice's key after the rerun: %v", err)
+		}
+		if _, err := Status(ctx, c.env); err != nil {
+			t.Errorf("status after the rerun: %v", err)
+		}
+	})
+}
+
+func hasState(st *StatusReport, host, state string) bool {
+	for _, h := range st.Hosts {
+		for _, f := range h.Files {
+			if h.Host == host && f.State == state {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// TestStatusAndPush: tampered files are found by status (exit 4's error)
+// and repaired by push; files in sync are left alone.
+func TestStatusAndPush(t *testing.T) {
+	forEachStore(t, func(t *testing.T, store string) {
+		c := onboarded(t, store, "shared")
+		ctx := context.Background()
+		st, err := Status(ctx, c.env)
+		if err != nil {
+			t.Fatalf("status of a fresh cluster: %v %+v", err, st)
+		}
+		if len(st.Credentials) != 2 || st.Credentials[0].Overdue || st.Credentials[0].Age != "0d" {
+			t.Errorf("credentials: %+v", st.Credentials)
+		}
+		n1, n2, ws := c.roots["node1"], c.roots["node2"], c.roots["ws1"]
+		os.Chmod(n1.Path("etc/pacemaker/authkey"), 0o644)                                                                 // wrong mode
+		os.WriteFile(n2.Path("etc/pacemaker/cib-credentials"), []byte("hacluster:"+strings.Repeat("00", 32)+"\n"), 0o600) // drift
+		os.Remove(ws.Path("home/bob/.pcmkeys/test.env"))                                                                  // missing
+		st, err = Status(ctx, c.env)
+		if !errors.Is(err, ErrFindings) || st.Findings != 3 {
+			t.Fatalf("status after tampering: %v, %d findings", err, st.Findings)
+		}
+		for _, want := range []struct{ host, state string }{{"node1", FileWrongMode}, {"node2", FileDrift}, {"ws1", FileMissing}} {
+			if !hasState(st, want.host, want.state) {
+				t.Errorf("status does not report %s on %s", want.state, want.host)
+			}
+		}
+		// A dry run changes nothing.
+		c.env.DryRun = true
+		if _, err := Push(ctx, c.env, nil); err != nil {
+			t.Fatal(err)
+		}
+		c.env.DryRun = false
+		if _, err := Status(ctx, c.env); !errors.Is(err, ErrFindings) {
+			t.Error("a dry-run push repaired something")
+		}
+		rep, err := Push(ctx, c.env, []string{"node1"})
+		if err != nil || len(rep.Hosts) != 1 {
+			t.Fatalf("push --host node1: %+v %v", rep, err)
+		}
+		rep, err = Push(ctx, c.env, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		written := 0
+		for _, h := range rep.Hosts {
+			for _, f := range h.Files {
+				if f.Action == ActionWritten {
+					written++
+				}
+			}
+		}
+		if written != 2 {
+			t.Errorf("push wrote %d files, want the 2 still wrong", written)
+		}
+		if _, err := Status(ctx, c.env); err != nil {
+			t.Errorf("status after push: %v", err)
+		}
+		if _, err := Push(ctx, c.env, []string{"nosuch"}); !errors.Is(err, ErrBadInput) {
+			t.Errorf("push to an unknown host: %v", err)
+		}
+	})
+}
+
+func TestLockKeepsRunsApart(t *testing.T) {
+	c := onboarded(t, "file", "shared")
+	ctx := context.Background()
+	lease, err := c.env.Store.Lock(ctx, "someone else", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Rotate(ctx, c.env, RotateRequest{}); !errors.Is(err, keystore.ErrLocked) || !strings.Contains(err.Error(), "someone else") {
+		t.Errorf("rotate while locked: %v", err)
+	}
+	if _, err := Revoke(ctx, c.env, []string{"bob"}); !errors.Is(err, keystore.ErrLocked) {
+		t.Errorf("revoke while locked: %v", err)
+	}
+	c.env.Store.Unlock(ctx, lease)
+	if _, err := Rotate(ctx, c.env, RotateRequest{}); err != nil {
+		t.Errorf("rotate after the lock was released: %v", err)
+	}
+}
+
+func TestLifecycleDryRunsChangeNothing(t *testing.T) {
+	c := onboarded(t, "file", "per-user")
+	ctx := context.Background()
+	before, store := treeState(t, c), storeState(t, c)
+	c.env.DryRun = true
+	rep, err := Rotate(ctx, c.env, RotateRequest{CIB: true, Authkey: true})
+	if err != nil || len(rep.Credentials) != 3 || len(rep.Hosts) == 0 {
+		t.Fatalf("dry-run rotate: %+v %v", rep, err)
+	}
+	if rep, err = Revoke(ctx, c.env, []string{"alice"}); err != nil || len(rep.Hosts) == 0 {
+		t.Fatalf("dry-run revoke: %+v %v", rep, err)
+	}
+	if after := treeState(t, c); after != before {
+		t.Errorf("dry runs changed files:\n%s\n---\n%s", before, after)
+	}
+	if after := storeState(t, c); after != store {
+		t.Errorf("dry runs changed the store: %s → %s", store, after)
+	}
+	if a, _ := c.env.Store.GetAdmin(ctx, "alice"); !a.Active() {
+		t.Error("a dry-run revoke marked alice")
+	}
+}

@@ -1,0 +1,92 @@
+package rotate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/pcmkeys/pcmkeys/keys"
+	"github.com/pcmkeys/pcmkeys/keystore"
+)
+
+// desired returns what every host should hold according to the store:
+// server files on nodes and remote nodes, each active admin's client files,
+// and the removal of the client files of admins whose revocation has not
+// finished. With hosts given, only those hosts.
+func (e *Env) desired(ctx context.Context, mode deliveryMode, hosts []string) ([]delivery, error) {
+	only := map[string]bool{}
+	for _, h := range hosts {
+		if _, ok := e.Config.Host(h); !ok {
+			return nil, badInput("unknown host %q; known hosts: %s", h, e.hostNames())
+		}
+		only[h] = true
+	}
+	admins, err := e.Store.ListAdmins(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list admins: %w", err)
+	}
+	entries, err := e.cibEntries(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	auth, err := e.Store.Get(ctx, keystore.AuthkeyID)
+	if err != nil {
+		return nil, err
+	}
+	ds, err := e.serverDeliveries(entries, auth.Key, mode)
+	if err != nil {
+		return nil, err
+	}
+	keyOf := map[string]keys.Secret{}
+	for _, en := range entries {
+		keyOf[en.Identity] = en.Key
+	}
+	for _, a := range admins {
+		for _, c := range a.Clients {
+			var ws []wanted
+			if !a.Active() {
+				ws = removalWanted(a, c)
+			} else if k, ok := keyOf[a.Identity]; ok {
+				if ws, err = e.clientWanted(a, c, k, mode); err != nil {
+					return nil, err
+				}
+			} else {
+				return nil, fmt.Errorf("admin %s's identity %s has no key in the store", a.User, a.Identity)
+			}
+			d, err := e.hostDelivery(c.Host, ws)
+			if err != nil {
+				return nil, err
+			}
+			ds = append(ds, d)
+		}
+	}
+	ds = mergeByHost(ds)
+	if len(only) == 0 {
+		return ds, nil
+	}
+	var out []delivery
+	for _, d := range ds {
+		if only[d.host.Name] {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// Push converges hosts to the store: every file that is missing or differs
+// in content, owner or mode is rewritten; files in sync are left alone.
+func Push(ctx context.Context, e *Env, hosts []string) (*Report, error) {
+	rep := &Report{Action: "push", DryRun: e.DryRun}
+	err := e.withLock(ctx, "push", func() error {
+		ds, err := e.desired(ctx, writeIfDrift, hosts)
+		if err != nil {
+			return err
+		}
+		rep.Hosts, err = e.deliver(ctx, ds)
+		return err
+	})
+	if errors.Is(err, keystore.ErrNotFound) {
+		err = fmt.Errorf("%w (run pcmkeys init first)", err)
+	}
+	return rep, err
+}

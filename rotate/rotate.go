@@ -1,0 +1,226 @@
+package rotate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/pcmkeys/pcmkeys/credfile"
+	"github.com/pcmkeys/pcmkeys/keys"
+	"github.com/pcmkeys/pcmkeys/keystore"
+	"github.com/pcmkeys/pcmkeys/policies"
+)
+
+// RotateRequest says which keys to rotate. With none of its fields set,
+// the CIB keys are rotated.
+type RotateRequest struct {
+	// Users, in per-user mode, rotates these admins' keys.
+	Users []string
+	// CIB rotates every CIB key (the shared one, or every admin's).
+	CIB bool
+	// Authkey rotates the Pacemaker Remote authkey.
+	Authkey bool
+	// Due keeps, of the keys selected (all of them if nothing else is
+	// set), those older than the policy's rotate_after.
+	Due bool
+}
+
+// Rotate gives the selected credentials new keys, staged then committed:
+// the new server files are staged beside the old ones on every node; only
+// when every node has them is the store written (check-and-set) and the
+// files committed everywhere at once. If staging fails anywhere, every
+// staged file is removed, the store is left alone and the old keys stay in
+// force. Admins' client files are written after the commit; a client that
+// cannot be reached is reported (exit 3) and push finishes it.
+func Rotate(ctx context.Context, e *Env, req RotateRequest) (*Report, error) {
+	rep := &Report{Action: "rotate", DryRun: e.DryRun}
+	err := e.withLock(ctx, "rotate", func() error { return e.rotate(ctx, req, rep) })
+	return rep, err
+}
+
+func (e *Env) rotate(ctx context.Context, req RotateRequest, rep *Report) error {
+	admins, err := e.Store.ListAdmins(ctx)
+	if err != nil {
+		return fmt.Errorf("list admins: %w", err)
+	}
+	ids, err := e.selectRotation(ctx, req, admins)
+	if err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		rep.Notes = append(rep.Notes, "nothing to rotate: no selected key is due")
+		return nil
+	}
+	current := map[keystore.ID]keystore.Credential{}
+	fresh := map[keystore.ID]keys.Secret{}
+	for _, id := range ids {
+		cred, err := e.Store.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		current[id] = cred
+		size := e.Config.Policy.PSKBytes
+		if id == keystore.AuthkeyID {
+			size = e.Config.Policy.AuthkeyBytes
+		}
+		if fresh[id], err = keys.Generate(id.Kind(), size); err != nil {
+			return err
+		}
+	}
+	ds, err := e.rotationServerFiles(ctx, fresh)
+	if err != nil {
+		return err
+	}
+	clients, err := e.rotationClientFiles(admins, fresh)
+	if err != nil {
+		return err
+	}
+	if e.DryRun {
+		for _, id := range ids {
+			rep.Credentials = append(rep.Credentials, CredentialChange{ID: id, Version: current[id].Version.Version + 1, Created: true})
+		}
+		rep.Hosts, err = e.deliver(ctx, append(ds, clients...))
+		return err
+	}
+
+	staged, results := e.stageAll(ctx, ds)
+	if err := partial(results); err != nil {
+		e.abortAll(ctx, staged)
+		rep.Hosts = results
+		rep.Notes = append(rep.Notes, "staging failed: every staged file was removed; the old keys stay in force")
+		return err
+	}
+	for _, id := range ids {
+		v, err := e.Store.Put(ctx, id, fresh[id], keystore.PutOptions{CAS: current[id].Version.Version, CreatedBy: e.Operator})
+		if err != nil {
+			// Keys stored before this one are not yet on any host; push
+			// delivers them. Nothing was committed.
+			e.abortAll(ctx, staged)
+			rep.Hosts = results
+			return fmt.Errorf("store new %s: %w (staged files removed; no host changed)", id, err)
+		}
+		rep.Credentials = append(rep.Credentials, CredentialChange{ID: id, Version: v.Version, Fingerprint: v.Fingerprint, Created: true})
+	}
+	rep.Hosts = e.commitAll(ctx, staged)
+	clientResults, _ := e.deliver(ctx, clients)
+	rep.Hosts = append(rep.Hosts, clientResults...)
+	if fresh[keystore.AuthkeyID] != nil {
+		rep.Notes = append(rep.Notes, "the new authkey is on every node; Pacemaker 3.0.2 and later read it only at start: restart pacemaker (cluster nodes) and pacemaker_remote (remote nodes) for it to take effect")
+	}
+	return partial(rep.Hosts)
+}
+
+// selectRotation turns a request into credential IDs.
+func (e *Env) selectRotation(ctx context.Context, req RotateRequest, admins []keystore.Admin) ([]keystore.ID, error) {
+	pol := e.Config.Policy
+	none := !req.CIB && !req.Authkey && len(req.Users) == 0
+	set := map[keystore.ID]bool{}
+	if len(req.Users) > 0 {
+		if pol.IdentityMode == policies.Shared {
+			return nil, badInput("in shared mode every admin holds the same key: rotate it with --cib")
+		}
+		for _, u := range req.Users {
+			if err := policies.ValidateUser(u); err != nil {
+				return nil, badInput("%v", err)
+			}
+			a, ok := findAdmin(admins, u)
+			if !ok || !a.Active() {
+				return nil, badInput("%s is not an admin", u)
+			}
+			set[keystore.CIB(a.Identity)] = true
+		}
+	}
+	if req.CIB || none {
+		if pol.IdentityMode == policies.Shared {
+			set[keystore.CIB(policies.SharedIdentity)] = true
+		} else {
+			for _, a := range admins {
+				if a.Active() {
+					set[keystore.CIB(a.Identity)] = true
+				}
+			}
+		}
+	}
+	if req.Authkey || (none && req.Due) {
+		set[keystore.AuthkeyID] = true
+	}
+	var ids []keystore.ID
+	for id := range set {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	if !req.Due {
+		return ids, nil
+	}
+	var due []keystore.ID
+	now := e.now()
+	for _, id := range ids {
+		hist, err := e.Store.History(ctx, id)
+		if errors.Is(err, keystore.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		max := pol.RotateAfter.CIB
+		if id == keystore.AuthkeyID {
+			max = pol.RotateAfter.Authkey
+		}
+		if !now.Before(hist[len(hist)-1].Created.Add(max)) {
+			due = append(due, id)
+		}
+	}
+	return due, nil
+}
+
+func findAdmin(admins []keystore.Admin, user string) (keystore.Admin, bool) {
+	for _, a := range admins {
+		if a.User == user {
+			return a, true
+		}
+	}
+	return keystore.Admin{}, false
+}
+
+// rotationServerFiles renders the server files with the fresh keys.
+func (e *Env) rotationServerFiles(ctx context.Context, fresh map[keystore.ID]keys.Secret) ([]delivery, error) {
+	extra := map[string]keys.Secret{}
+	for id, k := range fresh {
+		if ident := id.Identity(); ident != "" {
+			extra[ident] = k
+		}
+	}
+	var entries []credfile.Entry
+	if len(extra) > 0 {
+		var err error
+		if entries, err = e.cibEntries(ctx, extra); err != nil {
+			return nil, err
+		}
+	}
+	return e.serverDeliveries(entries, fresh[keystore.AuthkeyID], writeAlways)
+}
+
+// rotationClientFiles returns the client files of every active admin whose
+// key is rotated.
+func (e *Env) rotationClientFiles(admins []keystore.Admin, fresh map[keystore.ID]keys.Secret) ([]delivery, error) {
+	var ds []delivery
+	for _, a := range admins {
+		k, ok := fresh[keystore.CIB(a.Identity)]
+		if !ok || !a.Active() {
+			continue
+		}
+		for _, c := range a.Clients {
+			ws, err := e.clientWanted(a, c, k, writeAlways)
+			if err != nil {
+				return nil, err
+			}
+			d, err := e.hostDelivery(c.Host, ws)
+			if err != nil {
+				return nil, err
+			}
+			ds = append(ds, d)
+		}
+	}
+	return ds, nil
+}
