@@ -23,6 +23,11 @@ type file struct {
 	RemoteNodes  []hostFile `yaml:"remote_nodes"`
 	Clients      []hostFile `yaml:"clients"`
 	Policy       policyFile `yaml:"policy"`
+	Audit        auditFile  `yaml:"audit"`
+}
+
+type auditFile struct {
+	Path string `yaml:"path"`
 }
 
 type storeFile struct {
@@ -225,6 +230,8 @@ type Config struct {
 	CIB     CIB             `json:"cib"`
 	Hosts   []Host          `json:"hosts"`
 	Policy  policies.Policy `json:"policy"`
+	// AuditPath is the audit trail's file.
+	AuditPath string `json:"audit_path"`
 }
 
 // Host returns the host named name.

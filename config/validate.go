@@ -71,6 +71,10 @@ func (v *validator) build(raw file) *Config {
 	cfg.Policy = v.policy(raw.Policy, raw.IdentityMode, raw.Cluster)
 	v.hosts(cfg, raw)
 	cfg.CIB = v.cib(raw.CIB, cfg)
+	cfg.AuditPath = v.localPath(p("audit", "path"), raw.Audit.Path)
+	if cfg.AuditPath == "" {
+		cfg.AuditPath = "/var/log/pcmkeys/" + raw.Cluster + ".audit.jsonl"
+	}
 	return cfg
 }
 

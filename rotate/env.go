@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pcmkeys/pcmkeys/audit"
 	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/distribute"
 	"github.com/pcmkeys/pcmkeys/keystore"
@@ -34,6 +35,10 @@ type Env struct {
 	Now func() time.Time
 	// Progress, if set, is called as each host finishes, one call at a time.
 	Progress func(done, total int, r HostResult)
+	// Audit, if set, is the trail every workflow that changes something
+	// appends to; VaultIdentity goes into its records.
+	Audit         *audit.Log
+	VaultIdentity string
 
 	sshOnce sync.Once
 	ssh     *distribute.SSHDialer

@@ -15,29 +15,34 @@ import (
 // job, replacing it push's.
 func Init(ctx context.Context, e *Env) (*Report, error) {
 	rep := &Report{Action: "init", DryRun: e.DryRun}
+	err := e.withLock(ctx, "init", func() error { return e.init(ctx, rep) })
+	return rep, e.record(rep, nil, err)
+}
+
+func (e *Env) init(ctx context.Context, rep *Report) error {
 	pol := e.Config.Policy
 	auth, change, err := e.ensureKey(ctx, keystore.AuthkeyID, pol.AuthkeyBytes)
 	if err != nil {
-		return rep, err
+		return err
 	}
 	rep.Credentials = append(rep.Credentials, change)
 	extra := map[string]keys.Secret{}
 	if pol.IdentityMode == policies.Shared {
 		cib, change, err := e.ensureKey(ctx, keystore.CIB(policies.SharedIdentity), pol.PSKBytes)
 		if err != nil {
-			return rep, err
+			return err
 		}
 		rep.Credentials = append(rep.Credentials, change)
 		extra[policies.SharedIdentity] = cib.Key
 	}
 	entries, err := e.cibEntries(ctx, extra)
 	if err != nil {
-		return rep, err
+		return err
 	}
 	ds, err := e.serverDeliveries(entries, auth.Key, keepExisting)
 	if err != nil {
-		return rep, err
+		return err
 	}
 	rep.Hosts, err = e.deliver(ctx, ds)
-	return rep, err
+	return err
 }

@@ -38,6 +38,22 @@ type client struct {
 // cib-credentials gains their line; in shared mode they get the shared key.
 // Running it again for the same admin adds clients and rewrites the files.
 func Onboard(ctx context.Context, e *Env, req OnboardRequest) (*Report, error) {
+	// Bad input is refused before the lock is even taken.
+	if _, _, err := e.clientPaths(req); err != nil {
+		return &Report{Action: "onboard"}, err
+	}
+	if _, err := e.clientHosts(req); err != nil {
+		return &Report{Action: "onboard"}, err
+	}
+	var rep *Report
+	err := e.withLock(ctx, "onboard", func() (err error) {
+		rep, err = onboard(ctx, e, req)
+		return err
+	})
+	return rep, e.record(rep, append([]string{req.User}, req.Clients...), err)
+}
+
+func onboard(ctx context.Context, e *Env, req OnboardRequest) (*Report, error) {
 	rep := &Report{Action: "onboard", DryRun: e.DryRun}
 	keyPath, envPath, err := e.clientPaths(req)
 	if err != nil {

@@ -88,5 +88,5 @@ func Push(ctx context.Context, e *Env, hosts []string) (*Report, error) {
 	if errors.Is(err, keystore.ErrNotFound) {
 		err = fmt.Errorf("%w (run pcmkeys init first)", err)
 	}
-	return rep, err
+	return rep, e.record(rep, hosts, err)
 }

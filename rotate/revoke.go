@@ -30,7 +30,7 @@ func Revoke(ctx context.Context, e *Env, users []string) (*Report, error) {
 		}
 	}
 	err := e.withLock(ctx, "revoke", func() error { return e.revoke(ctx, users, rep) })
-	return rep, err
+	return rep, e.record(rep, users, err)
 }
 
 func (e *Env) revoke(ctx context.Context, users []string, rep *Report) error {

@@ -36,7 +36,7 @@ type RotateRequest struct {
 func Rotate(ctx context.Context, e *Env, req RotateRequest) (*Report, error) {
 	rep := &Report{Action: "rotate", DryRun: e.DryRun}
 	err := e.withLock(ctx, "rotate", func() error { return e.rotate(ctx, req, rep) })
-	return rep, err
+	return rep, e.record(rep, req.Users, err)
 }
 
 func (e *Env) rotate(ctx context.Context, req RotateRequest, rep *Report) error {

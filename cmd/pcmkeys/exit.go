@@ -38,6 +38,8 @@ func exitCode(err error) int {
 		return exitBadInput
 	case errors.Is(err, rotate.ErrPartial):
 		return exitPartial
+	case errors.Is(err, rotate.ErrFindings):
+		return exitFindings
 	}
 	return exitError
 }

@@ -11,9 +11,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pcmkeys/pcmkeys/audit"
 	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/keystore"
 	"github.com/pcmkeys/pcmkeys/keystore/filestore"
+	"github.com/pcmkeys/pcmkeys/keystore/vaultstore"
 	"github.com/pcmkeys/pcmkeys/rotate"
 )
 
@@ -45,6 +47,10 @@ func openEnv(ctx context.Context, g *globals, createStore bool) (*rotate.Env, fu
 	env := &rotate.Env{
 		Config: cfg, Store: store, Operator: rotate.CurrentOperator(),
 		Parallel: g.parallel, DryRun: g.dryRun, Log: g.logger(), Progress: newProgress(g),
+		Audit: audit.Open(cfg.AuditPath),
+	}
+	if vs, ok := store.(*vaultstore.Store); ok {
+		env.VaultIdentity = vs.TokenName(ctx)
 	}
 	return env, func() { env.Close(); store.Close(); cleanup() }, nil
 }

@@ -87,4 +87,3 @@ func policyVaultRun(g *globals, opts *policyOptions) error {
 	}
 	return printResult(g, map[string]string{"role": string(role), "policy": hcl}, hcl)
 }
-

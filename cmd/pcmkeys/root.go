@@ -100,7 +100,8 @@ and delivers them as atomically written files with strict owners and modes.`,
 	f.IntVar(&g.parallel, "parallel", distribute.DefaultParallel, "how many hosts to work on at once")
 	f.BoolVarP(&g.verbose, "verbose", "v", false, "log each step to stderr")
 
-	root.AddCommand(newVersionCmd(g), newKeygenCmd(g), newInitCmd(g), newOnboardCmd(g), newPolicyCmd(g))
+	root.AddCommand(newVersionCmd(g), newKeygenCmd(g), newInitCmd(g), newOnboardCmd(g),
+		newRotateCmd(g), newRevokeCmd(g), newPushCmd(g), newStatusCmd(g), newAuditCmd(g), newPolicyCmd(g))
 	return root
 }
 

@@ -154,6 +154,17 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 // identity (the audit) or the request count (benchmarks).
 func (s *Store) Client() *vault.Client { return s.client }
 
+// TokenName returns the display name of the store's token (the Vault
+// identity for the audit trail), or "" if Vault does not say.
+func (s *Store) TokenName(ctx context.Context) string {
+	sec, err := s.client.Auth().Token().LookupSelfWithContext(ctx)
+	if err != nil || sec == nil {
+		return ""
+	}
+	name, _ := sec.Data["display_name"].(string)
+	return name
+}
+
 // Close stops token renewal.
 func (s *Store) Close() error {
 	s.stopRen()

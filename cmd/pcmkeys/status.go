@@ -1,0 +1,124 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pcmkeys/pcmkeys/audit"
+	"github.com/pcmkeys/pcmkeys/config"
+	"github.com/pcmkeys/pcmkeys/rotate"
+)
+
+func newStatusCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Every credential's version, age and due date; every host's files",
+		Long: `Compare every host with the store without changing anything. Per credential:
+version, fingerprint, age and due date. Per host and file: ok, missing, drift
+(content differs), wrong owner, wrong mode, unsafe (a link or not a regular
+file), stale (a revoked admin's file still there), or the host unreachable.
+Exit 4 when anything is found, 0 when all is in sync.`,
+		Args: argsExactly(0),
+		RunE: func(*cobra.Command, []string) error {
+			ctx, cancel := signalContext()
+			defer cancel()
+			env, closeEnv, err := openEnv(ctx, g, false)
+			if err != nil {
+				return err
+			}
+			defer closeEnv()
+			env.Progress = nil // status prints its own table
+			st, err := rotate.Status(ctx, env)
+			if perr := printResult(g, st, statusText(st)); perr != nil {
+				return perr
+			}
+			return err
+		},
+	}
+}
+
+func statusText(st *rotate.StatusReport) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-22s %-5s %-6s %-22s %s\n", "CREDENTIAL", "VER", "AGE", "DUE", "FINGERPRINT")
+	for _, c := range st.Credentials {
+		due := c.Due.UTC().Format(time.RFC3339)
+		if c.Overdue {
+			due += " OVERDUE"
+		}
+		fmt.Fprintf(&b, "%-22s v%-4d %-6s %-22s %s\n", c.ID, c.Version, c.Age, due, c.Fingerprint)
+	}
+	for _, h := range st.Hosts {
+		fmt.Fprintf(&b, "\nhost %s: %s", h.Host, h.State)
+		if h.Error != "" {
+			fmt.Fprintf(&b, ": %s", h.Error)
+		}
+		b.WriteString("\n")
+		for _, f := range h.Files {
+			line := fmt.Sprintf("  %-40s %-8s %s", f.Path, f.Owner, f.State)
+			if f.Detail != "" {
+				line += " (" + f.Detail + ")"
+			}
+			b.WriteString(line + "\n")
+		}
+	}
+	if st.Findings > 0 {
+		fmt.Fprintf(&b, "\n%d finding(s)\n", st.Findings)
+	} else {
+		b.WriteString("\nall in sync\n")
+	}
+	return b.String()
+}
+
+func newAuditCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "audit",
+		Short: "Show the audit trail",
+		Long:  "Print every record of the audit trail (config audit.path), oldest first.",
+		Args:  argsExactly(0),
+		RunE: func(*cobra.Command, []string) error {
+			cfg, err := config.Load(config.Find(g.configPath))
+			if err != nil {
+				return err
+			}
+			recs, err := audit.Open(cfg.AuditPath).Read()
+			if err != nil {
+				return err
+			}
+			if recs == nil {
+				recs = []audit.Record{}
+			}
+			return printResult(g, recs, auditText(recs))
+		},
+	}
+}
+
+func auditText(recs []audit.Record) string {
+	var b strings.Builder
+	for _, r := range recs {
+		who := r.Operator
+		if r.VaultIdentity != "" {
+			who += " (vault " + r.VaultIdentity + ")"
+		}
+		fmt.Fprintf(&b, "%s %s %s %s", r.Time.Format(time.RFC3339), who, r.Action, r.Result)
+		if len(r.Args) > 0 {
+			fmt.Fprintf(&b, " [%s]", strings.Join(r.Args, " "))
+		}
+		b.WriteString("\n")
+		for _, c := range r.Credentials {
+			fmt.Fprintf(&b, "    %s v%d %s %s\n", c.ID, c.Version, c.Change, c.Fingerprint)
+		}
+		if len(r.HostsOK) > 0 {
+			fmt.Fprintf(&b, "    ok: %s\n", strings.Join(r.HostsOK, " "))
+		}
+		for _, h := range r.HostsFailed {
+			fmt.Fprintf(&b, "    failed %s: %s\n", h.Host, h.Error)
+		}
+		if r.Error != "" {
+			fmt.Fprintf(&b, "    error: %s\n", r.Error)
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"errors"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pcmkeys/pcmkeys/rotate"
+)
+
+// runWorkflow opens the config and store, runs fn and prints its report.
+func runWorkflow(g *globals, fn func(ctx context.Context, env *rotate.Env) (*rotate.Report, error)) error {
+	ctx, cancel := signalContext()
+	defer cancel()
+	env, closeEnv, err := openEnv(ctx, g, false)
+	if err != nil {
+		return err
+	}
+	defer closeEnv()
+	rep, err := fn(ctx, env)
+	return errors.Join(printReport(g, rep), err)
+}
+
+func newRotateCmd(g *globals) *cobra.Command {
+	req := &rotate.RotateRequest{}
+	cmd := &cobra.Command{
+		Use:   "rotate [USER...] [--cib] [--authkey] [--due]",
+		Short: "New keys, staged on every node, then committed everywhere",
+		Long: `Give keys new versions. The new server files are staged beside the old ones on
+every node; only when every node holds them is the store written and the files
+committed everywhere at once. If staging fails anywhere, everything staged is
+removed and the old keys stay in force (exit 3, naming the hosts). Admins'
+client files follow the commit; push finishes any that could not be reached.
+
+With no selection the CIB keys are rotated: the shared key, or in per-user mode
+every admin's. USER... (per-user mode) rotates those admins' keys. --authkey
+rotates the Pacemaker Remote authkey: Pacemaker 3.0.2 and later read it only at
+start, so restart the cluster afterwards. --due keeps only the selected keys
+(all, when nothing else is selected) that are older than policy.rotate_after:
+the scheduled job.`,
+		RunE: func(_ *cobra.Command, args []string) error {
+			req.Users = args
+			return runWorkflow(g, func(ctx context.Context, env *rotate.Env) (*rotate.Report, error) {
+				return rotate.Rotate(ctx, env, *req)
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&req.CIB, "cib", false, "rotate the CIB keys")
+	cmd.Flags().BoolVar(&req.Authkey, "authkey", false, "rotate the Pacemaker Remote authkey")
+	cmd.Flags().BoolVar(&req.Due, "due", false, "only keys older than the policy allows")
+	return cmd
+}
+
+func newRevokeCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "revoke USER...",
+		Short: "Take access away everywhere, now",
+		Long: `Take access away from admins on every host at once. In per-user mode their lines
+leave every node's cib-credentials; in shared mode the shared key is rotated and
+re-delivered to the nodes and every remaining admin. Their client files are
+deleted. Every host that could not be reached is listed (exit 3): run revoke
+again to finish; only then are their keys destroyed and records removed.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return flagErrorf("name at least one admin to revoke")
+			}
+			return nil
+		},
+		RunE: func(_ *cobra.Command, args []string) error {
+			return runWorkflow(g, func(ctx context.Context, env *rotate.Env) (*rotate.Report, error) {
+				return rotate.Revoke(ctx, env, args)
+			})
+		},
+	}
+}
+
+func newPushCmd(g *globals) *cobra.Command {
+	var hosts []string
+	cmd := &cobra.Command{
+		Use:   "push [--host NAME...]",
+		Short: "Converge hosts to the store (repairs drift)",
+		Long: `Rewrite every file that is missing or differs from the store in content, owner or
+mode, on every host or the ones named; remove the files of admins whose
+revocation did not finish. Files in sync are left alone.`,
+		Args: argsExactly(0),
+		RunE: func(*cobra.Command, []string) error {
+			return runWorkflow(g, func(ctx context.Context, env *rotate.Env) (*rotate.Report, error) {
+				return rotate.Push(ctx, env, hosts)
+			})
+		},
+	}
+	cmd.Flags().StringSliceVar(&hosts, "host", nil, "only these hosts (repeat or comma-separate)")
+	return cmd
+}
