@@ -20,17 +20,29 @@ func (e *Env) serverFile(k policies.FileKind, content []byte) distribute.File {
 }
 
 // cibEntries returns the lines the server cib-credentials file should hold:
-// the shared identity's key, or in per-user mode every admin's key. extra
-// adds or replaces identities not yet in the store (dry runs).
+// the shared identity's key, or in per-user mode every active admin's key.
+// extra adds or replaces identities whose new keys are not in the store
+// yet. In per-user mode it lists the admins; callers that hold the list
+// use cibEntriesFor.
 func (e *Env) cibEntries(ctx context.Context, extra map[string]keys.Secret) ([]credfile.Entry, error) {
+	var admins []keystore.Admin
+	if e.Config.Policy.IdentityMode == policies.PerUser {
+		var err error
+		if admins, err = e.Store.ListAdmins(ctx); err != nil {
+			return nil, fmt.Errorf("list admins: %w", err)
+		}
+	}
+	entries, _, err := e.cibEntriesFor(ctx, admins, extra)
+	return entries, err
+}
+
+// cibEntriesFor is cibEntries over a list of admins already read. It also
+// returns the credentials it read from the store, by ID.
+func (e *Env) cibEntriesFor(ctx context.Context, admins []keystore.Admin, extra map[string]keys.Secret) ([]credfile.Entry, map[keystore.ID]keystore.Credential, error) {
 	want := map[string]keys.Secret{}
 	if e.Config.Policy.IdentityMode == policies.Shared {
 		want[policies.SharedIdentity] = nil
 	} else {
-		admins, err := e.Store.ListAdmins(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("list admins: %w", err)
-		}
 		for _, a := range admins {
 			if a.Active() {
 				want[a.Identity] = nil
@@ -40,18 +52,20 @@ func (e *Env) cibEntries(ctx context.Context, extra map[string]keys.Secret) ([]c
 	for ident, k := range extra {
 		want[ident] = k
 	}
+	read := map[keystore.ID]keystore.Credential{}
 	var entries []credfile.Entry
 	for ident, k := range want {
 		if k == nil {
 			cred, err := e.Store.Get(ctx, keystore.CIB(ident))
 			if err != nil {
-				return nil, fmt.Errorf("key of identity %s: %w", ident, err)
+				return nil, nil, fmt.Errorf("key of identity %s: %w", ident, err)
 			}
+			read[cred.ID] = cred
 			k = cred.Key
 		}
 		entries = append(entries, credfile.Entry{Identity: ident, Key: k})
 	}
-	return entries, nil
+	return entries, read, nil
 }
 
 // serverDeliveries returns, for every node and remote node, the server

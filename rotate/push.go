@@ -12,30 +12,33 @@ import (
 // desired returns what every host should hold according to the store:
 // server files on nodes and remote nodes, each active admin's client files,
 // and the removal of the client files of admins whose revocation has not
-// finished. With hosts given, only those hosts.
-func (e *Env) desired(ctx context.Context, mode deliveryMode, hosts []string) ([]delivery, error) {
+// finished. With hosts given, only those hosts. It also returns every
+// credential it read, so that status need not read them again: one read
+// per admin record and one per key in all.
+func (e *Env) desired(ctx context.Context, mode deliveryMode, hosts []string) ([]delivery, map[keystore.ID]keystore.Credential, error) {
 	only := map[string]bool{}
 	for _, h := range hosts {
 		if _, ok := e.Config.Host(h); !ok {
-			return nil, badInput("unknown host %q; known hosts: %s", h, e.hostNames())
+			return nil, nil, badInput("unknown host %q; known hosts: %s", h, e.hostNames())
 		}
 		only[h] = true
 	}
 	admins, err := e.Store.ListAdmins(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list admins: %w", err)
+		return nil, nil, fmt.Errorf("list admins: %w", err)
 	}
-	entries, err := e.cibEntries(ctx, nil)
+	entries, creds, err := e.cibEntriesFor(ctx, admins, nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	auth, err := e.Store.Get(ctx, keystore.AuthkeyID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	creds[auth.ID] = auth
 	ds, err := e.serverDeliveries(entries, auth.Key, mode)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	keyOf := map[string]keys.Secret{}
 	for _, en := range entries {
@@ -48,21 +51,21 @@ func (e *Env) desired(ctx context.Context, mode deliveryMode, hosts []string) ([
 				ws = removalWanted(a, c)
 			} else if k, ok := keyOf[a.Identity]; ok {
 				if ws, err = e.clientWanted(a, c, k, mode); err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 			} else {
-				return nil, fmt.Errorf("admin %s's identity %s has no key in the store", a.User, a.Identity)
+				return nil, nil, fmt.Errorf("admin %s's identity %s has no key in the store", a.User, a.Identity)
 			}
 			d, err := e.hostDelivery(c.Host, ws)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			ds = append(ds, d)
 		}
 	}
 	ds = mergeByHost(ds)
 	if len(only) == 0 {
-		return ds, nil
+		return ds, creds, nil
 	}
 	var out []delivery
 	for _, d := range ds {
@@ -70,7 +73,7 @@ func (e *Env) desired(ctx context.Context, mode deliveryMode, hosts []string) ([
 			out = append(out, d)
 		}
 	}
-	return out, nil
+	return out, creds, nil
 }
 
 // Push converges hosts to the store: every file that is missing or differs
@@ -78,7 +81,7 @@ func (e *Env) desired(ctx context.Context, mode deliveryMode, hosts []string) ([
 func Push(ctx context.Context, e *Env, hosts []string) (*Report, error) {
 	rep := &Report{Action: "push", DryRun: e.DryRun}
 	err := e.withLock(ctx, "push", func() error {
-		ds, err := e.desired(ctx, writeIfDrift, hosts)
+		ds, _, err := e.desired(ctx, writeIfDrift, hosts)
 		if err != nil {
 			return err
 		}

@@ -2,8 +2,11 @@ package rotate
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
+	"github.com/pcmkeys/pcmkeys/keys"
+	"github.com/pcmkeys/pcmkeys/keystore"
 	"github.com/pcmkeys/pcmkeys/keystore/vaultstore"
 )
 
@@ -45,6 +48,60 @@ func TestVaultRequestCounts(t *testing.T) {
 				_, err := Onboard(ctx, c.env, OnboardRequest{User: "alice", Clients: []string{"ws1"}})
 				return err
 			})
+			if _, err := Onboard(ctx, c.env, OnboardRequest{User: "bob", Clients: []string{"ws1"}}); err != nil {
+				t.Fatal(err)
+			}
+			// status: the admins (list + one read each), each key once.
+			count("status (2 admins)", map[string]int64{"shared": 3 + 2, "per-user": 3 + 3}[mode], func() error { _, err := Status(ctx, c.env); return err })
+			// rotate: lock, the admins, the keys rotated (and in per-user
+			// mode the others for cib-credentials), each new version's
+			// put + metadata.
+			count("rotate --cib", map[string]int64{"shared": 3 + 3 + 1 + 2, "per-user": 3 + 3 + 2 + 4}[mode], func() error {
+				_, err := Rotate(ctx, c.env, RotateRequest{CIB: true})
+				return err
+			})
+			// revoke alice: lock, the admins, mark her, (shared: read and
+			// write the new shared key; per-user: bob's key for
+			// cib-credentials, then destroy hers: read its current version,
+			// and the store's destroy checks it before and after, since
+			// Vault has no check-and-set for a destroy), then delete her
+			// record (tombstone, metadata delete).
+			count("revoke alice", map[string]int64{"shared": 3 + 3 + 1 + 3 + 2, "per-user": 3 + 3 + 1 + 1 + 1 + 3 + 2}[mode], func() error {
+				_, err := Revoke(ctx, c.env, []string{"alice"})
+				return err
+			})
 		})
+	}
+}
+
+// TestVaultStatusRequestsPerAdmin: status over 1,000 per-user admins makes
+// a small constant number of Vault requests per admin (printed).
+func TestVaultStatusRequestsPerAdmin(t *testing.T) {
+	c := newClusterIn(t, "vault", "per-user", "")
+	vs := c.env.Store.(*vaultstore.Store)
+	ctx := context.Background()
+	if _, err := Init(ctx, c.env); err != nil {
+		t.Fatal(err)
+	}
+	const n = 1000
+	for i := 0; i < n; i++ {
+		u := fmt.Sprintf("admin%04d", i)
+		k, _ := keys.Generate(keys.PSK, 32)
+		if _, err := vs.Put(ctx, keystore.CIB(u), k, keystore.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := vs.PutAdmin(ctx, keystore.Admin{User: u, Identity: u, Clients: []keystore.Client{{Host: "ws1", KeyFile: "~/k", EnvFile: "~/e"}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := vs.Requests()
+	st, err := Status(ctx, c.env)
+	if st == nil || len(st.Credentials) != n+1 {
+		t.Fatalf("status: %v", err)
+	}
+	got := vs.Requests() - before
+	t.Logf("status over %d admins: %d Vault requests, %.2f per admin", n, got, float64(got)/n)
+	if got > 2*n+3 {
+		t.Errorf("%d requests for %d admins: want at most 2 per admin and 3 more", got, n)
 	}
 }

@@ -77,9 +77,9 @@ func (e *Env) revoke(ctx context.Context, users []string, rep *Report) error {
 			}
 			rep.Credentials = append(rep.Credentials, CredentialChange{ID: id, Version: v.Version, Fingerprint: v.Fingerprint, Created: true})
 		}
-		entries, err = e.cibEntries(ctx, map[string]keys.Secret{policies.SharedIdentity: fresh})
+		entries, _, err = e.cibEntriesFor(ctx, admins, map[string]keys.Secret{policies.SharedIdentity: fresh})
 	} else {
-		entries, err = e.cibEntries(ctx, nil) // active admins only
+		entries, _, err = e.cibEntriesFor(ctx, admins, nil)
 	}
 	if err != nil {
 		return err

@@ -68,7 +68,7 @@ func (e *Env) rotate(ctx context.Context, req RotateRequest, rep *Report) error 
 			return err
 		}
 	}
-	ds, err := e.rotationServerFiles(ctx, fresh)
+	ds, err := e.rotationServerFiles(ctx, admins, fresh)
 	if err != nil {
 		return err
 	}
@@ -184,7 +184,7 @@ func findAdmin(admins []keystore.Admin, user string) (keystore.Admin, bool) {
 }
 
 // rotationServerFiles renders the server files with the fresh keys.
-func (e *Env) rotationServerFiles(ctx context.Context, fresh map[keystore.ID]keys.Secret) ([]delivery, error) {
+func (e *Env) rotationServerFiles(ctx context.Context, admins []keystore.Admin, fresh map[keystore.ID]keys.Secret) ([]delivery, error) {
 	extra := map[string]keys.Secret{}
 	for id, k := range fresh {
 		if ident := id.Identity(); ident != "" {
@@ -194,7 +194,7 @@ func (e *Env) rotationServerFiles(ctx context.Context, fresh map[keystore.ID]key
 	var entries []credfile.Entry
 	if len(extra) > 0 {
 		var err error
-		if entries, err = e.cibEntries(ctx, extra); err != nil {
+		if entries, _, err = e.cibEntriesFor(ctx, admins, extra); err != nil {
 			return nil, err
 		}
 	}

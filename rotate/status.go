@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/pcmkeys/pcmkeys/distribute"
@@ -66,32 +67,29 @@ type FileStatus struct {
 // Its error wraps ErrFindings when anything is not as it should be.
 func Status(ctx context.Context, e *Env) (*StatusReport, error) {
 	rep := &StatusReport{}
-	ids, err := e.Store.List(ctx)
+	ds, creds, err := e.desired(ctx, writeIfDrift, nil)
 	if err != nil {
 		return rep, err
 	}
 	now := e.now()
+	ids := make([]keystore.ID, 0, len(creds))
+	for id := range creds {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	for _, id := range ids {
-		hist, err := e.Store.History(ctx, id)
-		if err != nil {
-			return rep, err
-		}
-		cur := hist[len(hist)-1]
+		cur := creds[id].Version
 		max := e.Config.Policy.RotateAfter.CIB
 		if id == keystore.AuthkeyID {
 			max = e.Config.Policy.RotateAfter.Authkey
 		}
 		cs := CredentialStatus{ID: id, Version: cur.Version, Fingerprint: cur.Fingerprint, Created: cur.Created,
-			Age: policies.FormatAge(now.Sub(cur.Created).Truncate(time.Hour)), Due: cur.Created.Add(max)}
+			Age: policies.FormatAge(now.Sub(cur.Created).Truncate(policies.Day)), Due: cur.Created.Add(max)}
 		cs.Overdue = !now.Before(cs.Due)
 		if cs.Overdue {
 			rep.Findings++
 		}
 		rep.Credentials = append(rep.Credentials, cs)
-	}
-	ds, err := e.desired(ctx, writeIfDrift, nil)
-	if err != nil {
-		return rep, err
 	}
 	results := make([]HostStatus, len(ds))
 	distribute.Each(ctx, indexes(len(ds)), e.Parallel, func(ctx context.Context, i int) error {
