@@ -59,6 +59,13 @@ func (e *Env) revoke(ctx context.Context, users []string, rep *Report) error {
 		revoked[u] = a
 	}
 
+	var remaining []keystore.Admin
+	for _, a := range admins {
+		if _, gone := revoked[a.User]; !gone && a.Active() {
+			remaining = append(remaining, a)
+		}
+	}
+
 	var fresh keys.Secret
 	var entries []credfile.Entry
 	var shared keystore.Credential
@@ -77,14 +84,13 @@ func (e *Env) revoke(ctx context.Context, users []string, rep *Report) error {
 			}
 			rep.Credentials = append(rep.Credentials, CredentialChange{ID: id, Version: v.Version, Fingerprint: v.Fingerprint, Created: true})
 		}
-		entries, _, err = e.cibEntriesFor(ctx, admins, map[string]keys.Secret{policies.SharedIdentity: fresh})
+		entries, _, err = e.cibEntriesFor(ctx, remaining, map[string]keys.Secret{policies.SharedIdentity: fresh})
 	} else {
-		entries, _, err = e.cibEntriesFor(ctx, admins, nil)
+		entries, _, err = e.cibEntriesFor(ctx, remaining, nil)
 	}
 	if err != nil {
 		return err
 	}
-	entries = withoutIdentities(entries, revoked) // for a dry run, where nobody was marked
 
 	ds, err := e.serverDeliveries(entries, nil, writeAlways)
 	if err != nil {
@@ -105,12 +111,6 @@ func (e *Env) revoke(ctx context.Context, users []string, rep *Report) error {
 		}
 	}
 	if fresh != nil {
-		remaining := []keystore.Admin{}
-		for _, a := range admins {
-			if _, gone := revoked[a.User]; !gone && a.Active() {
-				remaining = append(remaining, a)
-			}
-		}
 		clients, err := e.rotationClientFiles(remaining, map[keystore.ID]keys.Secret{keystore.CIB(policies.SharedIdentity): fresh})
 		if err != nil {
 			return err
@@ -159,20 +159,4 @@ func (e *Env) destroyKey(ctx context.Context, id keystore.ID, rep *Report) error
 	}
 	rep.Credentials = append(rep.Credentials, CredentialChange{ID: id, Version: last.Version, Fingerprint: last.Fingerprint, Destroyed: true})
 	return nil
-}
-
-// withoutIdentities drops the lines of the given admins' identities (never
-// the shared one: in shared mode it carries the new key).
-func withoutIdentities(entries []credfile.Entry, admins map[string]keystore.Admin) []credfile.Entry {
-	out := entries[:0:0]
-	for _, en := range entries {
-		drop := false
-		for _, a := range admins {
-			drop = drop || (en.Identity == a.Identity && a.Identity != policies.SharedIdentity)
-		}
-		if !drop {
-			out = append(out, en)
-		}
-	}
-	return out
 }
