@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -101,3 +103,107 @@ type distHost = distribute.Host
 func sha(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
 
 func hexs(b []byte) string { return hex.EncodeToString(b) }
+
+// handshake asks GnuTLS, as pacemaker-based uses it, whether the PSK in
+// keyHex is accepted for identity by the cib-credentials file on a lab
+// node: gnutls-serv reads the node's own file inside the node's mount
+// namespace, in a network namespace of its own, and gnutls-cli connects
+// there. (gnutls-cli takes the key only in its argv: a test key, in a
+// namespace of the test's own.)
+func handshake(t *testing.T, node *sshlab.Host, identity, keyHex string) bool {
+	t.Helper()
+	script := `ip link set lo up
+gnutls-serv --pskpasswd /etc/pacemaker/cib-credentials --priority NORMAL:+DHE-PSK:+PSK -p 5403 >/dev/null 2>&1 &
+srv=$!
+i=0
+while ! (echo >/dev/tcp/127.0.0.1/5403) 2>/dev/null; do i=$((i+1)); [ $i -lt 100 ] || exit 9; sleep 0.05; done
+echo | timeout 10 gnutls-cli --priority NORMAL:+DHE-PSK:+PSK --pskusername "$1" --pskkey "$2" -p 5403 127.0.0.1 2>&1
+rc=$?
+kill $srv
+exit $rc`
+	out, err := node.Exec(context.Background(), `exec unshare --net bash -c "$1" gnutls "$2" "$3"`, script, identity, keyHex)
+	if strings.Contains(out, "exit status 9") {
+		t.Fatalf("gnutls-serv did not start on %s", node.Name)
+	}
+	if os.Getenv("PCMKEYS_DEBUG_HANDSHAKE") != "" {
+		t.Logf("%s: %v\n%s", node.Name, err, out)
+	}
+	return err == nil && strings.Contains(out, "Handshake was completed")
+}
+
+func requireGnuTLS(t *testing.T) {
+	t.Helper()
+	for _, bin := range []string{"gnutls-serv", "gnutls-cli", "ip", "nsenter"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("%s is not installed (apt-get install gnutls-bin iproute2; .ci/run does)", bin)
+		}
+	}
+}
+
+// TestLabAcceptanceCIB: after onboard every node accepts alice's client
+// key file; after a rotation the old key is refused and the new accepted;
+// after revoke her key is refused on every node while bob's still works.
+func TestLabAcceptanceCIB(t *testing.T) {
+	requireGnuTLS(t)
+	for _, mode := range []string{"per-user", "shared"} {
+		t.Run(mode, func(t *testing.T) {
+			e, lab := labCluster(t, "file", mode)
+			ctx := context.Background()
+			if _, err := Init(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+			for _, u := range []string{"alice", "bob"} {
+				if _, err := Onboard(ctx, e, OnboardRequest{User: u, Clients: []string{"host03"}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			client := func(user string) string {
+				out, err := lab.Hosts[3].Exec(ctx, "cat /home/"+user+"/.pcmkeys/lab.key")
+				if err != nil {
+					t.Fatal(err)
+				}
+				return out
+			}
+			ident := func(user string) string {
+				if mode == "shared" {
+					return "hacluster"
+				}
+				return user
+			}
+			nodes := lab.Hosts[:2]
+			aliceOld := client("alice")
+			for _, n := range nodes {
+				if !handshake(t, n, ident("alice"), aliceOld) {
+					t.Errorf("%s refuses alice's key after onboard", n.Name)
+				}
+			}
+			if _, err := Rotate(ctx, e, RotateRequest{CIB: true}); err != nil {
+				t.Fatal(err)
+			}
+			aliceNew := client("alice")
+			if aliceNew == aliceOld {
+				t.Fatal("alice's client file did not change in the rotation")
+			}
+			for _, n := range nodes {
+				if handshake(t, n, ident("alice"), aliceOld) {
+					t.Errorf("%s still accepts the old key after rotation", n.Name)
+				}
+				if !handshake(t, n, ident("alice"), aliceNew) {
+					t.Errorf("%s refuses the new key after rotation", n.Name)
+				}
+			}
+			if _, err := Revoke(ctx, e, []string{"alice"}); err != nil {
+				t.Fatal(err)
+			}
+			bobKey := client("bob")
+			for _, n := range nodes {
+				if handshake(t, n, ident("alice"), aliceNew) {
+					t.Errorf("%s still accepts alice's key after revoke", n.Name)
+				}
+				if !handshake(t, n, ident("bob"), bobKey) {
+					t.Errorf("%s refuses bob's key after alice's revoke", n.Name)
+				}
+			}
+		})
+	}
+}
