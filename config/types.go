@@ -14,16 +14,22 @@ import (
 // file is the YAML document as written. Every field is documented in the
 // README's config reference.
 type file struct {
-	Cluster      string     `yaml:"cluster"`
-	Store        storeFile  `yaml:"store"`
-	IdentityMode string     `yaml:"identity_mode"`
-	SSH          sshFile    `yaml:"ssh"`
-	CIB          cibFile    `yaml:"cib"`
-	Nodes        []hostFile `yaml:"nodes"`
-	RemoteNodes  []hostFile `yaml:"remote_nodes"`
-	Clients      []hostFile `yaml:"clients"`
-	Policy       policyFile `yaml:"policy"`
-	Audit        auditFile  `yaml:"audit"`
+	Cluster      string      `yaml:"cluster"`
+	Store        storeFile   `yaml:"store"`
+	IdentityMode string      `yaml:"identity_mode"`
+	SSH          sshFile     `yaml:"ssh"`
+	CIB          cibFile     `yaml:"cib"`
+	Nodes        []hostFile  `yaml:"nodes"`
+	RemoteNodes  []hostFile  `yaml:"remote_nodes"`
+	Clients      []hostFile  `yaml:"clients"`
+	Policy       policyFile  `yaml:"policy"`
+	Audit        auditFile   `yaml:"audit"`
+	Restart      restartFile `yaml:"restart"`
+}
+
+type restartFile struct {
+	Node       string `yaml:"node"`
+	RemoteNode string `yaml:"remote_node"`
 }
 
 type auditFile struct {
@@ -232,6 +238,15 @@ type Config struct {
 	Policy  policies.Policy `json:"policy"`
 	// AuditPath is the audit trail's file.
 	AuditPath string `json:"audit_path"`
+	// Restart holds the commands rotate --restart runs after an authkey
+	// rotation, per role.
+	Restart Restart `json:"restart"`
+}
+
+// Restart is the restart command of each kind of node.
+type Restart struct {
+	Node       string `json:"node"`
+	RemoteNode string `json:"remote_node"`
 }
 
 // Host returns the host named name.

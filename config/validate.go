@@ -21,7 +21,10 @@ const (
 	DefaultSSHPort        = 22
 	DefaultConnectTimeout = 10 * time.Second
 	DefaultCommandTimeout = 60 * time.Second
-	DefaultVaultMount     = "secret"
+	// Restart commands, run by rotate --restart.
+	DefaultRestartNode       = "systemctl restart pacemaker"
+	DefaultRestartRemoteNode = "systemctl restart pacemaker_remote"
+	DefaultVaultMount        = "secret"
 )
 
 // validator builds a Config from the decoded document and collects every
@@ -71,6 +74,18 @@ func (v *validator) build(raw file) *Config {
 	cfg.Policy = v.policy(raw.Policy, raw.IdentityMode, raw.Cluster)
 	v.hosts(cfg, raw)
 	cfg.CIB = v.cib(raw.CIB, cfg)
+	cfg.Restart = Restart{Node: raw.Restart.Node, RemoteNode: raw.Restart.RemoteNode}
+	if cfg.Restart.Node == "" {
+		cfg.Restart.Node = DefaultRestartNode
+	}
+	if cfg.Restart.RemoteNode == "" {
+		cfg.Restart.RemoteNode = DefaultRestartRemoteNode
+	}
+	for _, c := range []struct{ key, val string }{{"node", cfg.Restart.Node}, {"remote_node", cfg.Restart.RemoteNode}} {
+		if strings.ContainsAny(c.val, "\x00\n\r") {
+			v.add(p("restart", c.key), errors.New("the command must be one line"))
+		}
+	}
 	cfg.AuditPath = v.localPath(p("audit", "path"), raw.Audit.Path)
 	if cfg.AuditPath == "" {
 		cfg.AuditPath = "/var/log/pcmkeys/" + raw.Cluster + ".audit.jsonl"

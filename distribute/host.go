@@ -70,6 +70,9 @@ type Host interface {
 	Remove(ctx context.Context, path, owner string) error
 	// Inspect reports what is at path without following links.
 	Inspect(ctx context.Context, path, owner string) (FileState, error)
+	// Exec runs a shell command on the host as root (a restart, a version
+	// query) and returns its output. It never carries key material.
+	Exec(ctx context.Context, command string) (string, error)
 	// Close releases the host's connection.
 	Close() error
 }
@@ -109,6 +112,7 @@ var (
 	ErrUnknownGroup = errors.New("no such group")
 	ErrUnsafe       = errors.New("refusing an unsafe target")
 	ErrVerify       = errors.New("verification after write failed")
+	ErrNoExec       = errors.New("commands cannot run on a host under a root prefix")
 )
 
 // PathError is a failure at one path on one host.

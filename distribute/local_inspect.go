@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
 
 	"golang.org/x/sys/unix"
 )
@@ -96,4 +97,17 @@ func (l *Local) fillState(fs *FileState, st unix.Stat_t) {
 	fs.Owner, fs.Group = l.acct.names(fs.UID, fs.GID)
 	fs.Mode = permOf(st.Mode)
 	fs.Size = st.Size
+}
+
+// Exec implements Host. A host with a root prefix is an image, not a
+// running system: nothing runs there.
+func (l *Local) Exec(ctx context.Context, command string) (string, error) {
+	if l.w.root != "/" {
+		return "", fmt.Errorf("host %s: %w", l.name, ErrNoExec)
+	}
+	out, err := exec.CommandContext(ctx, "sh", "-c", command).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("host %s: %s: %w", l.name, command, err)
+	}
+	return string(out), nil
 }

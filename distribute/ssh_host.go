@@ -360,3 +360,42 @@ func (h *SSHHost) Inspect(ctx context.Context, path, owner string) (FileState, e
 	}
 	return st, nil
 }
+
+// Exec implements Host: the command runs through the remote shell, with
+// sudo -n when logging in as a sudo user.
+func (h *SSHHost) Exec(ctx context.Context, command string) (string, error) {
+	if h.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, h.timeout)
+		defer cancel()
+	}
+	sess, err := h.client.NewSession()
+	if err != nil {
+		return "", fmt.Errorf("host %s: %w: %v", h.name, ErrUnreachable, err)
+	}
+	defer sess.Close()
+	cmd := "sh -c " + shellQuote(command)
+	if h.sudo {
+		cmd = "sudo -n -- " + cmd
+	}
+	var out limitedBuffer
+	out.max = maxOutput
+	sess.Stdout, sess.Stderr = &out, &out
+	done := make(chan error, 1)
+	if err := sess.Start(cmd); err != nil {
+		return "", fmt.Errorf("host %s: %w", h.name, err)
+	}
+	go func() { done <- sess.Wait() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		sess.Signal(ssh.SIGTERM)
+		sess.Close()
+		<-done
+		return out.String(), fmt.Errorf("host %s: %s: %w", h.name, command, ctx.Err())
+	}
+	if err != nil {
+		return out.String(), fmt.Errorf("host %s: %s: %w", h.name, command, err)
+	}
+	return out.String(), nil
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -273,5 +274,39 @@ func TestLabAcceptanceAuthkey(t *testing.T) {
 	got := remotedAccepts(t, remote, hexs(cur.Key), hexs(old.Key))
 	if !got[0] || got[1] {
 		t.Errorf("after rotation and restart: new key accepted %v, old key accepted %v", got[0], got[1])
+	}
+}
+
+// TestLabRestartPlan: after an authkey rotation, a node running Pacemaker
+// 2.1.5 needs no restart; one that reports 3.0.2 does, and --restart runs
+// the configured command there and only there.
+func TestLabRestartPlan(t *testing.T) {
+	e, lab := labCluster(t, "file", "shared")
+	e.Config.Restart.Node = "touch /etc/pacemaker/restarted"
+	ctx := context.Background()
+	if _, err := Init(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lab.Hosts[1].Exec(ctx, "mount -t tmpfs tmpfs /usr/local/sbin && printf '#!/bin/sh\\necho Pacemaker 3.0.2\\n' > /usr/local/sbin/pacemakerd && chmod 755 /usr/local/sbin/pacemakerd"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Rotate(ctx, e, RotateRequest{CIB: true, Restart: true}); !errors.Is(err, ErrBadInput) {
+		t.Errorf("--restart without --authkey: %v", err)
+	}
+	rep, err := Rotate(ctx, e, RotateRequest{Authkey: true, Restart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"host00": "not needed", "host01": "restarted"}
+	for _, s := range rep.Restart {
+		if w, ok := want[s.Host]; ok && !strings.HasPrefix(s.Result, w) {
+			t.Errorf("%s (%s): %s, want %s", s.Host, s.Version, s.Result, w)
+		}
+	}
+	for i, wantFile := range []bool{false, true} {
+		out, _ := lab.Hosts[i].Exec(ctx, "ls /etc/pacemaker")
+		if strings.Contains(out, "restarted") != wantFile {
+			t.Errorf("%s restarted: %v, want %v", lab.Hosts[i].Name, !wantFile, wantFile)
+		}
 	}
 }

@@ -24,6 +24,10 @@ type RotateRequest struct {
 	// Due keeps, of the keys selected (all of them if nothing else is
 	// set), those older than the policy's rotate_after.
 	Due bool
+	// Restart, after an authkey rotation, runs the configured restart
+	// command on every node whose Pacemaker reads the authkey only at
+	// start, one node at a time.
+	Restart bool
 }
 
 // Rotate gives the selected credentials new keys, staged then committed:
@@ -81,6 +85,10 @@ func (e *Env) rotate(ctx context.Context, req RotateRequest, rep *Report) error 
 			rep.Credentials = append(rep.Credentials, CredentialChange{ID: id, Version: current[id].Version.Version + 1, Created: true})
 		}
 		rep.Hosts, err = e.deliver(ctx, append(ds, clients...))
+		if fresh[keystore.AuthkeyID] != nil {
+			rep.Restart = e.restartPlan(ctx, req.Restart)
+			rep.Notes, _ = restartNotes(rep.Restart)
+		}
 		return err
 	}
 
@@ -106,7 +114,14 @@ func (e *Env) rotate(ctx context.Context, req RotateRequest, rep *Report) error 
 	clientResults, _ := e.deliver(ctx, clients)
 	rep.Hosts = append(rep.Hosts, clientResults...)
 	if fresh[keystore.AuthkeyID] != nil {
-		rep.Notes = append(rep.Notes, "the new authkey is on every node; Pacemaker 3.0.2 and later read it only at start: restart pacemaker (cluster nodes) and pacemaker_remote (remote nodes) for it to take effect")
+		if err := partial(rep.Hosts); err != nil {
+			rep.Notes = append(rep.Notes, "not every node holds the new authkey: no node was restarted; run push, then restart")
+			return err
+		}
+		rep.Restart = e.restartPlan(ctx, req.Restart)
+		notes, failed := restartNotes(rep.Restart)
+		rep.Notes = append(rep.Notes, notes...)
+		rep.Hosts = append(rep.Hosts, failed...)
 	}
 	return partial(rep.Hosts)
 }
@@ -144,6 +159,9 @@ func (e *Env) selectRotation(ctx context.Context, req RotateRequest, admins []ke
 	}
 	if req.Authkey || (none && req.Due) {
 		set[keystore.AuthkeyID] = true
+	}
+	if req.Restart && !set[keystore.AuthkeyID] {
+		return nil, badInput("--restart goes with --authkey: only the authkey needs a restart")
 	}
 	var ids []keystore.ID
 	for id := range set {

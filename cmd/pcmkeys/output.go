@@ -72,6 +72,9 @@ func reportText(rep *rotate.Report) string {
 			fmt.Fprintf(&b, "    error: %s\n", h.Error)
 		}
 	}
+	for _, n := range rep.Notes {
+		fmt.Fprintf(&b, "  note: %s\n", n)
+	}
 	if rep.ClientEnv != nil {
 		b.WriteString("\nThe admin's environment (also in the env file on each client):\n")
 		for _, v := range rep.ClientEnv.Vars() {

@@ -35,8 +35,9 @@ client files follow the commit; push finishes any that could not be reached.
 
 With no selection the CIB keys are rotated: the shared key, or in per-user mode
 every admin's. USER... (per-user mode) rotates those admins' keys. --authkey
-rotates the Pacemaker Remote authkey: Pacemaker 3.0.2 and later read it only at
-start, so restart the cluster afterwards. --due keeps only the selected keys
+rotates the Pacemaker Remote authkey. Pacemaker 3.0.2 and later read it only at
+start: the report shows each node's version and whether it needs a restart, and
+--restart runs the configured restart command on those nodes, one at a time. --due keeps only the selected keys
 (all, when nothing else is selected) that are older than policy.rotate_after:
 the scheduled job.`,
 		RunE: func(_ *cobra.Command, args []string) error {
@@ -49,6 +50,7 @@ the scheduled job.`,
 	cmd.Flags().BoolVar(&req.CIB, "cib", false, "rotate the CIB keys")
 	cmd.Flags().BoolVar(&req.Authkey, "authkey", false, "rotate the Pacemaker Remote authkey")
 	cmd.Flags().BoolVar(&req.Due, "due", false, "only keys older than the policy allows")
+	cmd.Flags().BoolVar(&req.Restart, "restart", false, "after --authkey, restart the nodes whose Pacemaker needs it (config restart.*), one at a time")
 	return cmd
 }
 
