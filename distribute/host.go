@@ -70,6 +70,9 @@ type Host interface {
 	Remove(ctx context.Context, path, owner string) error
 	// Inspect reports what is at path without following links.
 	Inspect(ctx context.Context, path, owner string) (FileState, error)
+	// Read returns a file's content, never following links: for import,
+	// which adopts keys already on a host. The content is key material.
+	Read(ctx context.Context, path, owner string) ([]byte, error)
 	// Exec runs a shell command on the host as root (a restart, a version
 	// query) and returns its output. It never carries key material.
 	Exec(ctx context.Context, command string) (string, error)

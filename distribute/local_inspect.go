@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"os/exec"
 
 	"golang.org/x/sys/unix"
@@ -110,4 +112,41 @@ func (l *Local) Exec(ctx context.Context, command string) (string, error) {
 		return string(out), fmt.Errorf("host %s: %s: %w", l.name, command, err)
 	}
 	return string(out), nil
+}
+
+// Read implements Host.
+func (l *Local) Read(ctx context.Context, path, owner string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	t, err := l.resolve(ctx, path, owner, "")
+	if err != nil {
+		return nil, l.fail("read", path, err)
+	}
+	dirfd, err := l.w.walk(t, false, t.gid)
+	if err != nil {
+		return nil, l.fail("read", t.full, err)
+	}
+	defer unix.Close(dirfd)
+	fd, err := unix.Openat(dirfd, t.base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) {
+			err = fmt.Errorf("%w: it is a symbolic link", ErrUnsafe)
+		}
+		return nil, l.fail("read", t.full, err)
+	}
+	f := os.NewFile(uintptr(fd), t.base)
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, l.fail("read", t.full, fmt.Errorf("%w: not a regular file", ErrUnsafe))
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxReadBack+1))
+	if err != nil {
+		return nil, l.fail("read", t.full, err)
+	}
+	if len(data) > maxReadBack {
+		return nil, l.fail("read", t.full, fmt.Errorf("larger than %d bytes", maxReadBack))
+	}
+	return data, nil
 }

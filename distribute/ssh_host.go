@@ -131,6 +131,9 @@ func (h *SSHHost) runWithin(ctx context.Context, timeout time.Duration, content 
 	}
 	var stdout, stderr limitedBuffer
 	stdout.max, stderr.max = maxOutput, maxOutput
+	if len(args) > 0 && args[0] == "read" {
+		stdout.max = maxReadBack + 1
+	}
 	sess.Stdout, sess.Stderr = &stdout, &stderr
 	sess.Stdin = bytes.NewReader(content)
 	if err := sess.Start(cmd.String()); err != nil {
@@ -398,4 +401,19 @@ func (h *SSHHost) Exec(ctx context.Context, command string) (string, error) {
 		return out.String(), fmt.Errorf("host %s: %s: %w", h.name, command, err)
 	}
 	return out.String(), nil
+}
+
+// Read implements Host.
+func (h *SSHHost) Read(ctx context.Context, path, owner string) ([]byte, error) {
+	if err := checkPath(path); err != nil {
+		return nil, h.fail("read", path, err)
+	}
+	out, err := h.run(ctx, nil, "read", h.root, path, owner, "", "600", "")
+	if err != nil {
+		return nil, h.fail("read", path, err)
+	}
+	if len(out) > maxReadBack {
+		return nil, h.fail("read", path, fmt.Errorf("larger than %d bytes", maxReadBack))
+	}
+	return []byte(out), nil
 }

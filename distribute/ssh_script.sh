@@ -6,7 +6,7 @@
 # the SSH logins themselves.
 #
 # Usage: sh -c SCRIPT pcmkeys OP ROOT PATH OWNER GROUP MODE SHA256 [TMP]
-#   OP      stage | commit | write | abort | remove | inspect | user
+#   OP      stage | commit | write | abort | remove | inspect | read | user
 #   ROOT    prefix of every path ("" for /)
 #   PATH    absolute, or ~/REL for OWNER's home (validated by the caller)
 #   MODE    octal permission bits of the file, such as 600
@@ -231,6 +231,14 @@ remove)
 	elif [ -e "$t" ]; then
 		die 10 "$full is not a regular file"
 	fi
+	;;
+read)
+	create=0
+	walk || die 1 "$full does not exist"
+	t=$r$full
+	[ ! -L "$t" ] || die 10 "$full is a symbolic link"
+	[ -f "$t" ] || die 1 "$full is not a regular file or does not exist"
+	as dd if="$t" iflag=nofollow status=none
 	;;
 inspect)
 	create=0

@@ -402,3 +402,60 @@ func TestLifecycleDryRunsChangeNothing(t *testing.T) {
 		t.Error("a dry-run revoke marked alice")
 	}
 }
+
+// TestImport adopts keys a cluster already has: nodes that agree are
+// adopted; nodes that disagree are refused unless --force names the
+// winner; a malformed file is refused with its line; the store's own
+// different key is kept unless forced.
+func TestImport(t *testing.T) {
+	forEachStore(t, func(t *testing.T, store string) {
+		c := newClusterIn(t, store, "shared", "")
+		ctx := context.Background()
+		psk, _ := keys.Generate(keys.PSK, 32)
+		auth, _ := keys.Generate(keys.Authkey, 256)
+		cib, _ := credfile.RenderCIBCredentials([]credfile.Entry{{Identity: "hacluster", Key: psk}, {Identity: "legacy", Key: psk}})
+		for _, n := range []string{"node1", "node2"} {
+			r := c.roots[n]
+			os.MkdirAll(r.Path("etc/pacemaker"), 0o750)
+			os.WriteFile(r.Path("etc/pacemaker/cib-credentials"), cib, 0o600)
+			os.WriteFile(r.Path("etc/pacemaker/authkey"), auth, 0o600)
+		}
+		rep, err := Import(ctx, c.env, ImportRequest{Host: "node1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.key(t, keystore.CIB("hacluster")); !got.Key.Equal(psk) {
+			t.Error("the shared key was not adopted")
+		}
+		if got := c.key(t, keystore.AuthkeyID); !got.Key.Equal(auth) {
+			t.Error("the authkey was not adopted")
+		}
+		if !strings.Contains(strings.Join(rep.Notes, "\n"), "identity legacy") {
+			t.Errorf("the unmanaged line is not named: %v", rep.Notes)
+		}
+		// Now node2 disagrees.
+		other, _ := keys.Generate(keys.Authkey, 256)
+		os.WriteFile(c.roots["node2"].Path("etc/pacemaker/authkey"), other, 0o600)
+		if _, err := Import(ctx, c.env, ImportRequest{Host: "node2"}); !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), "disagree") {
+			t.Errorf("import while nodes disagree: %v", err)
+		}
+		if got := c.key(t, keystore.AuthkeyID); !got.Key.Equal(auth) {
+			t.Error("a refused import changed the store")
+		}
+		if _, err := Import(ctx, c.env, ImportRequest{Host: "node2", Force: true}); err != nil {
+			t.Fatalf("import --force: %v", err)
+		}
+		if got := c.key(t, keystore.AuthkeyID); !got.Key.Equal(other) || got.Version.Version != 2 {
+			t.Errorf("node2's authkey did not win: version %d", got.Version.Version)
+		}
+		// A malformed file: refused, by line.
+		os.WriteFile(c.roots["node1"].Path("etc/pacemaker/cib-credentials"), []byte("hacluster:"+strings.Repeat("ab", 32)+"\r\n"), 0o600)
+		os.WriteFile(c.roots["node1"].Path("etc/pacemaker/authkey"), other, 0o600)
+		if _, err := Import(ctx, c.env, ImportRequest{Host: "node1", Force: true}); !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), "line 1: carriage return") {
+			t.Errorf("import of a malformed file: %v", err)
+		}
+		if _, err := Import(ctx, c.env, ImportRequest{Host: "ws1"}); !errors.Is(err, ErrBadInput) {
+			t.Errorf("import from a client: %v", err)
+		}
+	})
+}

@@ -95,3 +95,28 @@ revocation did not finish. Files in sync are left alone.`,
 	cmd.Flags().StringSliceVar(&hosts, "host", nil, "only these hosts (repeat or comma-separate)")
 	return cmd
 }
+
+func newImportCmd(g *globals) *cobra.Command {
+	req := &rotate.ImportRequest{}
+	cmd := &cobra.Command{
+		Use:   "import --host NAME [--force]",
+		Short: "Adopt the keys a node already holds",
+		Long: `Read the authkey and cib-credentials of a node into the store. Every other node
+must hold the same files, else import refuses and names them; --force lets
+NAME's files win (and replace keys the store already holds, as new versions).
+A malformed file is refused with its line numbers. In shared mode the
+"hacluster" line is adopted; in per-user mode the lines of known admins.`,
+		Args: argsExactly(0),
+		RunE: func(*cobra.Command, []string) error {
+			if req.Host == "" {
+				return flagErrorf("--host is required: the node to read")
+			}
+			return runWorkflow(g, func(ctx context.Context, env *rotate.Env) (*rotate.Report, error) {
+				return rotate.Import(ctx, env, *req)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&req.Host, "host", "", "the node whose files to adopt")
+	cmd.Flags().BoolVar(&req.Force, "force", false, "this node's files win over other nodes' and the store's")
+	return cmd
+}
