@@ -320,6 +320,9 @@ func TestRemoveAndInspect(t *testing.T) {
 	if !st.Exists || !st.Regular || st.Owner != "alice" || st.Mode != 0o600 || st.SHA256 != f.SHA256() || st.Path != "/home/alice/.pcmkeys/prod.key" {
 		t.Errorf("inspect = %+v", st)
 	}
+	if got, err := h.Read(ctx, f.Path, "alice"); err != nil || !bytes.Equal(got, f.Content) {
+		t.Errorf("read back: %v", err)
+	}
 	if err := h.Remove(ctx, f.Path, "alice"); err != nil {
 		t.Fatal(err)
 	}
@@ -341,6 +344,9 @@ func TestRemoveAndInspect(t *testing.T) {
 	st, err = h.Inspect(ctx, f.Path, "alice")
 	if err != nil || !st.Symlink || st.SHA256 != "" {
 		t.Errorf("inspect of a link = %+v, %v", st, err)
+	}
+	if _, err := h.Read(ctx, f.Path, "alice"); !errors.Is(err, ErrUnsafe) {
+		t.Errorf("read through a link: %v", err)
 	}
 	if err := h.Remove(ctx, f.Path, "alice"); err != nil {
 		t.Fatal(err)

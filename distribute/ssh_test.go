@@ -66,6 +66,9 @@ func TestSSHWriteServerFile(t *testing.T) {
 	if got != want {
 		t.Errorf("remote file:\n%s\nwant:\n%s", got, want)
 	}
+	if got, err := h.Read(context.Background(), f.Path, f.Owner); err != nil || string(got) != string(f.Content) {
+		t.Errorf("raw bytes read back differ: %v", err)
+	}
 	// Missing directories are made: the file's own 0750 root:GROUP, the
 	// others 0755.
 	deep := withPath(f, "/etc/pacemaker/a/b/authkey")
@@ -106,6 +109,13 @@ func TestSSHClientFileInHome(t *testing.T) {
 	got := remote(t, lab.Hosts[0], "stat -c '%n %U:%G %a' /home/alice/.pcmkeys /home/alice/.pcmkeys/prod.key")
 	if got != "/home/alice/.pcmkeys alice:alice 700\n/home/alice/.pcmkeys/prod.key alice:alice 600\n" {
 		t.Errorf("client files:\n%s", got)
+	}
+	if got, err := h.Read(ctx, f.Path, "alice"); err != nil || string(got) != string(f.Content) {
+		t.Errorf("read back: %q %v", got, err)
+	}
+	remote(t, lab.Hosts[0], "ln -s /etc/shadow /home/alice/.pcmkeys/link")
+	if _, err := h.Read(ctx, "~/.pcmkeys/link", "alice"); !errors.Is(err, ErrUnsafe) {
+		t.Errorf("read through a link: %v", err)
 	}
 	if err := h.Remove(ctx, f.Path, "alice"); err != nil {
 		t.Fatal(err)
