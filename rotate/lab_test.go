@@ -310,3 +310,30 @@ func TestLabRestartPlan(t *testing.T) {
 		}
 	}
 }
+
+func TestLabDoctor(t *testing.T) {
+	e, _ := labCluster(t, "file", "shared")
+	ctx := context.Background()
+	if _, err := Init(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Onboard(ctx, e, OnboardRequest{User: "alice", Clients: []string{"host03"}}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Doctor(ctx, e)
+	if err != nil {
+		t.Fatalf("doctor: %v %+v", err, rep)
+	}
+	for _, h := range rep.Hosts {
+		if h.Role == "client" {
+			continue
+		}
+		found := false
+		for _, c := range h.Checks {
+			found = found || (c.Name == "pacemaker" && strings.HasPrefix(c.Detail, "Pacemaker 2.1.5"))
+		}
+		if !found {
+			t.Errorf("%s: no Pacemaker version in %+v", h.Host, h.Checks)
+		}
+	}
+}

@@ -459,3 +459,33 @@ func TestImport(t *testing.T) {
 		}
 	})
 }
+
+func TestDoctor(t *testing.T) {
+	c := onboarded(t, "file", "shared")
+	ctx := context.Background()
+	if rep, err := Doctor(ctx, c.env); err != nil {
+		t.Fatalf("doctor on a fresh cluster: %v %+v", err, rep)
+	}
+	ws := c.roots["ws1"]
+	os.WriteFile(ws.Path("home/bob/.pcmkeys/test.env"), []byte("export CIB_server='node1'\n"), 0o600)
+	os.Chmod(ws.Path("home/alice/.pcmkeys/test.key"), 0o644)
+	os.Chmod(c.roots["node2"].Path("etc/pacemaker"), 0o777)
+	rep, err := Doctor(ctx, c.env)
+	if !errors.Is(err, ErrFindings) || rep.Problems != 4 {
+		t.Fatalf("doctor after tampering: %v, %d problems", err, rep.Problems)
+	}
+	var all []string
+	for _, h := range rep.Hosts {
+		for _, ch := range h.Checks {
+			if !ch.OK {
+				all = append(all, h.Host+" "+ch.Name+": "+ch.Detail)
+			}
+		}
+	}
+	joined := strings.Join(all, "\n")
+	for _, want := range []string{"lacks CIB_encrypted=true", "mode 0644, want 0600", "node2 /etc/pacemaker/cib-credentials: ", "writable by group or other"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("doctor does not say %q:\n%s", want, joined)
+		}
+	}
+}

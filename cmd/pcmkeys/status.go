@@ -122,3 +122,55 @@ func auditText(recs []audit.Record) string {
 	}
 	return b.String()
 }
+
+func newDoctorCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "doctor",
+		Short: "Preflight: reachability, root, Pacemaker versions, owners, modes, client env",
+		Long: `Check, without changing anything, that pcmkeys can log in to every host and act
+as root there; which Pacemaker each node runs (and whether it reads the authkey
+only at start); that server files and their directories have safe owners and
+modes; and that every admin's key file exists with theirs and their env file
+sets CIB_encrypted=true (without it Pacemaker talks to the CIB in plaintext).
+Exit 4 when anything is wrong.`,
+		Args: argsExactly(0),
+		RunE: func(*cobra.Command, []string) error {
+			ctx, cancel := signalContext()
+			defer cancel()
+			env, closeEnv, err := openEnv(ctx, g, false)
+			if err != nil {
+				return err
+			}
+			defer closeEnv()
+			rep, err := rotate.Doctor(ctx, env)
+			if perr := printResult(g, rep, doctorText(rep)); perr != nil {
+				return perr
+			}
+			return err
+		},
+	}
+}
+
+func doctorText(rep *rotate.DoctorReport) string {
+	var b strings.Builder
+	for _, h := range rep.Hosts {
+		fmt.Fprintf(&b, "host %s (%s)\n", h.Host, h.Role)
+		for _, c := range h.Checks {
+			mark := "ok  "
+			if !c.OK {
+				mark = "FAIL"
+			}
+			fmt.Fprintf(&b, "  %s %s", mark, c.Name)
+			if c.Detail != "" {
+				fmt.Fprintf(&b, ": %s", c.Detail)
+			}
+			b.WriteString("\n")
+		}
+	}
+	if rep.Problems > 0 {
+		fmt.Fprintf(&b, "\n%d problem(s)\n", rep.Problems)
+	} else {
+		b.WriteString("\nall checks passed\n")
+	}
+	return b.String()
+}

@@ -1,0 +1,154 @@
+package rotate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+
+	"github.com/pcmkeys/pcmkeys/config"
+	"github.com/pcmkeys/pcmkeys/distribute"
+	"github.com/pcmkeys/pcmkeys/keystore"
+	"github.com/pcmkeys/pcmkeys/policies"
+)
+
+// DoctorReport is the preflight of every host.
+type DoctorReport struct {
+	Hosts    []HostChecks `json:"hosts"`
+	Problems int          `json:"problems"`
+}
+
+// HostChecks are one host's checks.
+type HostChecks struct {
+	Host   string  `json:"host"`
+	Role   string  `json:"role"`
+	Checks []Check `json:"checks"`
+}
+
+// Check is one thing doctor looked at.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Doctor checks, without changing anything, what pcmkeys needs on every
+// host: that it can log in and act as root, which Pacemaker runs there,
+// that the server files and their directories have safe owners and modes,
+// and that every admin's client files exist with theirs — and that their
+// env file sets CIB_encrypted=true, without which Pacemaker talks in
+// plaintext. Its error wraps ErrFindings when anything is wrong.
+func Doctor(ctx context.Context, e *Env) (*DoctorReport, error) {
+	rep := &DoctorReport{}
+	admins, err := e.Store.ListAdmins(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("list admins: %w", err)
+	}
+	rep.Hosts = make([]HostChecks, len(e.Config.Hosts))
+	distribute.Each(ctx, indexes(len(e.Config.Hosts)), e.Parallel, func(ctx context.Context, i int) error {
+		rep.Hosts[i] = e.doctorHost(ctx, e.Config.Hosts[i], admins)
+		return nil
+	})
+	for _, h := range rep.Hosts {
+		for _, c := range h.Checks {
+			if !c.OK {
+				rep.Problems++
+			}
+		}
+	}
+	if rep.Problems > 0 {
+		return rep, fmt.Errorf("%w: %d problem(s)", ErrFindings, rep.Problems)
+	}
+	return rep, nil
+}
+
+func (e *Env) doctorHost(ctx context.Context, h config.Host, admins []keystore.Admin) HostChecks {
+	hc := HostChecks{Host: h.Name, Role: string(h.Role)}
+	add := func(name string, ok bool, detail string) {
+		hc.Checks = append(hc.Checks, Check{Name: name, OK: ok, Detail: detail})
+	}
+	conn, err := e.connect(ctx, h)
+	if err != nil {
+		add("reachable", false, err.Error())
+		return hc
+	}
+	defer conn.Close()
+	add("reachable", true, "")
+	if out, err := conn.Exec(ctx, "id -u"); errors.Is(err, distribute.ErrNoExec) {
+		add("acts as root", true, "host under a root prefix: files only")
+	} else {
+		add("acts as root", err == nil && strings.TrimSpace(out) == "0", firstLine(out+" "+errString(err)))
+		if h.Role != config.RoleClient {
+			out, err := conn.Exec(ctx, versionCommand)
+			v := versionRE.FindString(out)
+			detail := v
+			if v != "" && cachesAuthkey(v) {
+				detail += ": reads the authkey only at start (rotate --authkey needs a restart)"
+			}
+			add("pacemaker", err == nil && v != "", detail+errString(err))
+		}
+	}
+	var kinds []policies.FileKind
+	switch h.Role {
+	case config.RoleNode:
+		kinds = []policies.FileKind{policies.CIBCredentials, policies.Authkey}
+	case config.RoleRemoteNode:
+		kinds = []policies.FileKind{policies.Authkey}
+	}
+	for _, k := range kinds {
+		fp := e.Config.Policy.Files[k]
+		st, err := conn.Inspect(ctx, fp.Path, fp.Owner)
+		ok, detail := fileChecks(st, err, fp.Owner, fp.Group, fp.Mode)
+		add(fp.Path, ok, detail)
+	}
+	for _, a := range admins {
+		if !a.Active() {
+			continue
+		}
+		for _, c := range a.Clients {
+			if c.Host != h.Name {
+				continue
+			}
+			mode := e.Config.Policy.Files[policies.ClientKey].Mode
+			st, err := conn.Inspect(ctx, c.KeyFile, a.User)
+			ok, detail := fileChecks(st, err, a.User, "", mode)
+			add(a.User+" "+c.KeyFile, ok, detail)
+			env, err := conn.Read(ctx, c.EnvFile, a.User)
+			switch {
+			case err != nil:
+				add(a.User+" "+c.EnvFile, false, err.Error())
+			case !strings.Contains(string(env), "CIB_encrypted='true'") && !strings.Contains(string(env), "CIB_encrypted=true"):
+				add(a.User+" "+c.EnvFile, false, "lacks CIB_encrypted=true: Pacemaker would talk to the CIB in plaintext")
+			default:
+				add(a.User+" "+c.EnvFile, true, "")
+			}
+		}
+	}
+	return hc
+}
+
+// fileChecks judges a file's existence, owner and mode (not its content:
+// status compares that with the store).
+func fileChecks(st distribute.FileState, err error, owner, group string, mode fs.FileMode) (bool, string) {
+	switch {
+	case err != nil:
+		return false, err.Error()
+	case !st.Exists:
+		return false, "missing"
+	case st.Symlink || !st.Regular:
+		return false, "not a regular file"
+	case st.Owner != owner || (group != "" && st.Group != group):
+		return false, fmt.Sprintf("owned by %s:%s, want %s:%s", st.Owner, st.Group, owner, group)
+	case st.Mode != mode.Perm():
+		return false, fmt.Sprintf("mode %04o, want %04o", uint32(st.Mode), uint32(mode.Perm()))
+	}
+	return true, ""
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return " " + firstLine(err.Error())
+}
