@@ -85,6 +85,18 @@ type Version struct {
 	CreatedBy   string    `json:"created_by,omitempty"`
 	Fingerprint string    `json:"fingerprint"`
 	Destroyed   bool      `json:"destroyed,omitempty"`
+	// Holders is the summary of PutOptions.Holders the store kept.
+	Holders string `json:"holders,omitempty"`
+}
+
+// HoldersSummary renders holders for metadata that allows 512 bytes: the
+// names, comma-separated, or their count when they do not fit.
+func HoldersSummary(holders []string) string {
+	s := strings.Join(holders, ",")
+	if len(s) > 512 {
+		return fmt.Sprintf("%d admins (see admins/)", len(holders))
+	}
+	return s
 }
 
 // Credential is one version of a credential with its key.
@@ -140,6 +152,9 @@ type PutOptions struct {
 	CAS int
 	// CreatedBy names the operator, for the version's metadata.
 	CreatedBy string
+	// Holders names the admins who receive this key, for the metadata;
+	// the admin records are the full account of who holds what.
+	Holders []string
 }
 
 // Store keeps credentials and admin records. Implementations are safe for

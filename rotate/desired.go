@@ -106,7 +106,7 @@ func (e *Env) serverDeliveries(cib []credfile.Entry, authkey keys.Secret, mode d
 // ensureKey returns the current version of id, creating it with a new key
 // if the store has none (or only destroyed versions). In a dry run the new
 // key is not stored and its change has no fingerprint.
-func (e *Env) ensureKey(ctx context.Context, id keystore.ID, size int) (keystore.Credential, CredentialChange, error) {
+func (e *Env) ensureKey(ctx context.Context, id keystore.ID, size int, holders []string) (keystore.Credential, CredentialChange, error) {
 	cred, err := e.Store.Get(ctx, id)
 	if err == nil {
 		return cred, CredentialChange{ID: id, Version: cred.Version.Version, Fingerprint: cred.Version.Fingerprint}, nil
@@ -126,7 +126,7 @@ func (e *Env) ensureKey(ctx context.Context, id keystore.ID, size int) (keystore
 		return keystore.Credential{ID: id, Key: key, Version: keystore.Version{Version: cas + 1}},
 			CredentialChange{ID: id, Version: cas + 1, Created: true}, nil
 	}
-	v, err := e.Store.Put(ctx, id, key, keystore.PutOptions{CAS: cas, CreatedBy: e.Operator})
+	v, err := e.Store.Put(ctx, id, key, keystore.PutOptions{CAS: cas, CreatedBy: e.Operator, Holders: holders})
 	if err != nil {
 		return cred, CredentialChange{}, fmt.Errorf("store new %s: %w", id, err)
 	}
@@ -178,4 +178,19 @@ func (e *Env) hostDelivery(name string, ws []wanted) (delivery, error) {
 		return delivery{}, fmt.Errorf("host %q is in the store's records but not in the config", name)
 	}
 	return delivery{host: h, files: ws}, nil
+}
+
+// holdersOf names the active admins who receive the key of id.
+func holdersOf(admins []keystore.Admin, id keystore.ID) []string {
+	ident := id.Identity()
+	if ident == "" {
+		return nil
+	}
+	var out []string
+	for _, a := range admins {
+		if a.Active() && a.Identity == ident {
+			out = append(out, a.User)
+		}
+	}
+	return out
 }

@@ -21,14 +21,14 @@ func Init(ctx context.Context, e *Env) (*Report, error) {
 
 func (e *Env) init(ctx context.Context, rep *Report) error {
 	pol := e.Config.Policy
-	auth, change, err := e.ensureKey(ctx, keystore.AuthkeyID, pol.AuthkeyBytes)
+	auth, change, err := e.ensureKey(ctx, keystore.AuthkeyID, pol.AuthkeyBytes, nil)
 	if err != nil {
 		return err
 	}
 	rep.Credentials = append(rep.Credentials, change)
 	extra := map[string]keys.Secret{}
 	if pol.IdentityMode == policies.Shared {
-		cib, change, err := e.ensureKey(ctx, keystore.CIB(policies.SharedIdentity), pol.PSKBytes)
+		cib, change, err := e.ensureKey(ctx, keystore.CIB(policies.SharedIdentity), pol.PSKBytes, nil)
 		if err != nil {
 			return err
 		}

@@ -142,9 +142,10 @@ func requireGnuTLS(t *testing.T) {
 // after revoke her key is refused on every node while bob's still works.
 func TestLabAcceptanceCIB(t *testing.T) {
 	requireGnuTLS(t)
-	for _, mode := range []string{"per-user", "shared"} {
-		t.Run(mode, func(t *testing.T) {
-			e, lab := labCluster(t, "file", mode)
+	for _, tc := range []struct{ store, mode string }{{"file", "per-user"}, {"vault", "shared"}, {"vault", "per-user"}, {"file", "shared"}} {
+		mode := tc.mode
+		t.Run(tc.store+"/"+mode, func(t *testing.T) {
+			e, lab := labCluster(t, tc.store, mode)
 			ctx := context.Background()
 			if _, err := Init(ctx, e); err != nil {
 				t.Fatal(err)
@@ -247,7 +248,7 @@ func TestLabAcceptanceAuthkey(t *testing.T) {
 	if _, err := exec.LookPath("/usr/sbin/pacemaker-remoted"); err != nil {
 		t.Skip("pacemaker-remoted is not installed (apt-get install pacemaker-remote; .ci/run does)")
 	}
-	e, lab := labCluster(t, "file", "shared")
+	e, lab := labCluster(t, "vault", "shared")
 	ctx := context.Background()
 	if _, err := Init(ctx, e); err != nil {
 		t.Fatal(err)

@@ -85,7 +85,7 @@ func onboard(ctx context.Context, e *Env, req OnboardRequest) (*Report, error) {
 	var cred keystore.Credential
 	var change CredentialChange
 	if pol.IdentityMode == policies.PerUser {
-		cred, change, err = e.ensureKey(ctx, keystore.CIB(ident), pol.PSKBytes)
+		cred, change, err = e.ensureKey(ctx, keystore.CIB(ident), pol.PSKBytes, []string{req.User})
 	} else {
 		cred, err = e.Store.Get(ctx, keystore.CIB(ident))
 		if errors.Is(err, keystore.ErrNotFound) || errors.Is(err, keystore.ErrDestroyed) {

@@ -78,7 +78,7 @@ func (e *Env) revoke(ctx context.Context, users []string, rep *Report) error {
 			return err
 		}
 		if !e.DryRun {
-			v, err := e.Store.Put(ctx, id, fresh, keystore.PutOptions{CAS: shared.Version.Version, CreatedBy: e.Operator})
+			v, err := e.Store.Put(ctx, id, fresh, keystore.PutOptions{CAS: shared.Version.Version, CreatedBy: e.Operator, Holders: holdersOf(remaining, id)})
 			if err != nil {
 				return fmt.Errorf("store the new shared key: %w", err)
 			}

@@ -100,7 +100,7 @@ func (e *Env) rotate(ctx context.Context, req RotateRequest, rep *Report) error 
 		return err
 	}
 	for _, id := range ids {
-		v, err := e.Store.Put(ctx, id, fresh[id], keystore.PutOptions{CAS: current[id].Version.Version, CreatedBy: e.Operator})
+		v, err := e.Store.Put(ctx, id, fresh[id], keystore.PutOptions{CAS: current[id].Version.Version, CreatedBy: e.Operator, Holders: holdersOf(admins, id)})
 		if err != nil {
 			// Keys stored before this one are not yet on any host; push
 			// delivers them. Nothing was committed.

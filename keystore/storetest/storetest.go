@@ -78,12 +78,15 @@ func testVersions(t *testing.T, s keystore.Store) {
 		t.Fatalf("Get of a new credential: %v, want ErrNotFound", err)
 	}
 	k1, k2 := gen(t, keys.PSK), gen(t, keys.PSK)
-	v1, err := s.Put(ctx, id, k1, keystore.PutOptions{CAS: 0, CreatedBy: "alice"})
+	v1, err := s.Put(ctx, id, k1, keystore.PutOptions{CAS: 0, CreatedBy: "alice", Holders: []string{"alice", "bob"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v1.Version != 1 || v1.Fingerprint != k1.Fingerprint() || v1.CreatedBy != "alice" || v1.Created.IsZero() {
+	if v1.Version != 1 || v1.Fingerprint != k1.Fingerprint() || v1.CreatedBy != "alice" || v1.Created.IsZero() || v1.Holders != "alice,bob" {
 		t.Errorf("first version = %+v", v1)
+	}
+	if h, err := s.History(ctx, id); err != nil || h[0].Holders != "alice,bob" {
+		t.Errorf("holders in the history: %+v %v", h, err)
 	}
 	if _, err := s.Put(ctx, id, k2, keystore.PutOptions{CAS: 1}); err != nil {
 		t.Fatal(err)

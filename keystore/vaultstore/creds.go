@@ -129,11 +129,14 @@ func (s *Store) Put(ctx context.Context, id keystore.ID, key keys.Secret, opts k
 	if err != nil {
 		return ver, s.translate(err, "write", "data/"+p, "create/update")
 	}
-	ver = keystore.Version{Version: sec.VersionMetadata.Version, Created: sec.VersionMetadata.CreatedTime, CreatedBy: opts.CreatedBy, Fingerprint: fp}
+	ver = keystore.Version{Version: sec.VersionMetadata.Version, Created: sec.VersionMetadata.CreatedTime, CreatedBy: opts.CreatedBy, Fingerprint: fp, Holders: keystore.HoldersSummary(opts.Holders)}
 	// The version's fingerprint and creator go to custom metadata too, so
 	// History needs no key. A failure here leaves the key stored and
 	// readable; History then shows the version without a fingerprint.
-	custom := map[string]any{"kind": string(id.Kind()), versionKey(ver.Version): fp + " " + opts.CreatedBy}
+	custom := map[string]any{"kind": string(id.Kind()), versionKey(ver.Version): fp + " " + opts.CreatedBy, "holders": nil}
+	if ver.Holders != "" { // Vault refuses an empty value; nil removes the key
+		custom["holders"] = ver.Holders
+	}
 	if old := ver.Version - keptVersions; old > 0 {
 		custom[versionKey(old)] = nil
 	}
@@ -162,6 +165,9 @@ func (s *Store) History(ctx context.Context, id keystore.ID) ([]keystore.Version
 		v := keystore.Version{Version: vm.Version, Created: vm.CreatedTime, Destroyed: vm.Destroyed || !vm.DeletionTime.IsZero()}
 		if c, ok := md.CustomMetadata[versionKey(vm.Version)].(string); ok {
 			v.Fingerprint, v.CreatedBy, _ = strings.Cut(c, " ")
+		}
+		if vm.Version == md.CurrentVersion {
+			v.Holders, _ = md.CustomMetadata["holders"].(string)
 		}
 		out = append(out, v)
 	}
