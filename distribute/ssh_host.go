@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"strconv"
 	"strings"
@@ -109,23 +110,7 @@ func (h *SSHHost) run(ctx context.Context, content []byte, args ...string) (stri
 
 // runWithin is run with its own bound on the operation (0: none).
 func (h *SSHHost) runWithin(ctx context.Context, timeout time.Duration, content []byte, args ...string) (string, error) {
-	if err := ctx.Err(); err != nil {
-		return "", err
-	}
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
-	}
-	sess, err := h.client.NewSession()
-	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrUnreachable, err)
-	}
-	defer sess.Close()
 	var cmd strings.Builder
-	if h.sudo {
-		cmd.WriteString("sudo -n -- ")
-	}
 	cmd.WriteString("sh -c " + shellQuote(remoteScript) + " pcmkeys")
 	for _, a := range args {
 		cmd.WriteString(" " + shellQuote(a))
@@ -135,39 +120,64 @@ func (h *SSHHost) runWithin(ctx context.Context, timeout time.Duration, content 
 	if len(args) > 0 && args[0] == "read" {
 		stdout.max = maxReadBack + 1
 	}
-	sess.Stdout, sess.Stderr = &stdout, &stderr
-	sess.Stdin = bytes.NewReader(content)
-	if err := sess.Start(cmd.String()); err != nil {
-		return "", fmt.Errorf("start remote command: %w", err)
+	err := h.session(ctx, timeout, cmd.String(), bytes.NewReader(content), &stdout, &stderr)
+	var ee *ssh.ExitError
+	switch {
+	case err == nil:
+		return stdout.String(), nil
+	case errors.As(err, &ee):
+		msg := strings.TrimSpace(stderr.String())
+		if msg == "" {
+			msg = fmt.Sprintf("remote command exited %d", ee.ExitStatus())
+		}
+		if h.sudo && strings.Contains(msg, "sudo:") {
+			msg = "sudo failed (passwordless sudo is required): " + msg
+		}
+		return stdout.String(), &remoteError{code: ee.ExitStatus(), msg: msg}
+	case errors.Is(err, ErrUnreachable), ctx.Err() != nil:
+		return "", err
+	}
+	return "", fmt.Errorf("%w: %v", ErrUnreachable, err)
+}
+
+// session runs one command on the connection — with sudo -n when logging
+// in as a sudo user — bounded by ctx and timeout (0: ctx only). On either
+// the remote command is sent SIGTERM and the session closed.
+func (h *SSHHost) session(ctx context.Context, timeout time.Duration, command string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	sess, err := h.client.NewSession()
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnreachable, err)
+	}
+	defer sess.Close()
+	if h.sudo {
+		command = "sudo -n -- " + command
+	}
+	sess.Stdin, sess.Stdout, sess.Stderr = stdin, stdout, stderr
+	if err := sess.Start(command); err != nil {
+		return fmt.Errorf("start remote command: %w", err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- sess.Wait() }()
 	select {
-	case err = <-done:
+	case err := <-done:
+		return err
 	case <-ctx.Done():
 		sess.Signal(ssh.SIGTERM)
 		sess.Close()
 		<-done
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return "", fmt.Errorf("%w: no answer within %s", ErrUnreachable, timeout)
+			return fmt.Errorf("%w: no answer within %s", ErrUnreachable, timeout)
 		}
-		return "", ctx.Err()
+		return ctx.Err()
 	}
-	if err != nil {
-		var ee *ssh.ExitError
-		msg := strings.TrimSpace(stderr.String())
-		if errors.As(err, &ee) {
-			if msg == "" {
-				msg = fmt.Sprintf("remote command exited %d", ee.ExitStatus())
-			}
-			if h.sudo && strings.Contains(msg, "sudo:") {
-				msg = "sudo failed (passwordless sudo is required): " + msg
-			}
-			return stdout.String(), &remoteError{code: ee.ExitStatus(), msg: msg}
-		}
-		return "", fmt.Errorf("%w: %v", ErrUnreachable, err)
-	}
-	return stdout.String(), nil
 }
 
 // limitedBuffer keeps at most max bytes. It is safe for the session's
@@ -384,37 +394,9 @@ func (h *SSHHost) Inspect(ctx context.Context, path, owner string) (FileState, e
 // Exec implements Host: the command runs through the remote shell, with
 // sudo -n when logging in as a sudo user.
 func (h *SSHHost) Exec(ctx context.Context, command string) (string, error) {
-	if h.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, h.timeout)
-		defer cancel()
-	}
-	sess, err := h.client.NewSession()
-	if err != nil {
-		return "", fmt.Errorf("host %s: %w: %v", h.name, ErrUnreachable, err)
-	}
-	defer sess.Close()
-	cmd := "sh -c " + shellQuote(command)
-	if h.sudo {
-		cmd = "sudo -n -- " + cmd
-	}
 	var out limitedBuffer
 	out.max = maxOutput
-	sess.Stdout, sess.Stderr = &out, &out
-	done := make(chan error, 1)
-	if err := sess.Start(cmd); err != nil {
-		return "", fmt.Errorf("host %s: %w", h.name, err)
-	}
-	go func() { done <- sess.Wait() }()
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		sess.Signal(ssh.SIGTERM)
-		sess.Close()
-		<-done
-		return out.String(), fmt.Errorf("host %s: %s: %w", h.name, command, ctx.Err())
-	}
-	if err != nil {
+	if err := h.session(ctx, h.timeout, "sh -c "+shellQuote(command), nil, &out, &out); err != nil {
 		return out.String(), fmt.Errorf("host %s: %s: %w", h.name, command, err)
 	}
 	return out.String(), nil
