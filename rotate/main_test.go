@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"testing"
 
 	"github.com/pcmkeys/pcmkeys/internal/vaultlab"
@@ -17,21 +16,7 @@ var (
 	vaultMount string
 )
 
-func TestMain(m *testing.M) {
-	if r := vaultlab.SkipReason(); r != "" {
-		fmt.Println("skip:", r)
-		os.Exit(m.Run())
-	}
-	s, err := vaultlab.Launch()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	vaultSrv = s
-	code := m.Run()
-	s.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { vaultlab.Main(m, &vaultSrv) }
 
 // storeKinds are the stores every lifecycle test runs against.
 var storeKinds = []string{"file", "vault"}

@@ -71,15 +71,7 @@ cib-credentials and authkey to every node that lacks them. A server file that
 exists with other content is left alone and reported.`,
 		Args: argsExactly(0),
 		RunE: func(*cobra.Command, []string) error {
-			ctx, cancel := signalContext()
-			defer cancel()
-			env, closeEnv, err := openEnv(ctx, g, true)
-			if err != nil {
-				return err
-			}
-			defer closeEnv()
-			rep, err := rotate.Init(ctx, env)
-			return errors.Join(printReport(g, rep), err)
+			return runWorkflowIn(g, true, rotate.Init)
 		},
 	}
 }
@@ -103,15 +95,9 @@ USER gets the shared hacluster key. USER must exist on every client host.`,
 			if len(opts.clients) == 0 {
 				return flagErrorf("name at least one client host with --client")
 			}
-			ctx, cancel := signalContext()
-			defer cancel()
-			env, closeEnv, err := openEnv(ctx, g, false)
-			if err != nil {
-				return err
-			}
-			defer closeEnv()
-			rep, err := rotate.Onboard(ctx, env, rotate.OnboardRequest{User: args[0], Clients: opts.clients, KeyFile: opts.keyFile})
-			return errors.Join(printReport(g, rep), err)
+			return runWorkflow(g, func(ctx context.Context, env *rotate.Env) (*rotate.Report, error) {
+				return rotate.Onboard(ctx, env, rotate.OnboardRequest{User: args[0], Clients: opts.clients, KeyFile: opts.keyFile})
+			})
 		},
 	}
 	cmd.Flags().StringSliceVar(&opts.clients, "client", nil, "client host the admin works from (repeat or comma-separate)")

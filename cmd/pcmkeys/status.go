@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -23,19 +25,14 @@ file), stale (a revoked admin's file still there), or the host unreachable.
 Exit 4 when anything is found, 0 when all is in sync.`,
 		Args: argsExactly(0),
 		RunE: func(*cobra.Command, []string) error {
-			ctx, cancel := signalContext()
-			defer cancel()
-			env, closeEnv, err := openEnv(ctx, g, false)
-			if err != nil {
-				return err
-			}
-			defer closeEnv()
-			env.Progress = nil // status prints its own table
-			st, err := rotate.Status(ctx, env)
-			if perr := printResult(g, st, statusText(st)); perr != nil {
-				return perr
-			}
-			return err
+			return withEnv(g, false, func(ctx context.Context, env *rotate.Env) error {
+				env.Progress = nil // status prints its own table
+				st, err := rotate.Status(ctx, env)
+				if err != nil && !errors.Is(err, rotate.ErrFindings) {
+					return err // no report: it would look like a clean one
+				}
+				return errors.Join(printResult(g, st, statusText(st)), err)
+			})
 		},
 	}
 }
@@ -135,18 +132,13 @@ sets CIB_encrypted=true (without it Pacemaker talks to the CIB in plaintext).
 Exit 4 when anything is wrong.`,
 		Args: argsExactly(0),
 		RunE: func(*cobra.Command, []string) error {
-			ctx, cancel := signalContext()
-			defer cancel()
-			env, closeEnv, err := openEnv(ctx, g, false)
-			if err != nil {
-				return err
-			}
-			defer closeEnv()
-			rep, err := rotate.Doctor(ctx, env)
-			if perr := printResult(g, rep, doctorText(rep)); perr != nil {
-				return perr
-			}
-			return err
+			return withEnv(g, false, func(ctx context.Context, env *rotate.Env) error {
+				rep, err := rotate.Doctor(ctx, env)
+				if err != nil && !errors.Is(err, rotate.ErrFindings) {
+					return err
+				}
+				return errors.Join(printResult(g, rep, doctorText(rep)), err)
+			})
 		},
 	}
 }

@@ -9,17 +9,31 @@ import (
 	"github.com/pcmkeys/pcmkeys/rotate"
 )
 
-// runWorkflow opens the config and store, runs fn and prints its report.
-func runWorkflow(g *globals, fn func(ctx context.Context, env *rotate.Env) (*rotate.Report, error)) error {
+// withEnv opens the config and store (creating a file store with
+// create), runs fn under a context that SIGINT and SIGTERM cancel, and
+// closes them.
+func withEnv(g *globals, create bool, fn func(ctx context.Context, env *rotate.Env) error) error {
 	ctx, cancel := signalContext()
 	defer cancel()
-	env, closeEnv, err := openEnv(ctx, g, false)
+	env, closeEnv, err := openEnv(ctx, g, create)
 	if err != nil {
 		return err
 	}
 	defer closeEnv()
-	rep, err := fn(ctx, env)
-	return errors.Join(printReport(g, rep), err)
+	return fn(ctx, env)
+}
+
+// runWorkflow runs a workflow in withEnv and prints its report, even when
+// it failed part-way.
+func runWorkflow(g *globals, fn func(ctx context.Context, env *rotate.Env) (*rotate.Report, error)) error {
+	return runWorkflowIn(g, false, fn)
+}
+
+func runWorkflowIn(g *globals, create bool, fn func(ctx context.Context, env *rotate.Env) (*rotate.Report, error)) error {
+	return withEnv(g, create, func(ctx context.Context, env *rotate.Env) error {
+		rep, err := fn(ctx, env)
+		return errors.Join(printReport(g, rep), err)
+	})
 }
 
 func newRotateCmd(g *globals) *cobra.Command {

@@ -86,6 +86,25 @@ func Launch() (*Server, error) {
 	return s, nil
 }
 
+// Main runs a test package's tests with one server shared by all of them,
+// stored in *srv (left nil, with the reason printed, when Vault tests are
+// skipped). Call it from TestMain.
+func Main(m *testing.M, srv **Server) {
+	if r := SkipReason(); r != "" {
+		fmt.Println("skip:", r)
+		os.Exit(m.Run())
+	}
+	s, err := Launch()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	*srv = s
+	code := m.Run()
+	s.Stop()
+	os.Exit(code)
+}
+
 // Stop ends the server: closing its stdin tells it to exit.
 func (s *Server) Stop() {
 	s.stdin.Close()

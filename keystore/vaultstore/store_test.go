@@ -27,21 +27,7 @@ var (
 	mount string
 )
 
-func TestMain(m *testing.M) {
-	if r := vaultlab.SkipReason(); r != "" {
-		fmt.Println("skip:", r)
-		os.Exit(m.Run())
-	}
-	s, err := vaultlab.Launch()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	srv = s
-	code := m.Run()
-	s.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { vaultlab.Main(m, &srv) }
 
 func needVault(t *testing.T) {
 	t.Helper()
