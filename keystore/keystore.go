@@ -192,6 +192,9 @@ type Store interface {
 	// expiry. An expired lock is taken over, so a crashed run blocks the
 	// next one for ttl at most.
 	Lock(ctx context.Context, owner string, ttl time.Duration) (Lease, error)
+	// Renew extends a held lease to ttl from now and returns it; a lease
+	// that expired and was taken over cannot be renewed (ErrConflict).
+	Renew(ctx context.Context, l Lease, ttl time.Duration) (Lease, error)
 	// Unlock releases a lease; releasing one that expired and was taken
 	// over is an error wrapping ErrConflict and changes nothing.
 	Unlock(ctx context.Context, l Lease) error

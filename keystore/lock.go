@@ -16,7 +16,8 @@ type Lease struct {
 	Revision int       `json:"-"`
 }
 
-// DefaultLockTTL is how long a lock lasts unless released: long enough for
-// a rotation of thousands of hosts, short enough that a crashed run does
-// not block the next one for long.
-const DefaultLockTTL = 15 * time.Minute
+// DefaultLockTTL is how long a lock lasts unless renewed or released. A
+// running workflow renews it every DefaultLockTTL/3, so a run of any
+// length keeps it, and a run that crashed blocks the next one for at most
+// this long.
+const DefaultLockTTL = time.Minute

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/pcmkeys/pcmkeys/keystore"
 )
@@ -19,7 +20,30 @@ func (e *Env) withLock(ctx context.Context, action string, fn func() error) erro
 	if err != nil {
 		return err
 	}
+	// Keep the lease while fn runs; a run that dies stops renewing it.
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(keystore.DefaultLockTTL / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				l, err := e.Store.Renew(context.WithoutCancel(ctx), lease, keystore.DefaultLockTTL)
+				if err == nil {
+					lease = l // read by the deferred Unlock only after done
+				} else {
+					e.log().Error("renew the cluster lock", "err", err)
+				}
+			}
+		}
+	}()
 	defer func() {
+		close(stop)
+		<-done
 		if err := e.Store.Unlock(context.WithoutCancel(ctx), lease); err != nil {
 			e.log().Error("release the cluster lock", "err", err)
 		}

@@ -61,6 +61,22 @@ func (s *Store) Lock(ctx context.Context, owner string, ttl time.Duration) (keys
 	return lease, err
 }
 
+// Renew implements keystore.Store.
+func (s *Store) Renew(ctx context.Context, l keystore.Lease, ttl time.Duration) (keystore.Lease, error) {
+	err := s.withLock(ctx, true, func() error {
+		cur, err := s.readLock()
+		if err != nil {
+			return err
+		}
+		if cur.Revision != l.Revision || cur.Released {
+			return fmt.Errorf("lock of %s was taken over: %w", l.Owner, keystore.ErrConflict)
+		}
+		l.Expires, l.Revision = s.now().Add(ttl), cur.Revision+1
+		return s.writeLock(lockFile{Lease: l, Revision: l.Revision})
+	})
+	return l, err
+}
+
 // Unlock implements keystore.Store.
 func (s *Store) Unlock(ctx context.Context, l keystore.Lease) error {
 	return s.withLock(ctx, true, func() error {

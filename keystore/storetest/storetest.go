@@ -43,15 +43,27 @@ func testLock(t *testing.T, s keystore.Store) {
 	if err != nil {
 		t.Fatalf("lock after release: %v", err)
 	}
+	// Renewed, the lease outlives its first ttl.
+	time.Sleep(100 * time.Millisecond)
+	if b, err = s.Renew(ctx, b, 300*time.Millisecond); err != nil {
+		t.Fatalf("renew: %v", err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if _, err := s.Lock(ctx, "carol", time.Minute); !errors.Is(err, keystore.ErrLocked) {
+		t.Errorf("a renewed lock was taken: %v", err)
+	}
 	// A crashed run: bob never unlocks; after the ttl carol takes over,
 	// and bob's late release changes nothing.
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(350 * time.Millisecond)
 	c, err := s.Lock(ctx, "carol", time.Minute)
 	if err != nil {
 		t.Fatalf("lock after expiry: %v", err)
 	}
 	if err := s.Unlock(ctx, b); !errors.Is(err, keystore.ErrConflict) {
 		t.Errorf("release of a taken-over lock: %v", err)
+	}
+	if _, err := s.Renew(ctx, b, time.Minute); !errors.Is(err, keystore.ErrConflict) {
+		t.Errorf("renewal of a taken-over lock: %v", err)
 	}
 	if _, err := s.Lock(ctx, "dave", time.Minute); !errors.Is(err, keystore.ErrLocked) {
 		t.Errorf("carol's lock did not hold: %v", err)

@@ -43,6 +43,18 @@ func (s *Store) Lock(ctx context.Context, owner string, ttl time.Duration) (keys
 	return keystore.Lease{Owner: owner, Expires: exp, Revision: out.VersionMetadata.Version}, nil
 }
 
+// Renew implements keystore.Store.
+func (s *Store) Renew(ctx context.Context, l keystore.Lease, ttl time.Duration) (keystore.Lease, error) {
+	p := s.lockPath()
+	exp := s.now().Add(ttl).UTC()
+	out, err := s.kv.Put(ctx, p, map[string]any{"owner": l.Owner, "expires": exp.Format(time.RFC3339Nano), "released": false}, vault.WithCheckAndSet(l.Revision))
+	if err != nil {
+		return l, s.translate(err, "renew lock", "data/"+p, "create/update")
+	}
+	l.Expires, l.Revision = exp, out.VersionMetadata.Version
+	return l, nil
+}
+
 // Unlock implements keystore.Store.
 func (s *Store) Unlock(ctx context.Context, l keystore.Lease) error {
 	p := s.lockPath()
