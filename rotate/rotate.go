@@ -39,6 +39,11 @@ type RotateRequest struct {
 // cannot be reached is reported (exit 3) and push finishes it.
 func Rotate(ctx context.Context, e *Env, req RotateRequest) (*Report, error) {
 	rep := &Report{Action: "rotate", DryRun: e.DryRun}
+	for _, u := range req.Users { // refused before the lock is taken
+		if err := policies.ValidateUser(u); err != nil {
+			return rep, badInput("%v", err)
+		}
+	}
 	err := e.withLock(ctx, "rotate", func() error { return e.rotate(ctx, req, rep) })
 	return rep, e.record(rep, req.Users, err)
 }
