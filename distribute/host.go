@@ -70,6 +70,10 @@ type Host interface {
 	Remove(ctx context.Context, path, owner string) error
 	// Inspect reports what is at path without following links.
 	Inspect(ctx context.Context, path, owner string) (FileState, error)
+	// Sweep removes the temporary files that an interrupted write of path
+	// left beside it, and returns how many. Callers hold the cluster lock,
+	// so no other run is writing there.
+	Sweep(ctx context.Context, path, owner string) (int, error)
 	// Read returns a file's content, never following links: for import,
 	// which adopts keys already on a host. The content is key material.
 	Read(ctx context.Context, path, owner string) ([]byte, error)

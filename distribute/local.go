@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/google/renameio/v2"
 	"golang.org/x/sys/unix"
@@ -110,6 +111,9 @@ func (l *Local) Stage(ctx context.Context, f File) (Staged, error) {
 
 func (l *Local) stageIn(dirfd int, t target, f File) (*localStaged, error) {
 	if _, _, err := statTarget(dirfd, t.base, t.full); err != nil {
+		return nil, err
+	}
+	if _, err := sweepIn(dirfd, t.base); err != nil {
 		return nil, err
 	}
 	root, err := os.OpenRoot(procPath(dirfd))
@@ -251,4 +255,80 @@ func readNoFollow(dirfd int, name string) (unix.Stat_t, string, error) {
 		return st, "", fmt.Errorf("file is larger than %d bytes", maxReadBack)
 	}
 	return st, hashHex(data), nil
+}
+
+// tempNameRE matches renameio's temporary names for base: "." + base +
+// decimal digits.
+func isTempOf(name, base string) bool {
+	rest, ok := strings.CutPrefix(name, "."+base)
+	if !ok || rest == "" {
+		return false
+	}
+	for _, c := range rest {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// sweepIn removes the temporary files of base in dirfd (regular files
+// only; a link of that name is removed itself, never followed).
+func sweepIn(dirfd int, base string) (int, error) {
+	d, err := os.Open(procPath(dirfd))
+	if err != nil {
+		return 0, fmt.Errorf("list directory: %w", err)
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return 0, fmt.Errorf("list directory: %w", err)
+	}
+	n := 0
+	for _, name := range names {
+		if !isTempOf(name, base) {
+			continue
+		}
+		var st unix.Stat_t
+		if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			continue
+		}
+		if typ := st.Mode & unix.S_IFMT; typ != unix.S_IFREG && typ != unix.S_IFLNK {
+			continue
+		}
+		if err := unix.Unlinkat(dirfd, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+			return n, fmt.Errorf("remove leftover %s: %w", name, err)
+		}
+		n++
+	}
+	if n > 0 {
+		if err := unix.Fsync(dirfd); err != nil {
+			return n, fmt.Errorf("fsync directory: %w", err)
+		}
+	}
+	return n, nil
+}
+
+// Sweep implements Host.
+func (l *Local) Sweep(ctx context.Context, path, owner string) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	t, err := l.resolve(ctx, path, owner, "")
+	if err != nil {
+		return 0, l.fail("sweep", path, err)
+	}
+	dirfd, err := l.w.walk(t, false, t.gid)
+	if errors.Is(err, errMissingDir) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, l.fail("sweep", t.full, err)
+	}
+	defer unix.Close(dirfd)
+	n, err := sweepIn(dirfd, t.base)
+	if err != nil {
+		return n, l.fail("sweep", t.full, err)
+	}
+	return n, nil
 }

@@ -355,3 +355,21 @@ func TestRemoveAndInspect(t *testing.T) {
 		t.Errorf("link target changed: %q %v", b, err)
 	}
 }
+
+func TestLocalSweep(t *testing.T) {
+	l := newLab(t)
+	h := l.host(t)
+	mustMkdir(t, l.path("etc/pacemaker"), 0o750)
+	for _, n := range []string{".authkey123", ".authkey9876543210", ".authkeyx1", "keep", ".cib-credentials42"} {
+		mustWrite(t, l.path("etc/pacemaker/"+n), "x", 0o600)
+	}
+	n, err := h.Sweep(context.Background(), "/etc/pacemaker/authkey", "hacluster")
+	if err != nil || n != 2 {
+		t.Fatalf("sweep = %d, %v", n, err)
+	}
+	noTempFiles(t, l.path("etc/pacemaker"), ".authkeyx1", ".cib-credentials42", "keep")
+	if err := Write(context.Background(), h, serverFile("hacluster:"+strings.Repeat("ab", 32)+"\n")); err != nil {
+		t.Fatal(err)
+	}
+	noTempFiles(t, l.path("etc/pacemaker"), ".authkeyx1", "cib-credentials", "keep")
+}

@@ -416,3 +416,19 @@ func (h *SSHHost) Read(ctx context.Context, path, owner string) ([]byte, error) 
 	}
 	return []byte(out), nil
 }
+
+// Sweep implements Host.
+func (h *SSHHost) Sweep(ctx context.Context, path, owner string) (int, error) {
+	if err := checkPath(path); err != nil {
+		return 0, h.fail("sweep", path, err)
+	}
+	out, err := h.run(ctx, nil, "sweep", h.root, path, owner, "", "600", "")
+	if err != nil {
+		return 0, h.fail("sweep", path, err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(out))
+	if err != nil {
+		return 0, h.fail("sweep", path, errors.New("unexpected answer from the remote side"))
+	}
+	return n, nil
+}

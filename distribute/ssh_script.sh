@@ -6,7 +6,7 @@
 # the SSH logins themselves.
 #
 # Usage: sh -c SCRIPT pcmkeys OP ROOT PATH OWNER GROUP MODE SHA256 [TMP]
-#   OP      stage | commit | write | abort | remove | inspect | read | user
+#   OP      stage | commit | write | abort | remove | inspect | read | sweep | user
 #   ROOT    prefix of every path ("" for /)
 #   PATH    absolute, or ~/REL for OWNER's home (validated by the caller)
 #   MODE    octal permission bits of the file, such as 600
@@ -158,10 +158,30 @@ target() {
 	if [ -e "$t" ] && [ ! -f "$t" ]; then die 10 "$full is not a regular file"; fi
 }
 
+# sweep removes the temporary files an interrupted write of the target
+# left beside it (the caller holds the cluster lock). It prints how many.
+sweep() {
+	n=0
+	set +f
+	for f in "$r$dir"/.*; do
+		case ${f##*/} in
+		".$base.pcmkeys-"*)
+			if [ -L "$f" ] || [ -f "$f" ]; then
+				as rm -f -- "$f"
+				n=$((n + 1))
+			fi
+			;;
+		esac
+	done
+	set -f
+	if [ "$n" -gt 0 ]; then sync -- "$r$dir"; fi
+}
+
 stage() {
 	create=1
 	walk
 	target
+	sweep
 	case $tmp in *[!0-9a-f]* | '') die 2 "bad temporary file suffix" ;; esac
 	tmp=$r$dir/.$base.pcmkeys-$tmp
 	as dd of="$tmp" conv=excl,fsync oflag=nofollow status=none
@@ -231,6 +251,12 @@ remove)
 	elif [ -e "$t" ]; then
 		die 10 "$full is not a regular file"
 	fi
+	;;
+sweep)
+	create=0
+	walk || { echo 0; exit 0; }
+	sweep
+	echo "$n"
 	;;
 read)
 	create=0

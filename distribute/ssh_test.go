@@ -334,3 +334,24 @@ func TestSSHCommandTimeout(t *testing.T) {
 		t.Errorf("a timed-out write left %q", ls)
 	}
 }
+
+func TestSSHSweep(t *testing.T) {
+	lab := sshlab.Start(t, 1, sshlab.Options{})
+	h := labOpen(t, labDialer(t, lab, nil), lab.Hosts[0])
+	remote(t, lab.Hosts[0], "cd /etc/pacemaker && touch .authkey.pcmkeys-0123456789abcdef .authkey.pcmkeys-fedcba9876543210 .cib-credentials.pcmkeys-0123456789abcdef keep && ln -s /etc/shadow .authkey.pcmkeys-aaaaaaaaaaaaaaaa")
+	n, err := h.Sweep(context.Background(), "/etc/pacemaker/authkey", "hacluster")
+	if err != nil || n != 3 {
+		t.Fatalf("sweep = %d, %v", n, err)
+	}
+	if ls := remote(t, lab.Hosts[0], "ls -A /etc/pacemaker; test -s /etc/shadow && echo shadow-intact"); ls != ".cib-credentials.pcmkeys-0123456789abcdef\nkeep\nshadow-intact\n" {
+		t.Errorf("after sweep: %q", ls)
+	}
+	// A write sweeps its own target's leftovers too.
+	f := File{Path: "/etc/pacemaker/cib-credentials", Content: []byte("hacluster:" + strings.Repeat("ab", 32) + "\n"), Owner: "hacluster", Group: "haclient", Mode: 0o600}
+	if err := Write(context.Background(), h, f); err != nil {
+		t.Fatal(err)
+	}
+	if ls := remote(t, lab.Hosts[0], "ls -A /etc/pacemaker"); ls != "cib-credentials\nkeep\n" {
+		t.Errorf("after a write: %q", ls)
+	}
+}

@@ -171,6 +171,12 @@ func (e *Env) deliverFile(ctx context.Context, h distribute.Host, w wanted) (Fil
 	if err != nil {
 		return step, err
 	}
+	if w.mode == writeIfDrift && !e.DryRun {
+		// Push converges: that includes what a killed run left behind.
+		if step.Swept, err = h.Sweep(ctx, f.Path, f.Owner); err != nil {
+			return step, err
+		}
+	}
 	if w.mode != writeAlways || e.DryRun {
 		st, err := h.Inspect(ctx, f.Path, f.Owner)
 		if err != nil {

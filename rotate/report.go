@@ -73,4 +73,6 @@ type FileStep struct {
 	// Identities counts the lines of a cib-credentials file.
 	Identities int    `json:"identities,omitempty"`
 	Action     string `json:"action"`
+	// Swept counts leftover temporary files removed beside it.
+	Swept int `json:"swept,omitempty"`
 }

@@ -66,7 +66,11 @@ func reportText(rep *rotate.Report) string {
 			case what == "":
 				what = "-"
 			}
-			fmt.Fprintf(&b, "    %-40s %s %-18s %s  %s\n", f.Path, f.Mode, owner, what, f.Action)
+			action := f.Action
+			if f.Swept > 0 {
+				action += fmt.Sprintf(" (%d leftover temp file(s) removed)", f.Swept)
+			}
+			fmt.Fprintf(&b, "    %-40s %s %-18s %s  %s\n", f.Path, f.Mode, owner, what, action)
 		}
 		if h.Error != "" {
 			fmt.Fprintf(&b, "    error: %s\n", h.Error)
