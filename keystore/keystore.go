@@ -198,6 +198,10 @@ type Store interface {
 	// Unlock releases a lease; releasing one that expired and was taken
 	// over is an error wrapping ErrConflict and changes nothing.
 	Unlock(ctx context.Context, l Lease) error
+	// BreakLock releases the lock if holder still holds it: for a holder
+	// known to be dead (a crashed run on this machine). If someone else
+	// holds it now, it fails wrapping ErrConflict.
+	BreakLock(ctx context.Context, holder string) error
 
 	// Close releases the store.
 	Close() error

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -486,6 +487,42 @@ func TestDoctor(t *testing.T) {
 	for _, want := range []string{"lacks CIB_encrypted=true", "mode 0644, want 0600", "node2 /etc/pacemaker/cib-credentials: ", "writable by group or other"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("doctor does not say %q:\n%s", want, joined)
+		}
+	}
+}
+
+// TestDeadRunLockBroken: a lock left by a process of this machine that no
+// longer exists is broken at once; one held by a live process, or by
+// another machine, is respected.
+func TestDeadRunLockBroken(t *testing.T) {
+	c := onboarded(t, "file", "shared")
+	ctx := context.Background()
+	host, _ := os.Hostname()
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		holder string
+		broken bool
+	}{
+		{fmt.Sprintf("op@%s pid %d (rotate)", host, dead.Process.Pid), true},
+		{fmt.Sprintf("op@%s pid %d (rotate)", host, os.Getppid()), false},
+		{fmt.Sprintf("op@elsewhere pid %d (rotate)", dead.Process.Pid), false},
+	} {
+		lease, err := c.env.Store.Lock(ctx, tc.holder, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = Push(ctx, c.env, nil)
+		if tc.broken && err != nil {
+			t.Errorf("%s: %v", tc.holder, err)
+		}
+		if !tc.broken {
+			if !errors.Is(err, keystore.ErrLocked) {
+				t.Errorf("%s: the lock was not respected: %v", tc.holder, err)
+			}
+			c.env.Store.Unlock(ctx, lease)
 		}
 	}
 }

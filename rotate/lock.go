@@ -2,9 +2,14 @@ package rotate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"regexp"
+	"strconv"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pcmkeys/pcmkeys/keystore"
 )
@@ -17,6 +22,15 @@ func (e *Env) withLock(ctx context.Context, action string, fn func() error) erro
 	host, _ := os.Hostname()
 	owner := fmt.Sprintf("%s@%s pid %d (%s)", e.Operator, host, os.Getpid(), action)
 	lease, err := e.Store.Lock(ctx, owner, keystore.DefaultLockTTL)
+	var le *keystore.LockedError
+	if errors.As(err, &le) && deadHereHolder(le.Holder, host) {
+		// A run on this machine that no longer exists: waiting for its
+		// lease to expire would only delay, say, a revocation.
+		e.log().Warn("breaking the lock of a run that died", "holder", le.Holder)
+		if err = e.Store.BreakLock(ctx, le.Holder); err == nil {
+			lease, err = e.Store.Lock(ctx, owner, keystore.DefaultLockTTL)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -49,4 +63,20 @@ func (e *Env) withLock(ctx context.Context, action string, fn func() error) erro
 		}
 	}()
 	return fn()
+}
+
+var holderRE = regexp.MustCompile(`^.*@(.+) pid (\d+) \(`)
+
+// deadHereHolder reports whether a lock holder names a process on this
+// machine that no longer exists.
+func deadHereHolder(holder, host string) bool {
+	m := holderRE.FindStringSubmatch(holder)
+	if m == nil || m[1] != host {
+		return false
+	}
+	pid, err := strconv.Atoi(m[2])
+	if err != nil || pid <= 0 || pid == os.Getpid() {
+		return false
+	}
+	return errors.Is(unix.Kill(pid, 0), unix.ESRCH)
 }

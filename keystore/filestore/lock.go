@@ -53,7 +53,7 @@ func (s *Store) Lock(ctx context.Context, owner string, ttl time.Duration) (keys
 		}
 		now := s.now()
 		if cur.Revision > 0 && !cur.Released && now.Before(cur.Expires) {
-			return fmt.Errorf("%w: %s, until %s", keystore.ErrLocked, cur.Owner, cur.Expires.UTC().Format(time.RFC3339))
+			return &keystore.LockedError{Holder: cur.Owner, Expires: cur.Expires}
 		}
 		lease = keystore.Lease{Owner: owner, Expires: now.Add(ttl), Revision: cur.Revision + 1}
 		return s.writeLock(lockFile{Lease: lease, Revision: lease.Revision})
@@ -88,6 +88,22 @@ func (s *Store) Unlock(ctx context.Context, l keystore.Lease) error {
 			return fmt.Errorf("lock of %s was taken over: %w", l.Owner, keystore.ErrConflict)
 		}
 		cur.Released = true
+		return s.writeLock(cur)
+	})
+}
+
+// BreakLock implements keystore.Store.
+func (s *Store) BreakLock(ctx context.Context, holder string) error {
+	return s.withLock(ctx, true, func() error {
+		cur, err := s.readLock()
+		if err != nil {
+			return err
+		}
+		if cur.Released || cur.Owner != holder {
+			return fmt.Errorf("the lock is no longer held by %s: %w", holder, keystore.ErrConflict)
+		}
+		cur.Released = true
+		cur.Revision++
 		return s.writeLock(cur)
 	})
 }

@@ -71,6 +71,29 @@ func testLock(t *testing.T, s keystore.Store) {
 	if err := s.Unlock(ctx, c); err != nil {
 		t.Fatal(err)
 	}
+	// A dead holder's lock can be broken, by name, and only while it
+	// still holds it.
+	d, err := s.Lock(ctx, "dead run", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Lock(ctx, "next run", time.Minute)
+	var le *keystore.LockedError
+	if !errors.As(err, &le) || le.Holder != "dead run" || le.Expires.IsZero() {
+		t.Fatalf("locked error: %v", err)
+	}
+	if err := s.BreakLock(ctx, "someone else"); !errors.Is(err, keystore.ErrConflict) {
+		t.Errorf("break a lock someone else holds: %v", err)
+	}
+	if err := s.BreakLock(ctx, "dead run"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Lock(ctx, "next run", time.Minute); err != nil {
+		t.Errorf("lock after break: %v", err)
+	}
+	if err := s.Unlock(ctx, d); !errors.Is(err, keystore.ErrConflict) {
+		t.Errorf("the dead run's lease still works: %v", err)
+	}
 }
 
 func gen(t *testing.T, k keys.Kind) keys.Secret {

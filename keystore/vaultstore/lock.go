@@ -28,7 +28,7 @@ func (s *Store) Lock(ctx context.Context, owner string, ttl time.Duration) (keys
 		holder, _ := sec.Data["owner"].(string)
 		exp, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(sec.Data["expires"]))
 		if sec.Data["released"] != true && s.now().Before(exp) {
-			return keystore.Lease{}, fmt.Errorf("%w: %s, until %s", keystore.ErrLocked, holder, exp.UTC().Format(time.RFC3339))
+			return keystore.Lease{}, &keystore.LockedError{Holder: holder, Expires: exp}
 		}
 	}
 	exp := s.now().Add(ttl).UTC()
@@ -61,6 +61,24 @@ func (s *Store) Unlock(ctx context.Context, l keystore.Lease) error {
 	_, err := s.kv.Put(ctx, p, map[string]any{"owner": l.Owner, "expires": l.Expires.Format(time.RFC3339Nano), "released": true}, vault.WithCheckAndSet(l.Revision))
 	if err != nil {
 		return s.translate(err, "release lock", "data/"+p, "create/update")
+	}
+	return nil
+}
+
+// BreakLock implements keystore.Store: check-and-set against the version
+// that names holder.
+func (s *Store) BreakLock(ctx context.Context, holder string) error {
+	p := s.lockPath()
+	sec, err := s.kv.Get(ctx, p)
+	if err != nil {
+		return s.translate(err, "read", "data/"+p, "read")
+	}
+	if sec.Data["released"] == true || sec.Data["owner"] != holder {
+		return fmt.Errorf("the lock is no longer held by %s: %w", holder, keystore.ErrConflict)
+	}
+	_, err = s.kv.Put(ctx, p, map[string]any{"owner": holder, "expires": sec.Data["expires"], "released": true}, vault.WithCheckAndSet(sec.VersionMetadata.Version))
+	if err != nil {
+		return s.translate(err, "break lock", "data/"+p, "create/update")
 	}
 	return nil
 }
