@@ -184,9 +184,13 @@ stage() {
 	sweep
 	case $tmp in *[!0-9a-f]* | '') die 2 "bad temporary file suffix" ;; esac
 	tmp=$r$dir/.$base.pcmkeys-$tmp
-	as dd of="$tmp" conv=excl,fsync oflag=nofollow status=none
-	if [ "$inhome" = 0 ]; then chown -h -- "$uid:$gid" "$tmp"; fi
-	if [ "$mode" != 600 ]; then as chmod -- "$mode" "$tmp"; fi
+	# Any failure from here on (a full disk) removes the partial temp file.
+	if ! { as dd of="$tmp" conv=excl,fsync oflag=nofollow status=none &&
+		{ [ "$inhome" = 1 ] || chown -h -- "$uid:$gid" "$tmp"; } &&
+		{ [ "$mode" = 600 ] || as chmod -- "$mode" "$tmp"; }; }; then
+		as rm -f -- "$tmp"
+		die 1 "$full: could not write the staged file (disk full?)"
+	fi
 }
 
 ours() {

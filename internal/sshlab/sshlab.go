@@ -40,8 +40,11 @@ type Host struct {
 	Name     string
 	Port     int
 	SudoOnly bool
+	slowBy   time.Duration
+	lab      *Lab
 	dir      string
 	cmd      *exec.Cmd
+	exited   chan struct{} // closed when cmd has exited
 	// HostKeyLine is its known_hosts line.
 	HostKeyLine string
 }
@@ -50,6 +53,10 @@ type Host struct {
 type Options struct {
 	// SudoOnly lists the indexes of hosts that refuse root logins.
 	SudoOnly []int
+	// Slow delays every session of the hosts with these indexes by
+	// SlowBy before its command runs (sshd's ForceCommand).
+	Slow   []int
+	SlowBy time.Duration
 }
 
 // Uids of the lab's users.
@@ -109,12 +116,16 @@ func New(n int, opts Options) (*Lab, error) {
 	for _, i := range opts.SudoOnly {
 		sudoOnly[i] = true
 	}
+	slow := map[int]time.Duration{}
+	for _, i := range opts.Slow {
+		slow[i] = opts.SlowBy
+	}
 	l.Hosts = make([]*Host, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
 	for i := 0; i < n; i++ {
-		l.Hosts[i] = &Host{Name: fmt.Sprintf("host%02d", i), SudoOnly: sudoOnly[i]}
+		l.Hosts[i] = &Host{Name: fmt.Sprintf("host%02d", i), SudoOnly: sudoOnly[i], slowBy: slow[i], lab: l}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -227,6 +238,9 @@ func (l *Lab) launch(h *Host, key string) error {
 	if h.SudoOnly {
 		root = "PermitRootLogin no\nAllowUsers deploy"
 	}
+	if h.slowBy > 0 {
+		root += fmt.Sprintf("\nForceCommand sleep %.3f; eval \"$SSH_ORIGINAL_COMMAND\"", h.slowBy.Seconds())
+	}
 	cfg := fmt.Sprintf(`Port %d
 ListenAddress 127.0.0.1
 HostKey %s
@@ -253,6 +267,7 @@ MaxStartups 200
 	}
 	h.cmd = cmd
 	exited := make(chan struct{})
+	h.exited = exited
 	go func() { cmd.Wait(); close(exited) }()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
@@ -282,12 +297,48 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-// Stop kills a host's sshd and everything it started (its process group).
+// SetSlow makes the host delay every session by d from its next
+// (re)start on.
+func (h *Host) SetSlow(d time.Duration) { h.slowBy = d }
+
+// Restart starts a stopped host again on the same port with the same host
+// key — with fresh private directories, like a reinstalled node.
+func (h *Host) Restart() error {
+	h.Stop()
+	if err := os.Remove(filepath.Join(h.dir, "sshd.log")); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return h.lab.launch(h, filepath.Join(h.dir, "ssh_host_ed25519_key"))
+}
+
+// Stop kills the host: its sshd and every process in its mount namespace
+// (the sessions sshd started run in sessions of their own, so killing the
+// process group would leave them), as a crash or a power cut would.
 func (h *Host) Stop() {
 	if h.cmd == nil || h.cmd.Process == nil {
 		return
 	}
-	syscall.Kill(-h.cmd.Process.Pid, syscall.SIGKILL)
+	pid := h.cmd.Process.Pid
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
+	syscall.Kill(-pid, syscall.SIGKILL)
+	syscall.Kill(pid, syscall.SIGKILL)
+	if err == nil {
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			p, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			if other, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", p)); err == nil && other == ns {
+				syscall.Kill(p, syscall.SIGKILL)
+			}
+		}
+	}
+	// Wait for the listener to be gone, so a restart can take its port.
+	select {
+	case <-h.exited:
+	case <-time.After(10 * time.Second):
+	}
 	h.cmd = nil
 }
 
