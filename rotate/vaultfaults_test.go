@@ -11,6 +11,7 @@ import (
 	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/internal/vaultlab"
 	"github.com/pcmkeys/pcmkeys/keystore/vaultstore"
+	"github.com/pcmkeys/pcmkeys/policies"
 )
 
 // vaultCluster is a local cluster on a Vault of its own (so the test may
@@ -96,5 +97,34 @@ func TestVaultFaultsDuringRotation(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestVaultPermissionDenied: an operator whose token holds only the auditor
+// policy runs a rotation: it fails at once, naming the path and the
+// capability, and no host changes.
+func TestVaultPermissionDenied(t *testing.T) {
+	c, srv := vaultCluster(t)
+	cfg := c.env.Config
+	hcl, err := policies.VaultPolicy(policies.VaultPolicyRequest{Role: policies.VaultAuditor, Mount: cfg.Store.Mount, Prefix: cfg.Store.Prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := srv.Client(t)
+	if err := root.Sys().PutPolicy("auditor", hcl); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := root.Auth().Token().Create(&vault.TokenCreateRequest{Policies: []string{"auditor"}, NoDefaultPolicy: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.env.Store.(*vaultstore.Store).Client().SetToken(tok.Auth.ClientToken)
+	before := treeState(t, c)
+	_, err = Rotate(context.Background(), c.env, RotateRequest{CIB: true})
+	if !errors.Is(err, vaultstore.ErrPermission) || !strings.Contains(err.Error(), "capability") {
+		t.Fatalf("rotate as an auditor: %v", err)
+	}
+	if after := treeState(t, c); after != before {
+		t.Error("a host changed")
 	}
 }
