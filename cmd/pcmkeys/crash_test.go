@@ -15,9 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pcmkeys/pcmkeys/internal/sshlab"
 	"github.com/pcmkeys/pcmkeys/internal/testroot"
+	"github.com/pcmkeys/pcmkeys/internal/vaultlab"
 	"github.com/pcmkeys/pcmkeys/keystore"
 	"github.com/pcmkeys/pcmkeys/keystore/filestore"
+	"github.com/pcmkeys/pcmkeys/keystore/vaultstore"
 )
 
 // crashTarget is a file a watcher keeps looking at.
@@ -27,30 +30,69 @@ type crashTarget struct {
 	kind     string // cib, authkey, client
 }
 
-// TestCrashConsistency kills pcmkeys with SIGKILL at random moments of
-// rotate --cib, rotate --authkey and push (PCMKEYS_CRASH_POINTS, default
-// 100; PCMKEYS_CRASH_SEED replays a run). While each run works, a watcher
-// polls every target file: it must always be a regular file with its
-// policy's owner and mode 0600, holding exactly some version the store
-// has — never partial. After each kill, push must succeed (breaking the
-// dead run's lock), leave no temporary file, and status must be clean.
-func TestCrashConsistency(t *testing.T) {
-	points := 100
-	if v, err := strconv.Atoi(os.Getenv("PCMKEYS_CRASH_POINTS")); err == nil {
-		points = v
-	}
-	seed := uint64(time.Now().UnixNano())
-	if v, err := strconv.ParseUint(os.Getenv("PCMKEYS_CRASH_SEED"), 10, 64); err == nil {
-		seed = v
-	}
-	t.Logf("crash seed %d (replay: PCMKEYS_CRASH_SEED=%d)", seed, seed)
-	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+// crashCluster is a cluster for the crash test: its config, the
+// environment pcmkeys needs, the files to watch and its store.
+type crashCluster struct {
+	bin, cfg string
+	client   string // the admins' client host
+	env      []string
+	targets  []crashTarget
+	store    func(t *testing.T) keystore.Store
+}
 
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "pcmkeys")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
+func (c *crashCluster) command(args ...string) *exec.Cmd {
+	cmd := exec.Command(c.bin, append([]string{"--config", c.cfg}, args...)...)
+	cmd.Env = append(os.Environ(), c.env...)
+	return cmd
+}
+
+func (c *crashCluster) run(args ...string) error {
+	out, err := c.command(args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("pcmkeys %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
+	return nil
+}
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// pcmkeysBinary builds the command once per test process.
+func pcmkeysBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "pcmkeys-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "pcmkeys")
+		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+func crashPoints(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}
+
+// TestCrashConsistency kills pcmkeys with SIGKILL at random moments of
+// rotate --cib, rotate --authkey and push on local hosts with the file
+// store (PCMKEYS_CRASH_POINTS, default 100; PCMKEYS_CRASH_SEED replays a
+// run). See runCrash.
+func TestCrashConsistency(t *testing.T) {
+	dir := t.TempDir()
 	var nodes []*testroot.Root
 	var hosts strings.Builder
 	for i := 0; i < 3; i++ {
@@ -59,39 +101,111 @@ func TestCrashConsistency(t *testing.T) {
 		fmt.Fprintf(&hosts, "  - {name: n%d, local: true, root: %s}\n", i, r.Dir)
 	}
 	ws := testroot.New(t)
-	cfg := filepath.Join(dir, "pcmkeys.yaml")
+	c := &crashCluster{bin: pcmkeysBinary(t), cfg: filepath.Join(dir, "pcmkeys.yaml"), client: "ws"}
 	doc := fmt.Sprintf("cluster: crash\nstore: {type: file, path: store}\naudit: {path: audit.jsonl}\ncib: {port: 5403}\nnodes:\n%sclients:\n  - {name: ws, local: true, root: %s}\n", hosts.String(), ws.Dir)
-	if err := os.WriteFile(cfg, []byte(doc), 0o600); err != nil {
+	if err := os.WriteFile(c.cfg, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	run := func(args ...string) error {
-		out, err := exec.Command(bin, append([]string{"--config", cfg}, args...)...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("pcmkeys %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return nil
-	}
-	for _, step := range [][]string{{"init"}, {"onboard", "alice", "--client", "ws"}, {"onboard", "bob", "--client", "ws"}} {
-		if err := run(step...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var targets []crashTarget
 	for _, r := range nodes {
-		targets = append(targets,
+		c.targets = append(c.targets,
 			crashTarget{r.Path("etc/pacemaker/cib-credentials"), r.Hacluster, r.Haclient, "cib"},
 			crashTarget{r.Path("etc/pacemaker/authkey"), r.Hacluster, r.Haclient, "authkey"})
 	}
-	targets = append(targets,
+	c.targets = append(c.targets,
 		crashTarget{ws.Path("home/alice/.pcmkeys/crash.key"), ws.Alice, ws.Alice, "client"},
 		crashTarget{ws.Path("home/bob/.pcmkeys/crash.key"), ws.Bob, ws.Bob, "client"})
+	storeDir := filepath.Join(dir, "store")
+	c.store = func(t *testing.T) keystore.Store {
+		s, err := filestore.Open(storeDir, storeDir+".agekey", filestore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	runCrash(t, c, crashPoints("PCMKEYS_CRASH_POINTS", 100))
+}
 
+// TestCrashConsistencyLab is the same over SSH to real sshd lab hosts,
+// with the real Vault as the store (PCMKEYS_CRASH_POINTS_LAB, default 30).
+// Each lab host writes under a root prefix on the machine's filesystem, so
+// the watcher can poll its files while the sessions write them.
+func TestCrashConsistencyLab(t *testing.T) {
+	lab := sshlab.Start(t, 4, sshlab.Options{})
+	srv := vaultlab.Start(t)
+	mount := srv.MountKV2(t)
+	dir := t.TempDir()
+	var roots []string
+	var hosts strings.Builder
+	for i, h := range lab.Hosts {
+		r, err := os.MkdirTemp("", "pcmkeys-crashlab-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(r) })
+		os.Chmod(r, 0o755)
+		for _, u := range []struct {
+			name string
+			id   int
+		}{{"alice", sshlab.UIDAlice}, {"bob", sshlab.UIDBob}} {
+			home := filepath.Join(r, "home", u.name)
+			os.MkdirAll(home, 0o700)
+			os.Chmod(filepath.Dir(home), 0o755)
+			os.Chown(home, u.id, u.id)
+		}
+		roots = append(roots, r)
+		if i < 3 {
+			fmt.Fprintf(&hosts, "  - {name: %s, address: 127.0.0.1, port: %d, root: %s}\n", h.Name, h.Port, r)
+		}
+	}
+	c := &crashCluster{bin: pcmkeysBinary(t), cfg: filepath.Join(dir, "pcmkeys.yaml"), client: "host03", env: []string{"VAULT_TOKEN=" + srv.RootToken}}
+	doc := fmt.Sprintf("cluster: crash\nstore: {type: vault, address: %q, mount: %s}\naudit: {path: audit.jsonl}\nssh: {known_hosts: %s, identity_files: [%s]}\ncib: {port: 5403}\nnodes:\n%sclients:\n  - {name: host03, address: 127.0.0.1, port: %d, root: %s}\n",
+		srv.Addr, mount, lab.KnownHosts, lab.IdentityFile, hosts.String(), lab.Hosts[3].Port, roots[3])
+	if err := os.WriteFile(c.cfg, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range roots[:3] {
+		c.targets = append(c.targets,
+			crashTarget{filepath.Join(r, "etc/pacemaker/cib-credentials"), sshlab.UIDHacluster, sshlab.GIDHaclient, "cib"},
+			crashTarget{filepath.Join(r, "etc/pacemaker/authkey"), sshlab.UIDHacluster, sshlab.GIDHaclient, "authkey"})
+	}
+	c.targets = append(c.targets,
+		crashTarget{filepath.Join(roots[3], "home/alice/.pcmkeys/crash.key"), sshlab.UIDAlice, sshlab.UIDAlice, "client"},
+		crashTarget{filepath.Join(roots[3], "home/bob/.pcmkeys/crash.key"), sshlab.UIDBob, sshlab.UIDBob, "client"})
+	c.store = func(t *testing.T) keystore.Store {
+		s, err := vaultstore.Open(context.Background(), vaultstore.Options{Address: srv.Addr, Mount: mount, Prefix: "pcmkeys/crash", Auth: vaultstore.Auth{Token: srv.RootToken}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	runCrash(t, c, crashPoints("PCMKEYS_CRASH_POINTS_LAB", 30))
+}
+
+// runCrash sets a cluster up (init, onboard alice and bob), then kills
+// pcmkeys at random moments of rotate --cib, rotate --authkey and push.
+// While each run works, a watcher polls every target file: it must always
+// be a regular file with its policy's owner and mode 0600, holding exactly
+// some version the store has — never partial. After each kill, push must
+// succeed (breaking the dead run's lock), leave no temporary file, and
+// status must be clean.
+func runCrash(t *testing.T, c *crashCluster, points int) {
+	seed := uint64(time.Now().UnixNano())
+	if v, err := strconv.ParseUint(os.Getenv("PCMKEYS_CRASH_SEED"), 10, 64); err == nil {
+		seed = v
+	}
+	t.Logf("crash seed %d (replay: PCMKEYS_CRASH_SEED=%d)", seed, seed)
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	for _, step := range [][]string{{"init"}, {"onboard", "alice", "--client", c.client}, {"onboard", "bob", "--client", c.client}} {
+		if err := c.run(step...); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ops := [][]string{{"rotate", "--cib"}, {"rotate", "--authkey"}, {"push"}}
 	// Calibrate: how long each operation takes when left alone.
 	longest := map[string]time.Duration{}
 	for _, op := range ops {
 		start := time.Now()
-		if err := run(op...); err != nil {
+		if err := c.run(op...); err != nil {
 			t.Fatal(err)
 		}
 		longest[op[0]+op[len(op)-1]] = time.Since(start)
@@ -102,11 +216,11 @@ func TestCrashConsistency(t *testing.T) {
 	for i := 0; i < points; i++ {
 		op := ops[rng.IntN(len(ops))]
 		if op[0] == "push" {
-			drift(t, rng, targets, dir)
+			drift(t, rng, c.targets)
 		}
 		delay := time.Duration(rng.Int64N(int64(longest[op[0]+op[len(op)-1]]*6/5) + 1))
-		seen, stop := watch(targets)
-		cmd := exec.Command(bin, append([]string{"--config", cfg}, op...)...)
+		seen, stop := watch(c.targets)
+		cmd := c.command(op...)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -119,28 +233,29 @@ func TestCrashConsistency(t *testing.T) {
 		} else {
 			stats["finished before the kill"]++
 		}
-		valid := validContents(t, filepath.Join(dir, "store"), ws)
+		valid := validContents(t, c.store(t))
 		for p, contents := range seen {
-			for c := range contents {
-				if !valid[kindOf(targets, p)][c] {
-					violations = append(violations, fmt.Sprintf("%s held content that is no version in the store (%d bytes)", p, len(c)))
+			for content := range contents {
+				if !valid[kindOf(c.targets, p)][content] {
+					violations = append(violations, fmt.Sprintf("%s held content that is no version in the store (%d bytes)", p, len(content)))
 				}
 			}
 		}
+		where := fmt.Sprintf("point %d (%s after %v, seed %d)", i, strings.Join(op, " "), delay, seed)
 		if len(violations) > 0 {
-			t.Fatalf("point %d (%s after %v, seed %d):\n%s", i, strings.Join(op, " "), delay, seed, strings.Join(violations, "\n"))
+			t.Fatalf("%s:\n%s", where, strings.Join(violations, "\n"))
 		}
-		if err := run("push"); err != nil {
-			t.Fatalf("point %d (%s after %v, seed %d): push after the kill: %v", i, strings.Join(op, " "), delay, seed, err)
+		if err := c.run("push"); err != nil {
+			t.Fatalf("%s: push after the kill: %v", where, err)
 		}
-		if err := run("status"); err != nil {
-			t.Fatalf("point %d (%s after %v, seed %d): status after push: %v", i, strings.Join(op, " "), delay, seed, err)
+		if err := c.run("status"); err != nil {
+			t.Fatalf("%s: status after push: %v", where, err)
 		}
-		for _, tg := range targets {
+		for _, tg := range c.targets {
 			ents, _ := os.ReadDir(filepath.Dir(tg.path))
 			for _, e := range ents {
 				if strings.HasPrefix(e.Name(), ".") {
-					t.Fatalf("point %d (seed %d): %s left in %s", i, seed, e.Name(), filepath.Dir(tg.path))
+					t.Fatalf("%s: %s left in %s", where, e.Name(), filepath.Dir(tg.path))
 				}
 			}
 		}
@@ -159,7 +274,7 @@ func kindOf(targets []crashTarget, path string) string {
 
 // drift puts an older, valid version into one target (atomically, as an
 // operator's mistake might), so that push has something to repair.
-func drift(t *testing.T, rng *rand.Rand, targets []crashTarget, dir string) {
+func drift(t *testing.T, rng *rand.Rand, targets []crashTarget) {
 	t.Helper()
 	tg := targets[rng.IntN(len(targets))]
 	old, err := os.ReadFile(tg.path)
@@ -222,12 +337,9 @@ func watch(targets []crashTarget) (map[string]map[string]bool, func() []string) 
 
 // validContents renders every version the store has ever held, as each
 // kind of file holds it.
-func validContents(t *testing.T, storeDir string, ws *testroot.Root) map[string]map[string]bool {
+func validContents(t *testing.T, s keystore.Store) map[string]map[string]bool {
 	t.Helper()
-	s, err := filestore.Open(storeDir, storeDir+".agekey", filestore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	defer s.Close()
 	ctx := context.Background()
 	out := map[string]map[string]bool{"cib": {}, "authkey": {}, "client": {}}
 	for _, id := range []keystore.ID{keystore.CIB("hacluster"), keystore.AuthkeyID} {
@@ -249,4 +361,12 @@ func validContents(t *testing.T, storeDir string, ws *testroot.Root) map[string]
 		}
 	}
 	return out
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
 }

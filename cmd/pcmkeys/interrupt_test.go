@@ -21,10 +21,7 @@ import (
 func TestInterruptLeavesNoTempFile(t *testing.T) {
 	lab := sshlab.Start(t, 12, sshlab.Options{})
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "pcmkeys")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := pcmkeysBinary(t)
 	var nodes strings.Builder
 	for _, h := range lab.Hosts {
 		fmt.Fprintf(&nodes, "  - {name: %s, address: 127.0.0.1, port: %d}\n", h.Name, h.Port)
