@@ -110,8 +110,12 @@ func (l *Local) Stage(ctx context.Context, f File) (Staged, error) {
 }
 
 func (l *Local) stageIn(dirfd int, t target, f File) (*localStaged, error) {
-	if _, _, err := statTarget(dirfd, t.base, t.full); err != nil {
+	st, exists, err := statTarget(dirfd, t.base, t.full)
+	if err != nil {
 		return nil, err
+	}
+	if exists && st.Uid != 0 && int(st.Uid) != t.owner.UID {
+		return nil, foreignOwner(t.full, int(st.Uid), t.owner.Name)
 	}
 	if _, err := sweepIn(dirfd, t.base); err != nil {
 		return nil, err
@@ -331,4 +335,11 @@ func (l *Local) Sweep(ctx context.Context, path, owner string) (int, error) {
 		return n, l.fail("sweep", t.full, err)
 	}
 	return n, nil
+}
+
+// foreignOwner refuses a target that someone other than root or the
+// file's owner created: pcmkeys did not write it, and replacing it would
+// hide whatever put it there.
+func foreignOwner(path string, uid int, owner string) error {
+	return fmt.Errorf("%w: %s is owned by uid %d, neither root nor %s: someone else put it there; check it, remove it, and rerun", ErrUnsafe, path, uid, owner)
 }

@@ -225,6 +225,13 @@ func TestRefusals(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, want: ErrUnsafe, msg: "owned by uid 1002"},
+		{name: "target owned by another user", root: true, setup: func(t *testing.T, l *lab) {
+			mustMkdir(t, l.path("etc/pacemaker"), 0o750)
+			mustWrite(t, l.path("etc/pacemaker/cib-credentials"), "planted", 0o600)
+			if err := os.Chown(l.path("etc/pacemaker/cib-credentials"), l.bob, l.bob); err != nil {
+				t.Fatal(err)
+			}
+		}, want: ErrUnsafe, msg: "owned by uid 1002, neither root nor hacluster"},
 		{name: "parent is a file", setup: func(t *testing.T, l *lab) {
 			mustWrite(t, l.path("etc/pacemaker"), "x", 0o600)
 		}, want: ErrUnsafe, msg: "is not a directory"},

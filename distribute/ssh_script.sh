@@ -156,6 +156,12 @@ target() {
 	t=$r$full
 	[ ! -L "$t" ] || die 10 "$full is a symbolic link"
 	if [ -e "$t" ] && [ ! -f "$t" ]; then die 10 "$full is not a regular file"; fi
+	if [ -f "$t" ]; then
+		u=$(stat -c %u -- "$t")
+		if [ "$u" != 0 ] && [ "$u" != "$uid" ]; then
+			die 10 "$full is owned by uid $u, neither root nor $owner: someone else put it there; check it, remove it, and rerun"
+		fi
+	fi
 }
 
 # sweep removes the temporary files an interrupted write of the target

@@ -185,6 +185,8 @@ func TestSSHRefusals(t *testing.T) {
 		{"fifo at target", "mkfifo /etc/pacemaker/cib-credentials", good, ErrUnsafe, "not a regular file"},
 		{"directory writable by others", "chmod 777 /etc/pacemaker", good, ErrUnsafe, "writable by group or other"},
 		{"directory owned by another user", "chown bob /etc/pacemaker", good, ErrUnsafe, fmt.Sprintf("owned by uid %d", sshlab.UIDBob)},
+		{"target owned by another user", "echo planted > /etc/pacemaker/cib-credentials; chown bob /etc/pacemaker/cib-credentials", good, ErrUnsafe, "neither root nor hacluster"},
+		{"client file owned by another user", "mkdir -m 700 /home/alice/.pcmkeys; chown alice /home/alice/.pcmkeys; echo x > /home/alice/.pcmkeys/k; chown bob /home/alice/.pcmkeys/k", File{Path: "~/.pcmkeys/k", Content: []byte("00"), Owner: "alice", Mode: 0o600}, ErrUnsafe, "neither root nor alice"},
 		{"other user's dir in home", "mkdir /home/alice/.pcmkeys; chown bob /home/alice/.pcmkeys", File{Path: "~/.pcmkeys/k", Content: []byte("00"), Owner: "alice", Mode: 0o600}, ErrUnsafe, "owned by uid"},
 		{"home writable by group", "chmod 770 /home/alice", File{Path: "~/.pcmkeys/k", Content: []byte("00"), Owner: "alice", Mode: 0o600}, ErrUnsafe, "/home/alice is writable by group"},
 		{"home missing", "rm -rf /home/bob", File{Path: "~/.pcmkeys/k", Content: []byte("00"), Owner: "bob", Mode: 0o600}, nil, "home directory /home/bob of bob does not exist"},
