@@ -66,8 +66,14 @@ func TestNoKeyInArgvOrEnvironment(t *testing.T) {
 	stop := procWatcher()
 	steps := []func() error{
 		func() error { _, err := Init(ctx, e); return err },
-		func() error { _, err := Onboard(ctx, e, OnboardRequest{User: "alice", Clients: []string{"host03"}}); return err },
-		func() error { _, err := Onboard(ctx, e, OnboardRequest{User: "bob", Clients: []string{"host03"}}); return err },
+		func() error {
+			_, err := Onboard(ctx, e, OnboardRequest{User: "alice", Clients: []string{"host03"}})
+			return err
+		},
+		func() error {
+			_, err := Onboard(ctx, e, OnboardRequest{User: "bob", Clients: []string{"host03"}})
+			return err
+		},
 		func() error { _, err := Rotate(ctx, e, RotateRequest{CIB: true, Authkey: true}); return err },
 		func() error { _, err := Push(ctx, e, nil); return err },
 		func() error { _, err := Revoke(ctx, e, []string{"alice"}); return err },
