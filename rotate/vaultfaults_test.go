@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	vault "github.com/hashicorp/vault/api"
 
@@ -61,13 +62,20 @@ func TestVaultFaultsDuringRotation(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, vaultstore.ErrAuth, "log in again"},
+		{"token expired", func(t *testing.T, srv *vaultlab.Server, _ string) {
+			time.Sleep(3 * time.Second) // the run's token lives 2 s
+		}, vaultstore.ErrAuth, "expired"},
 		{"vault stopped", func(t *testing.T, srv *vaultlab.Server, _ string) { srv.Stop() }, vaultstore.ErrUnreachable, "cannot reach vault"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c, srv := vaultCluster(t)
 			// A token of its own, which the test may revoke.
-			tok, err := srv.Client(t).Auth().Token().Create(&vault.TokenCreateRequest{Policies: []string{"root"}})
+			req := &vault.TokenCreateRequest{Policies: []string{"root"}}
+			if tc.name == "token expired" {
+				req.TTL, req.Renewable = "2s", new(bool)
+			}
+			tok, err := srv.Client(t).Auth().Token().Create(req)
 			if err != nil {
 				t.Fatal(err)
 			}
