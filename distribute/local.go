@@ -235,34 +235,45 @@ func (s *localStaged) release() {
 // readNoFollow opens name in dirfd without following links and returns its
 // stat and the hex SHA-256 of its content.
 func readNoFollow(dirfd int, name string) (unix.Stat_t, string, error) {
-	var st unix.Stat_t
-	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	st, data, err := readFileNoFollow(dirfd, name)
 	if err != nil {
-		if errors.Is(err, unix.ELOOP) {
-			return st, "", fmt.Errorf("%w: it is a symbolic link", ErrUnsafe)
-		}
-		return st, "", fmt.Errorf("open: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), name)
-	defer f.Close()
-	if err := unix.Fstat(fd, &st); err != nil {
-		return st, "", fmt.Errorf("stat: %w", err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return st, "", fmt.Errorf("%w: it is %s", ErrUnsafe, fileType(st.Mode))
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxReadBack+1))
-	if err != nil {
-		return st, "", fmt.Errorf("read: %w", err)
-	}
-	if len(data) > maxReadBack {
-		return st, "", fmt.Errorf("file is larger than %d bytes", maxReadBack)
+		return st, "", err
 	}
 	return st, hashHex(data), nil
 }
 
-// tempNameRE matches renameio's temporary names for base: "." + base +
-// decimal digits.
+// readFileNoFollow opens name in dirfd without following links, refuses
+// anything but a regular file, and returns its stat and content (at most
+// maxReadBack bytes).
+func readFileNoFollow(dirfd int, name string) (unix.Stat_t, []byte, error) {
+	var st unix.Stat_t
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) {
+			return st, nil, fmt.Errorf("%w: it is a symbolic link", ErrUnsafe)
+		}
+		return st, nil, fmt.Errorf("open: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	if err := unix.Fstat(fd, &st); err != nil {
+		return st, nil, fmt.Errorf("stat: %w", err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return st, nil, fmt.Errorf("%w: it is %s", ErrUnsafe, fileType(st.Mode))
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxReadBack+1))
+	if err != nil {
+		return st, nil, fmt.Errorf("read: %w", err)
+	}
+	if len(data) > maxReadBack {
+		return st, nil, fmt.Errorf("file is larger than %d bytes", maxReadBack)
+	}
+	return st, data, nil
+}
+
+// isTempOf reports whether name is one of renameio's temporary names for
+// base: "." + base + decimal digits.
 func isTempOf(name, base string) bool {
 	rest, ok := strings.CutPrefix(name, "."+base)
 	if !ok || rest == "" {

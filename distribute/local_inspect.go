@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"os/exec"
 
 	"golang.org/x/sys/unix"
@@ -128,25 +126,9 @@ func (l *Local) Read(ctx context.Context, path, owner string) ([]byte, error) {
 		return nil, l.fail("read", t.full, err)
 	}
 	defer unix.Close(dirfd)
-	fd, err := unix.Openat(dirfd, t.base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
-	if err != nil {
-		if errors.Is(err, unix.ELOOP) {
-			err = fmt.Errorf("%w: it is a symbolic link", ErrUnsafe)
-		}
-		return nil, l.fail("read", t.full, err)
-	}
-	f := os.NewFile(uintptr(fd), t.base)
-	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, l.fail("read", t.full, fmt.Errorf("%w: not a regular file", ErrUnsafe))
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxReadBack+1))
+	_, data, err := readFileNoFollow(dirfd, t.base)
 	if err != nil {
 		return nil, l.fail("read", t.full, err)
-	}
-	if len(data) > maxReadBack {
-		return nil, l.fail("read", t.full, fmt.Errorf("larger than %d bytes", maxReadBack))
 	}
 	return data, nil
 }
