@@ -1,0 +1,316 @@
+package sshlab
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Host is one lab host. Its methods are safe for concurrent use (a test may
+// Stop a host from a goroutine of its own while another Restarts it).
+type Host struct {
+	Name       string
+	Port       int
+	SudoOnly   bool
+	OwnNetwork bool
+	// HostKeyLine is its known_hosts line.
+	HostKeyLine string
+
+	lab *Lab
+	dir string
+
+	mu     sync.Mutex // guards the fields below
+	slowBy time.Duration
+	cmd    *exec.Cmd     // sshd, or with OwnNetwork the namespace holder
+	exited chan struct{} // closed when cmd has exited
+	fwd    *forwarder    // with OwnNetwork: the 127.0.0.1 listener
+}
+
+// hostScript sets up a host's namespaces and becomes its sshd, or with
+// OwnNetwork ($4 = 1) the process that holds the namespaces.
+//
+// /etc is an overlay (upper layer on a tmpfs of the host's own) with the
+// lab's passwd, group, shadow and sudoers written into it: no mount sits on
+// the machine's /etc/passwd, which a useradd on the machine (rename over it)
+// would detach, and a host may change its own /etc (chpasswd) freely.
+const hostScript = `set -e
+lab=$1 dir=$2 ownnet=$3 name=$4
+ov=$dir/etc-overlay
+mkdir -p "$ov"
+mount -t tmpfs -o mode=0700,size=16m tmpfs "$ov"
+mkdir "$ov/upper" "$ov/work"
+if mount -t overlay overlay -o "lowerdir=/etc,upperdir=$ov/upper,workdir=$ov/work" /etc 2>/dev/null; then
+	for f in passwd group sudoers shadow; do cat "$lab/$f" > "/etc/$f"; done
+else
+	for f in passwd group sudoers shadow; do mount --bind "$lab/$f" "/etc/$f"; done
+fi
+mkdir -p /etc/pacemaker
+mount -t tmpfs -o mode=0750,size=4m tmpfs /etc/pacemaker
+mount -t tmpfs -o mode=0755,size=4m tmpfs /home
+mount -t tmpfs -o mode=0700,size=4m tmpfs /root
+chown root:haclient /etc/pacemaker
+for u in alice bob deploy; do mkdir -m 700 /home/$u; chown $u:$u /home/$u; done
+if [ "$ownnet" != 1 ]; then
+	exec /usr/sbin/sshd -D -e -f "$dir/sshd_config" 2>>"$dir/sshd.log"
+fi
+ip link set lo up
+hostname "$name"
+mount -t tmpfs -o mode=0755,size=32m tmpfs /run
+mkdir -m 0755 /run/sshd /run/lock
+mount -t tmpfs -o mode=1777,size=64m tmpfs /dev/shm
+touch "$dir/ready"
+exec sleep infinity
+`
+
+func (l *Lab) startHost(h *Host) error {
+	h.dir = filepath.Join(l.Dir, h.Name)
+	if err := os.Mkdir(h.dir, 0o755); err != nil {
+		return err
+	}
+	key := filepath.Join(h.dir, "ssh_host_ed25519_key")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", h.Name, "-f", key).CombinedOutput(); err != nil {
+		return fmt.Errorf("ssh-keygen for %s: %v: %s", h.Name, err, out)
+	}
+	pub, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		return err
+	}
+	fields := strings.Fields(string(pub))
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for attempt := 0; ; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		h.Port = port
+		h.HostKeyLine = fmt.Sprintf("[127.0.0.1]:%d %s %s", port, fields[0], fields[1])
+		if err := h.launch(); err == nil {
+			return nil
+		} else if attempt >= 3 {
+			return err
+		}
+	}
+}
+
+// launch starts the host; h.mu is held.
+func (h *Host) launch() error {
+	root := "PermitRootLogin prohibit-password"
+	if h.SudoOnly {
+		root = "PermitRootLogin no\nAllowUsers deploy"
+	}
+	if h.slowBy > 0 {
+		root += fmt.Sprintf("\nForceCommand sleep %.3f; eval \"$SSH_ORIGINAL_COMMAND\"", h.slowBy.Seconds())
+	}
+	cfg := fmt.Sprintf(`Port %d
+ListenAddress 127.0.0.1
+HostKey %s
+PidFile none
+UsePAM no
+StrictModes no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+AuthorizedKeysFile %s
+%s
+PrintMotd no
+LogLevel ERROR
+MaxSessions 64
+MaxStartups 200
+`, h.Port, filepath.Join(h.dir, "ssh_host_ed25519_key"), filepath.Join(h.lab.Dir, "authorized_keys"), root)
+	if err := os.WriteFile(filepath.Join(h.dir, "sshd_config"), []byte(cfg), 0o644); err != nil {
+		return err
+	}
+	ready := filepath.Join(h.dir, "ready")
+	if err := os.Remove(ready); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	args := []string{"--mount", "--propagation", "private"}
+	ownNet := "0"
+	if h.OwnNetwork {
+		args = append(args, "--net", "--uts", "--ipc")
+		ownNet = "1"
+	}
+	args = append(args, "--", "sh", "-c", hostScript, "lab", h.lab.Dir, h.dir, ownNet, h.Name)
+	cmd := exec.Command("unshare", args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	log, err := os.OpenFile(filepath.Join(h.dir, "sshd.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	cmd.Stderr = log
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	h.cmd = cmd
+	exited := make(chan struct{})
+	h.exited = exited
+	go func() { cmd.Wait(); close(exited) }()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			log, _ := os.ReadFile(filepath.Join(h.dir, "sshd.log"))
+			h.cmd = nil
+			return fmt.Errorf("sshd of %s exited: %s", h.Name, strings.TrimSpace(string(log)))
+		default:
+		}
+		if h.OwnNetwork {
+			if _, err := os.Stat(ready); err == nil {
+				err := h.forward()
+				if err != nil {
+					h.stop()
+				}
+				return err
+			}
+		} else if c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(h.Port)), 200*time.Millisecond); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	h.stop()
+	return fmt.Errorf("sshd of %s did not listen within 15s", h.Name)
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// SetSlow makes the host delay every session by d from its next
+// (re)start on.
+func (h *Host) SetSlow(d time.Duration) {
+	h.mu.Lock()
+	h.slowBy = d
+	h.mu.Unlock()
+}
+
+// PID is the pid of the process that holds the host's namespaces (for
+// nsenter --target), or 0 when the host is stopped. Without OwnNetwork it
+// is the host's sshd.
+func (h *Host) PID() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cmd == nil || h.cmd.Process == nil {
+		return 0
+	}
+	return h.cmd.Process.Pid
+}
+
+// Restart starts a stopped host again on the same port with the same host
+// key — with fresh private directories, like a reinstalled node.
+func (h *Host) Restart() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.stop()
+	if err := os.Remove(filepath.Join(h.dir, "sshd.log")); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return h.launch()
+}
+
+// Stop kills the host: its sshd and every process in its namespaces
+// (the sessions sshd started run in sessions of their own, so killing the
+// process group would leave them), as a crash or a power cut would. With
+// OwnNetwork its port refuses connections until it is restarted.
+func (h *Host) Stop() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.stop()
+}
+
+// stop is Stop with h.mu held.
+func (h *Host) stop() {
+	if h.fwd != nil {
+		h.fwd.close()
+		h.fwd = nil
+	}
+	if h.cmd == nil || h.cmd.Process == nil {
+		return
+	}
+	pid := h.cmd.Process.Pid
+	// The host's own namespaces only: without OwnNetwork the network
+	// namespace is the machine's.
+	kinds := []string{"mnt"}
+	if h.OwnNetwork {
+		kinds = append(kinds, "net")
+	}
+	var nss []string
+	select {
+	case <-h.exited: // reaped: its pid may be someone else's by now
+	default:
+		for _, kind := range kinds {
+			ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, kind))
+			self, _ := os.Readlink("/proc/self/ns/" + kind)
+			if err == nil && ns != self {
+				nss = append(nss, kind+" "+ns)
+			}
+		}
+	}
+	syscall.Kill(-pid, syscall.SIGKILL)
+	syscall.Kill(pid, syscall.SIGKILL)
+	if len(nss) > 0 {
+		killNamespaces(nss)
+	}
+	// Wait for the listener to be gone, so a restart can take its port.
+	select {
+	case <-h.exited:
+	case <-time.After(10 * time.Second):
+	}
+	h.cmd = nil
+}
+
+// killNamespaces kills every process in one of these namespaces ("mnt
+// mnt:[…]", "net net:[…]").
+func killNamespaces(nss []string) {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		for _, ns := range nss {
+			kind, want, _ := strings.Cut(ns, " ")
+			if got, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", p, kind)); err == nil && got == want {
+				syscall.Kill(p, syscall.SIGKILL)
+				break
+			}
+		}
+	}
+}
+
+// nsenterArgs are nsenter's arguments to enter the host's namespaces.
+func (h *Host) nsenterArgs(pid int) []string {
+	args := []string{"--target", strconv.Itoa(pid), "--mount"}
+	if h.OwnNetwork {
+		args = append(args, "--net", "--uts", "--ipc")
+	}
+	return args
+}
+
+// Exec runs a shell command inside a host's namespaces (to look at or
+// tamper with its files, or with OwnNetwork its sockets), as root, and
+// returns its combined output.
+func (h *Host) Exec(ctx context.Context, script string, args ...string) (string, error) {
+	pid := h.PID()
+	if pid == 0 {
+		return "", fmt.Errorf("%s is not running", h.Name)
+	}
+	all := append(h.nsenterArgs(pid), append([]string{"--", "sh", "-c", script, "sh"}, args...)...)
+	out, err := exec.CommandContext(ctx, "nsenter", all...).CombinedOutput()
+	return string(out), err
+}
