@@ -52,7 +52,14 @@ type FileState struct {
 	GID     int         `json:"gid"`
 	Mode    fs.FileMode `json:"mode"`
 	Size    int64       `json:"size"`
-	SHA256  string      `json:"sha256,omitempty"`
+	// SHA256 is empty for anything but a regular file, and for a file
+	// that could not be hashed: one larger than the largest legal file
+	// (TooLarge) or, in a home directory over SSH, one its owner cannot
+	// read. An empty hash never matches a file's content.
+	SHA256 string `json:"sha256,omitempty"`
+	// TooLarge says the file is larger than any file pcmkeys writes
+	// (16 MiB): it was not read, so it is never in sync.
+	TooLarge bool `json:"too_large,omitempty"`
 }
 
 // Host is a machine pcmkeys writes to.
@@ -121,6 +128,21 @@ var (
 	ErrVerify       = errors.New("verification after write failed")
 	ErrNoExec       = errors.New("commands cannot run on a host under a root prefix")
 )
+
+// ErrTimeout is a host that gave no answer within ssh.command_timeout (or
+// a cleanup's own bound). The connection it hung on was closed, and every
+// later operation on that [SSHHost] fails at once with an error wrapping
+// ErrTimeout. It also matches [ErrUnreachable] (errors.Is): a host that
+// does not answer in time is one pcmkeys could not reach. Test ErrTimeout
+// first to report such a host as "timed out".
+var ErrTimeout error = timeoutError{}
+
+type timeoutError struct{}
+
+func (timeoutError) Error() string { return "timed out" }
+
+// Is makes ErrTimeout match ErrUnreachable too.
+func (timeoutError) Is(target error) bool { return target == ErrUnreachable }
 
 // PathError is a failure at one path on one host.
 type PathError struct {

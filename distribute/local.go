@@ -15,8 +15,12 @@ import (
 	"github.com/pcmkeys/pcmkeys/policies"
 )
 
-// maxReadBack bounds how much of a file is read to verify or inspect it.
+// maxReadBack bounds how much of a file is read to verify or inspect it,
+// locally and over SSH (ssh_script.sh's max).
 const maxReadBack = 16 << 20
+
+// errTooLarge is a file larger than maxReadBack.
+var errTooLarge = fmt.Errorf("file is larger than %d bytes", maxReadBack)
 
 // Local is this machine, optionally under a root prefix.
 type Local struct {
@@ -267,7 +271,7 @@ func readFileNoFollow(dirfd int, name string) (unix.Stat_t, []byte, error) {
 		return st, nil, fmt.Errorf("read: %w", err)
 	}
 	if len(data) > maxReadBack {
-		return st, nil, fmt.Errorf("file is larger than %d bytes", maxReadBack)
+		return st, nil, errTooLarge
 	}
 	return st, data, nil
 }

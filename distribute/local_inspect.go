@@ -82,7 +82,17 @@ func (l *Local) Inspect(ctx context.Context, path, owner string) (FileState, err
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return fs, nil
 	}
+	// A file larger than any pcmkeys writes is reported, never read.
+	if st.Size > maxReadBack {
+		fs.TooLarge = true
+		return fs, nil
+	}
 	st2, sum, err := readNoFollow(dirfd, t.base)
+	if errors.Is(err, errTooLarge) { // it grew meanwhile
+		l.fillState(&fs, st2)
+		fs.TooLarge = true
+		return fs, nil
+	}
 	if err != nil {
 		return fs, l.fail("inspect", t.full, err)
 	}

@@ -1,14 +1,12 @@
 package distribute
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	_ "embed"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"strconv"
 	"strings"
@@ -48,18 +46,35 @@ func (s *SSHDialer) Open(ctx context.Context, name string, ep SSHEndpoint, root 
 	if err != nil {
 		return nil, err
 	}
-	return &SSHHost{name: name, client: c, sudo: s.d.cfg.Sudo, root: root, timeout: s.d.cfg.CommandTimeout}, nil
+	return &SSHHost{name: name, client: c, sudo: s.d.cfg.Sudo, root: root, timeout: s.d.cfg.CommandTimeout, dialer: s.d, ep: ep}, nil
 }
 
 // SSHHost is a host reached over one SSH connection, reused for every
 // operation on it. Each operation is one session running the remote
 // script with sh; key material goes to its stdin.
+//
+// Every operation ends within the command timeout (plus a grace of about
+// a second and a half) or when ctx ends, whatever the remote side does.
+// A command that does not end when its session is closed (stopped, hung
+// in the kernel, or a dead sshd) costs the connection: it is closed, the
+// operation fails with [ErrTimeout] (or ctx.Err()), and every later
+// operation on the host fails at once with an error wrapping ErrTimeout.
+// Only cleanups (Staged.Abort, and a failed one-step write removing its
+// temporary file) go on, over a fresh connection of their own.
 type SSHHost struct {
 	name    string
-	client  *ssh.Client
 	sudo    bool
 	root    string
 	timeout time.Duration
+	dialer  *sshDialer
+	ep      SSHEndpoint
+
+	mu       sync.Mutex
+	client   *ssh.Client
+	broken   error       // why client was given up
+	spare    *ssh.Client // the cleanups' connection once client is broken
+	spareErr error       // why spare could not be had or was given up
+	closed   bool
 }
 
 var _ Host = (*SSHHost)(nil)
@@ -67,151 +82,26 @@ var _ Host = (*SSHHost)(nil)
 // Name implements Host.
 func (h *SSHHost) Name() string { return h.name }
 
-// Close implements Host.
-func (h *SSHHost) Close() error { return h.client.Close() }
+// Close implements Host. Closing a host whose connection was given up is
+// not an error.
+func (h *SSHHost) Close() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil
+	}
+	h.closed = true
+	if h.spare != nil {
+		h.spare.Close()
+	}
+	if h.broken != nil {
+		return nil
+	}
+	return h.client.Close()
+}
 
 // shellQuote single-quotes s for the remote shell.
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
-
-// remoteError is the script's refusal or failure.
-type remoteError struct {
-	code int
-	msg  string
-}
-
-func (e *remoteError) Error() string { return e.msg }
-
-func (e *remoteError) Unwrap() error {
-	switch e.code {
-	case 10:
-		return ErrUnsafe
-	case 11:
-		return ErrUnknownUser
-	case 12:
-		return ErrUnknownGroup
-	case 13:
-		return ErrVerify
-	}
-	return nil
-}
-
-// cleanupTimeout bounds the removal of a temporary file after the run that
-// made it was cancelled or timed out.
-const cleanupTimeout = 30 * time.Second
-
-// maxOutput bounds what is read back from a remote command.
-const maxOutput = 64 << 10
-
-// run executes the script with args, content on stdin, and returns stdout.
-// The command line holds only the script and the (quoted) arguments.
-func (h *SSHHost) run(ctx context.Context, content []byte, args ...string) (string, error) {
-	return h.runWithin(ctx, h.timeout, content, args...)
-}
-
-// runWithin is run with its own bound on the operation (0: none).
-func (h *SSHHost) runWithin(ctx context.Context, timeout time.Duration, content []byte, args ...string) (string, error) {
-	var cmd strings.Builder
-	cmd.WriteString("sh -c " + shellQuote(remoteScript) + " pcmkeys")
-	for _, a := range args {
-		cmd.WriteString(" " + shellQuote(a))
-	}
-	var stdout, stderr limitedBuffer
-	stdout.max, stderr.max = maxOutput, maxOutput
-	if len(args) > 0 && args[0] == "read" {
-		stdout.max = maxReadBack + 1
-	}
-	err := h.session(ctx, timeout, cmd.String(), bytes.NewReader(content), &stdout, &stderr)
-	var ee *ssh.ExitError
-	switch {
-	case err == nil:
-		return stdout.String(), nil
-	case errors.As(err, &ee):
-		msg := strings.TrimSpace(stderr.String())
-		if msg == "" {
-			msg = fmt.Sprintf("remote command exited %d", ee.ExitStatus())
-		}
-		if h.sudo && strings.Contains(msg, "sudo:") {
-			msg = "sudo failed (passwordless sudo is required): " + msg
-		}
-		return stdout.String(), &remoteError{code: ee.ExitStatus(), msg: msg}
-	case errors.Is(err, ErrUnreachable), ctx.Err() != nil:
-		return "", err
-	}
-	return "", fmt.Errorf("%w: %v", ErrUnreachable, err)
-}
-
-// session runs one command on the connection — with sudo -n when logging
-// in as a sudo user — bounded by ctx and timeout (0: ctx only). On either
-// the remote command is sent SIGTERM and the session closed.
-func (h *SSHHost) session(ctx context.Context, timeout time.Duration, command string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
-	}
-	sess, err := h.client.NewSession()
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUnreachable, err)
-	}
-	defer sess.Close()
-	if h.sudo {
-		command = "sudo -n -- " + command
-	}
-	sess.Stdin, sess.Stdout, sess.Stderr = stdin, stdout, stderr
-	if err := sess.Start(command); err != nil {
-		return fmt.Errorf("start remote command: %w", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- sess.Wait() }()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		sess.Signal(ssh.SIGTERM)
-		sess.Close()
-		<-done
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return fmt.Errorf("%w: no answer within %s", ErrUnreachable, timeout)
-		}
-		return ctx.Err()
-	}
-}
-
-// limitedBuffer keeps at most max bytes. It is safe for the session's
-// stdout and stderr copiers to write to one buffer at once.
-type limitedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-	max int
-}
-
-func (b *limitedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if room := b.max - b.buf.Len(); room > 0 {
-		if len(p) > room {
-			b.buf.Write(p[:room])
-		} else {
-			b.buf.Write(p)
-		}
-	}
-	return len(p), nil
-}
-
-func (b *limitedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *limitedBuffer) Len() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Len()
-}
 
 func (h *SSHHost) fail(op, path string, err error) error {
 	return &PathError{Host: h.name, Op: op, Path: path, Err: err}
@@ -276,8 +166,17 @@ func (h *SSHHost) Stage(ctx context.Context, f File) (Staged, error) {
 	if err := h.checkFile(f); err != nil {
 		return nil, h.fail("stage", f.Path, err)
 	}
-	out, err := h.run(ctx, f.Content, "stage", h.root, f.Path, f.Owner, f.Group, modeArg(f.Mode), f.SHA256(), tempSuffix())
+	suffix := tempSuffix()
+	out, err := h.run(ctx, f.Content, "stage", h.root, f.Path, f.Owner, f.Group, modeArg(f.Mode), f.SHA256(), suffix)
 	if err != nil {
+		var re *remoteError
+		if !errors.As(err, &re) {
+			// Interrupted or timed out: the temporary file may exist,
+			// and no caller can abort what it was not given.
+			if aerr := h.abortSuffix(ctx, f, suffix); aerr != nil {
+				err = errors.Join(err, aerr)
+			}
+		}
 		return nil, h.fail("stage", f.Path, err)
 	}
 	tmp := strings.TrimSpace(out)
@@ -309,10 +208,10 @@ func (h *SSHHost) WriteFile(ctx context.Context, f File) error {
 }
 
 // abortSuffix removes the temporary file a write with suffix may have left,
-// even after ctx has ended, within a bounded time of its own.
+// even after ctx has ended, within a bounded time of its own (see
+// [SSHHost.cleanup]).
 func (h *SSHHost) abortSuffix(ctx context.Context, f File, suffix string) error {
-	_, err := h.runWithin(context.WithoutCancel(ctx), cleanupTimeout, nil, "abort", h.root, f.Path, f.Owner, f.Group, modeArg(f.Mode), "", suffix)
-	return err
+	return h.cleanup(ctx, h.root, f.Path, f.Owner, f.Group, modeArg(f.Mode), "", suffix)
 }
 
 type sshStaged struct {
@@ -335,14 +234,16 @@ func (s *sshStaged) Commit(ctx context.Context) error {
 	return nil
 }
 
-// Abort implements Staged. It uses a fresh context so that a cancelled
-// run still cleans up what it staged.
+// Abort implements Staged. It goes on after ctx has ended, so that a
+// cancelled run still cleans up what it staged, and over a fresh
+// connection if the host's own was given up; it is bounded all the same
+// (see [SSHHost.cleanup]).
 func (s *sshStaged) Abort(ctx context.Context) error {
 	if s.done {
 		return nil
 	}
 	s.done = true
-	_, err := s.h.runWithin(context.WithoutCancel(ctx), cleanupTimeout, nil, "abort", s.h.root, s.f.Path, s.f.Owner, s.f.Group, modeArg(s.f.Mode), "", s.tmp)
+	err := s.h.cleanup(ctx, s.h.root, s.f.Path, s.f.Owner, s.f.Group, modeArg(s.f.Mode), "", s.tmp)
 	if err != nil {
 		return s.h.fail("abort", s.f.Path, err)
 	}
@@ -360,7 +261,11 @@ func (h *SSHHost) Remove(ctx context.Context, path, owner string) error {
 	return nil
 }
 
-// Inspect implements Host.
+// Inspect implements Host. It reports what Local.Inspect reports: the
+// path with "~" expanded, and for a link or any other kind of file its
+// owner, mode (setuid, setgid and sticky bits included) and size. A
+// regular file is hashed only if it is no larger than maxReadBack, and at
+// most that much of it is read.
 func (h *SSHHost) Inspect(ctx context.Context, path, owner string) (FileState, error) {
 	st := FileState{Path: path}
 	if err := checkPath(path); err != nil {
@@ -370,33 +275,73 @@ func (h *SSHHost) Inspect(ctx context.Context, path, owner string) (FileState, e
 	if err != nil {
 		return st, h.fail("inspect", path, err)
 	}
-	f := strings.Fields(out)
-	switch {
-	case len(f) == 1 && f[0] == "missing":
-	case len(f) == 1 && f[0] == "symlink":
-		st.Exists, st.Symlink = true, true
-	case len(f) == 2 && f[0] == "other":
-		st.Exists = true
-	case len(f) == 8 && f[0] == "file":
-		st.Exists, st.Regular = true, true
-		st.UID, _ = strconv.Atoi(f[1])
-		st.GID, _ = strconv.Atoi(f[2])
-		m, _ := strconv.ParseUint(f[3], 8, 32)
-		st.Mode = fs.FileMode(m & 0o777)
-		st.Size, _ = strconv.ParseInt(f[4], 10, 64)
-		st.Owner, st.Group, st.SHA256 = f[5], f[6], f[7]
-	default:
-		return st, h.fail("inspect", path, errors.New("unexpected answer from the remote side"))
+	if err := parseInspect(out, &st); err != nil {
+		return FileState{Path: path}, h.fail("inspect", path, err)
 	}
 	return st, nil
+}
+
+// parseInspect reads the script's answer: the full path on one line, then
+// "missing", or "symlink|other|file UID GID MODE SIZE OWNER GROUP", with
+// the SHA-256 (or "-" for none) after a file's.
+func parseInspect(out string, st *FileState) error {
+	bad := errors.New("unexpected answer from the remote side")
+	full, rest, ok := strings.Cut(out, "\n")
+	if !ok || !strings.HasPrefix(full, "/") {
+		return bad
+	}
+	st.Path = full
+	f := strings.Fields(rest)
+	if len(f) == 1 && f[0] == "missing" {
+		return nil
+	}
+	switch {
+	case len(f) == 7 && (f[0] == "symlink" || f[0] == "other"):
+		st.Symlink = f[0] == "symlink"
+	case len(f) == 8 && f[0] == "file":
+		st.Regular = true
+	default:
+		return bad
+	}
+	st.Exists = true
+	uid, err1 := strconv.Atoi(f[1])
+	gid, err2 := strconv.Atoi(f[2])
+	m, err3 := strconv.ParseUint(f[3], 8, 32)
+	size, err4 := strconv.ParseInt(f[4], 10, 64)
+	if err := errors.Join(err1, err2, err3, err4); err != nil || m > 0o7777 {
+		return bad
+	}
+	st.UID, st.GID, st.Mode, st.Size = uid, gid, permOf(uint32(m)), size
+	st.Owner, st.Group = f[5], f[6]
+	if st.Owner == "UNKNOWN" { // stat's word for an id without a name
+		st.Owner = f[1]
+	}
+	if st.Group == "UNKNOWN" {
+		st.Group = f[2]
+	}
+	if !st.Regular {
+		return nil
+	}
+	st.TooLarge = size > maxReadBack
+	if sum := f[7]; sum != "-" {
+		if _, err := hex.DecodeString(sum); err != nil || len(sum) != 64 || st.TooLarge {
+			return bad
+		}
+		st.SHA256 = sum
+	}
+	return nil
 }
 
 // Exec implements Host: the command runs through the remote shell, with
 // sudo -n when logging in as a sudo user.
 func (h *SSHHost) Exec(ctx context.Context, command string) (string, error) {
+	c, err := h.conn()
+	if err != nil {
+		return "", fmt.Errorf("host %s: %s: %w", h.name, command, err)
+	}
 	var out limitedBuffer
 	out.max = maxOutput
-	if err := h.session(ctx, h.timeout, "sh -c "+shellQuote(command), nil, &out, &out); err != nil {
+	if err := h.session(ctx, c, h.timeout, "sh -c "+shellQuote(command), nil, &out, &out); err != nil {
 		return out.String(), fmt.Errorf("host %s: %s: %w", h.name, command, err)
 	}
 	return out.String(), nil

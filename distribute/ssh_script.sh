@@ -1,19 +1,24 @@
 # The remote half of pcmkeys's write protocol, for hosts reached over SSH.
 # POSIX sh and coreutils only (getent, stat, mkdir, chown, chmod, dd, mv, rm,
-# sync, sha256sum, chroot). Key material arrives on stdin, never in
+# sync, sha256sum, chroot; grep in reap). Key material arrives on stdin, never in
 # arguments or the environment. Few processes are started: a write costs
 # about nine, so that a fan-out to hundreds of hosts stays near the cost of
 # the SSH logins themselves.
 #
 # Usage: sh -c SCRIPT pcmkeys OP ROOT PATH OWNER GROUP MODE SHA256 [TMP]
-#   OP      stage | commit | write | abort | remove | inspect | read | sweep | user
+#   OP      stage | commit | write | abort | reap | remove | inspect | read |
+#           sweep | user
 #   ROOT    prefix of every path ("" for /)
 #   PATH    absolute, or ~/REL for OWNER's home (validated by the caller)
 #   MODE    octal permission bits of the file, such as 600
 #   TMP     stage, write: a random suffix for the temporary file;
-#           commit: the temporary file stage named; abort: either
+#           commit: the temporary file stage named; abort, reap: either
 # Exit codes: 0 done; 10 unsafe target; 11 no such user; 12 no such group;
-# 13 verification failed; 14 home directory missing; others: failure.
+# 13 verification failed; 14 home directory missing; 15 file too large;
+# others: failure.
+# No file is read or hashed beyond max bytes (the largest file pcmkeys
+# writes, maxReadBack in Go; a test keeps them equal), so a huge or sparse
+# file planted at a target costs nothing.
 # Inside a home directory every file operation runs as its owner (chroot
 # --userspec), so the owner cannot trick root into writing elsewhere.
 # shellcheck disable=SC2088,SC2086,SC2015 # literal ~/ match; splitting on IFS with set -f; A && B || die is intended
@@ -23,13 +28,17 @@ umask 077
 die() { c=$1; shift; printf '%s\n' "$*" >&2; exit "$c"; }
 op=$1 root=$2 path=$3 owner=$4 group=$5 mode=$6 sum=$7 tmp=${8-}
 r=${root%/}
+max=16777216
+nl='
+'
+ifs=' 	
+'
 
 # name:password:uid:gid:gecos:home:shell, split without a subprocess.
 pw=$(getent passwd -- "$owner") || die 11 "no such user \"$owner\""
 IFS=:
 set -- $pw
-IFS=' 	
-'
+IFS=$ifs
 uid=$3 gid=$4 home=$6
 if [ "$op" = user ]; then
 	printf '%s:%s:%s\n' "$uid" "$gid" "$home"
@@ -39,8 +48,7 @@ if [ -n "$group" ]; then
 	gr=$(getent group -- "$group") || die 12 "no such group \"$group\""
 	IFS=:
 	set -- $gr
-	IFS=' 	
-'
+	IFS=$ifs
 	gid=$3
 fi
 
@@ -56,6 +64,7 @@ case $path in
 	full=$path
 	;;
 esac
+case $full in *"$nl"*) die 10 "the path contains a newline" ;; esac
 dir=${full%/*}
 base=${full##*/}
 inhome=0
@@ -76,14 +85,14 @@ as() {
 # walk checks every directory from the root down, without following links,
 # and refuses one writable by anyone but root (or, from the home directory
 # down, its owner). Only then, with create=1, it makes the missing ones;
-# with create=0 it returns 1 if one is missing.
+# with create=0 it returns 1 if one is missing. Lists are split on
+# newlines only, so a component may hold spaces.
 walk() {
 	[ -d "${r:-/}" ] || die 1 "the host's root directory $r does not exist"
 	cur='' list="${r:-/}" shown=/ owned=0 missing=''
 	IFS=/
 	set -- ${dir#/}
-	IFS=' 	
-'
+	IFS=$ifs
 	for c; do
 		cur=$cur/$c
 		h=0
@@ -106,7 +115,7 @@ $h"
 				die 14 "home directory $home of $owner does not exist"
 			fi
 		fi
-		missing="$missing $c"
+		missing="$missing$nl$c"
 	done
 	# One stat for every existing directory: uid and mode, line by line.
 	IFS='
@@ -125,14 +134,13 @@ $h"
 		[ $((0$a & 022)) = 0 ] || die 10 "directory $1 is writable by group or other (mode $a)"
 		shift
 	done
-	IFS=' 	
-'
-	[ -n "$missing" ] || return 0
-	[ "$create" = 1 ] || return 1
+	[ -n "$missing" ] || { IFS=$ifs; return 0; }
+	[ "$create" = 1 ] || { IFS=$ifs; return 1; }
 	cur=${shown##*
 }
 	[ "$cur" != / ] || cur=''
 	set -- $missing
+	IFS=$ifs
 	for c; do
 		cur=$cur/$c
 		h=0
@@ -213,7 +221,57 @@ commit() {
 	verify
 }
 
-hash() { as sha256sum -- "$1" | { read -r s _ && printf '%s' "$s"; }; }
+# hash prints the SHA-256 of a file's first max+1 bytes (of the whole file
+# if it is no larger than that; a larger one cannot match anything pcmkeys
+# wrote), or "-" if it cannot be read (in a home, as its owner).
+hash() {
+	s=$({ { as dd if="$1" iflag=nofollow,count_bytes count=$((max + 1)) bs=64K status=none 2>/dev/null ||
+		echo FAILED >&3; } | sha256sum; } 3>&1)
+	case $s in
+	*FAILED*) printf '%s' - ;;
+	*) printf '%s' "${s%% *}" ;;
+	esac
+}
+
+# checkstaged removes a staged file whose content is not what was sent
+# (a connection cut mid-transfer leaves dd a short stdin).
+checkstaged() {
+	if [ "$(hash "$tmp")" != "$sum" ]; then
+		as rm -f -- "$tmp"
+		die 13 "$full: the staged content's SHA-256 differs from what was sent"
+	fi
+}
+
+# reap kills what is left of an earlier command of pcmkeys on this
+# temporary file, one whose connection pcmkeys gave up on (a stopped or
+# hung command would otherwise go on once it resumes, and could write the
+# file again or rename it over the target): every process but this
+# session's whose arguments hold the file's random suffix.
+reap() {
+	case $tmp in /*) sfx=${tmp##*.pcmkeys-} ;; *) sfx=$tmp ;; esac
+	case $sfx in *[!0-9a-f]* | '') die 2 "bad temporary file suffix" ;; esac
+	[ "${#sfx}" -ge 16 ] || die 2 "bad temporary file suffix"
+	# This session and this script's ancestors (sudo) are spared.
+	read -r s </proc/$$/stat
+	set -- ${s##*) }
+	mine=$4 spare=" $$ " p=$2
+	while [ "$p" -gt 1 ] && read -r s </proc/"$p"/stat; do
+		spare="$spare$p "
+		set -- ${s##*) }
+		p=$2
+	done
+	set +f
+	found=$(grep -lsF -e "$sfx" /proc/[0-9]*/cmdline || :)
+	set -f
+	for p in $found; do
+		p=${p#/proc/}
+		p=${p%/cmdline}
+		case $spare in *" $p "*) continue ;; esac
+		read -r s </proc/"$p"/stat 2>/dev/null || continue
+		set -- ${s##*) }
+		[ "$4" = "$mine" ] || kill -KILL "$p" 2>/dev/null || :
+	done
+}
 
 verify() {
 	[ ! -L "$t" ] && [ -f "$t" ] || die 13 "$full is not a regular file after the rename"
@@ -225,14 +283,12 @@ verify() {
 case $op in
 stage)
 	stage
-	if [ "$(hash "$tmp")" != "$sum" ]; then
-		as rm -f -- "$tmp"
-		die 13 "$full: the staged content's SHA-256 differs from what was sent"
-	fi
+	checkstaged
 	printf '%s\n' "$tmp"
 	;;
 write)
 	stage
+	checkstaged
 	commit
 	;;
 commit)
@@ -240,7 +296,8 @@ commit)
 	walk || die 1 "the directory of $full is gone"
 	commit
 	;;
-abort)
+abort | reap)
+	if [ "$op" = reap ]; then reap; fi
 	create=0
 	walk || exit 0
 	case $tmp in
@@ -274,23 +331,36 @@ read)
 	t=$r$full
 	[ ! -L "$t" ] || die 10 "$full is a symbolic link"
 	[ -f "$t" ] || die 1 "$full is not a regular file or does not exist"
-	as dd if="$t" iflag=nofollow status=none
+	size=$(stat -c %s -- "$t")
+	[ "$size" -le "$max" ] || die 15 "$full is larger than $max bytes"
+	as dd if="$t" iflag=nofollow,count_bytes count=$((max + 1)) bs=64K status=none
 	;;
 inspect)
+	# The full path, then what is there (without following a link): its
+	# kind, uid, gid, mode with the special bits, size, owner and group
+	# names, and for a regular file no larger than max its SHA-256 ("-"
+	# for none).
+	printf '%s\n' "$full"
 	create=0
 	walk || {
 		echo missing
 		exit 0
 	}
 	t=$r$full
-	if [ -L "$t" ]; then
-		echo symlink
-	elif [ ! -e "$t" ]; then
+	if [ ! -L "$t" ] && [ ! -e "$t" ]; then
 		echo missing
+		exit 0
+	fi
+	st=$(stat -c '%u %g %a %s %U %G' -- "$t")
+	if [ -L "$t" ]; then
+		echo symlink $st
 	elif [ ! -f "$t" ]; then
-		echo other
+		echo other $st
 	else
-		echo file "$(stat -c '%u %g %a %s %U %G' -- "$t")" "$(hash "$t")"
+		set -- $st
+		s=-
+		[ "$4" -gt "$max" ] || s=$(hash "$t")
+		echo file $st "$s"
 	fi
 	;;
 *) die 2 "unknown operation $op" ;;
