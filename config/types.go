@@ -71,8 +71,9 @@ type jumpFile struct {
 }
 
 type cibFile struct {
-	Server string `yaml:"server"`
-	Port   int    `yaml:"port"`
+	Server        string `yaml:"server"`
+	Port          int    `yaml:"port"`
+	CloseSessions *bool  `yaml:"close_sessions"`
 }
 
 type hostFile struct {
@@ -88,6 +89,7 @@ type policyFile struct {
 	AuthkeyBytes int                       `yaml:"authkey_bytes"`
 	RotateAfter  rotateFile                `yaml:"rotate_after"`
 	Files        map[string]filePolicyFile `yaml:"files"`
+	ClientDirs   []string                  `yaml:"client_dirs"`
 }
 
 type rotateFile struct {
@@ -224,6 +226,11 @@ type Jump struct {
 type CIB struct {
 	Server string `json:"server"`
 	Port   int    `json:"port"`
+	// CloseSessions closes the established connections to Port on every
+	// node after the nodes are cut (revoke, a rotation of CIB keys):
+	// pacemaker-based keeps a live remote-CIB session whatever happens to
+	// cib-credentials. Default true.
+	CloseSessions bool `json:"close_sessions"`
 }
 
 // Config is a loaded, validated configuration.

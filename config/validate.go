@@ -319,7 +319,7 @@ func (v *validator) hosts(cfg *Config, raw file) {
 }
 
 func (v *validator) cib(c cibFile, cfg *Config) CIB {
-	out := CIB{Server: c.Server, Port: c.Port}
+	out := CIB{Server: c.Server, Port: c.Port, CloseSessions: c.CloseSessions == nil || *c.CloseSessions}
 	if out.Server == "" {
 		if nodes := cfg.HostsWithRole(RoleNode); len(nodes) > 0 {
 			out.Server = nodes[0].Address
@@ -402,6 +402,13 @@ func (v *validator) policy(raw policyFile, identityMode, cluster string) policie
 	}
 	if a, b := pol.Files[policies.CIBCredentials].Path, pol.Files[policies.Authkey].Path; a == b {
 		v.add(p("policy", "files"), fmt.Errorf("cib_credentials and authkey are both %s", a))
+	}
+	for i, d := range raw.ClientDirs {
+		if err := policies.CheckClientDir(d); err != nil {
+			v.add(p("policy", "client_dirs", i), err)
+			continue
+		}
+		pol.ClientDirs = append(pol.ClientDirs, d)
 	}
 	if a, b := pol.Files[policies.ClientKey].Path, pol.Files[policies.ClientEnv].Path; a == b {
 		v.add(p("policy", "files"), fmt.Errorf("client_key and client_env are both %s", a))

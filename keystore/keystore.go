@@ -120,14 +120,28 @@ type Admin struct {
 	Identity  string    `json:"identity"`
 	Clients   []Client  `json:"clients"`
 	Onboarded time.Time `json:"onboarded"`
-	// Revoked is set when a revocation started and not every host was
-	// reached yet; the record goes once it has been.
-	Revoked  time.Time `json:"revoked,omitempty"`
+	// Revoked is set when a revocation started. Until Finished is set too,
+	// some host may still hold something of theirs.
+	Revoked time.Time `json:"revoked,omitempty"`
+	// CutVersion, in shared mode, is the version of the shared key that
+	// the revocation put on the nodes in place of the key the admin held:
+	// a rerun that finds it (or a later one) in the store does not rotate
+	// again.
+	CutVersion int `json:"cut_version,omitempty"`
+	// Finished is set when the revocation reached everything: no node
+	// accepts the admin's key, no live session remained and their client
+	// files are gone. The record stays as a tombstone, so a later revoke
+	// says "already revoked".
+	Finished time.Time `json:"finished,omitempty"`
 	Revision int       `json:"-"`
 }
 
 // Active reports whether the admin holds access (not being revoked).
 func (a Admin) Active() bool { return a.Revoked.IsZero() }
+
+// RevocationFinished reports whether the admin was revoked and nothing of
+// theirs is left anywhere.
+func (a Admin) RevocationFinished() bool { return !a.Revoked.IsZero() && !a.Finished.IsZero() }
 
 // Validate checks an admin record's names.
 func (a Admin) Validate() error {

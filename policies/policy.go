@@ -14,6 +14,9 @@ type Policy struct {
 	AuthkeyBytes int                     `json:"authkey_bytes"`
 	RotateAfter  Rotation                `json:"rotate_after"`
 	Files        map[FileKind]FilePolicy `json:"files"`
+	// ClientDirs are the directories outside admins' homes where an
+	// onboard's --key-file may put a client key (config policy.client_dirs).
+	ClientDirs []string `json:"client_dirs,omitempty"`
 }
 
 // Default returns the documented defaults.

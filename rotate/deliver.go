@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/pcmkeys/pcmkeys/config"
@@ -17,6 +18,12 @@ type delivery struct {
 	files []wanted
 	// conn is an already open connection to reuse, if any.
 	conn distribute.Host
+	// after, if set, runs on the host's connection once every file is in
+	// place (closing live sessions on a node that was cut).
+	after func(ctx context.Context, h distribute.Host, res *HostResult)
+	// orphan marks a host that the store's records name and the config
+	// does not list: it cannot be reached, and its files are leftovers.
+	orphan bool
 }
 
 // How a wanted file is delivered.
@@ -26,7 +33,8 @@ const (
 	writeAlways  deliveryMode = iota // write it
 	writeIfDrift                     // write it unless the host already holds it
 	keepExisting                     // write it only where nothing is (init)
-	removeFile                       // remove it (revocation)
+	removeFile                       // remove it if it is its owner's (revocation)
+	leaveAlone                       // never touch it (a record naming a server file)
 )
 
 // wanted is one file to deliver.
@@ -102,6 +110,16 @@ func partial(results []HostResult) error {
 // open connects to a delivery's host, unless it has a connection; close
 // is a no-op for a connection it did not open.
 func (e *Env) open(ctx context.Context, d delivery) (distribute.Host, func(), *HostResult) {
+	if d.orphan {
+		res := &HostResult{Host: d.host.Name, Status: StatusNotInConfig,
+			Error: "the store's records name this host but the config does not list it: its files were not checked; add it back to the config and run again, or remove them by hand"}
+		for _, w := range d.files {
+			step := w.step
+			step.Action = ActionLeftover
+			res.Files = append(res.Files, step)
+		}
+		return nil, nil, res
+	}
 	if d.conn != nil {
 		return d.conn, func() {}, nil
 	}
@@ -116,6 +134,8 @@ func (e *Env) open(ctx context.Context, d delivery) (distribute.Host, func(), *H
 	return h, func() { h.Close() }, nil
 }
 
+// deliverHost works every file of one host. A file that fails does not
+// stop the others: each is attempted, and each failure is named.
 func (e *Env) deliverHost(ctx context.Context, d delivery) HostResult {
 	res := HostResult{Host: d.host.Name, Status: StatusOK}
 	if e.DryRun {
@@ -126,15 +146,24 @@ func (e *Env) deliverHost(ctx context.Context, d delivery) HostResult {
 		return *fail
 	}
 	defer done()
+	var failed []string
 	for _, w := range d.files {
 		step, err := e.deliverFile(ctx, h, w)
-		res.Files = append(res.Files, step)
 		if err != nil {
-			res.Status, res.Error = StatusFailed, err.Error()
+			step.Action, step.Error = ActionFailed, err.Error()
+			failed = append(failed, err.Error())
 			e.log().Error("delivery failed", "host", d.host.Name, "path", w.file.Path, "err", err)
-			return res
+		} else {
+			e.log().Info("file", "host", d.host.Name, "path", w.file.Path, "action", step.Action, "fingerprint", step.Fingerprint)
 		}
-		e.log().Info("file", "host", d.host.Name, "path", w.file.Path, "action", step.Action, "fingerprint", step.Fingerprint)
+		res.Files = append(res.Files, step)
+	}
+	if len(failed) > 0 {
+		res.Status, res.Error = StatusFailed, strings.Join(failed, "; ")
+		return res
+	}
+	if d.after != nil {
+		d.after(ctx, h, &res)
 	}
 	return res
 }
@@ -155,17 +184,12 @@ func inSync(st distribute.FileState, f distribute.File) bool {
 
 func (e *Env) deliverFile(ctx context.Context, h distribute.Host, w wanted) (FileStep, error) {
 	step := w.step
-	if w.mode == removeFile {
-		if e.DryRun {
-			step.Action = ActionRemove
-			return step, nil
-		}
-		err := h.Remove(ctx, w.file.Path, w.file.Owner)
-		if errors.Is(err, distribute.ErrUnknownUser) {
-			err = nil // the account is gone, and its home with it
-		}
-		step.Action = ActionRemoved
-		return step, err
+	switch w.mode {
+	case leaveAlone:
+		step.Action = ActionNotTheirs
+		return step, nil
+	case removeFile:
+		return e.removeOwn(ctx, h, w)
 	}
 	f, err := w.resolve(ctx, h)
 	if err != nil {
@@ -199,6 +223,34 @@ func (e *Env) deliverFile(ctx context.Context, h distribute.Host, w wanted) (Fil
 		return step, err
 	}
 	step.Action = ActionWritten
+	return step, nil
+}
+
+// removeOwn removes a file of its owner's: a file there that belongs to
+// someone else is not theirs to lose, and is left alone.
+func (e *Env) removeOwn(ctx context.Context, h distribute.Host, w wanted) (FileStep, error) {
+	step := w.step
+	st, err := h.Inspect(ctx, w.file.Path, w.file.Owner)
+	switch {
+	case errors.Is(err, distribute.ErrUnknownUser):
+		step.Action = ActionRemoved // the account is gone, and its home with it
+		return step, nil
+	case err != nil:
+		return step, err
+	case st.Exists && st.Owner != w.file.Owner:
+		step.Action = ActionNotTheirs
+		return step, nil
+	case e.DryRun:
+		step.Action = ActionRemove
+		return step, nil
+	case !st.Exists:
+		step.Action = ActionRemoved
+		return step, nil
+	}
+	if err := h.Remove(ctx, w.file.Path, w.file.Owner); err != nil {
+		return step, err
+	}
+	step.Action = ActionRemoved
 	return step, nil
 }
 
@@ -297,13 +349,17 @@ func (e *Env) commitAll(ctx context.Context, ss []*staging) []HostResult {
 		res := HostResult{Host: d.host.Name, Status: StatusOK}
 		for i, st := range s.staged {
 			step := s.d.files[i].step
-			err := st.Commit(ctx)
 			step.Action = ActionCommitted
-			res.Files = append(res.Files, step)
-			if err != nil {
+			if err := st.Commit(ctx); err != nil {
+				step.Action, step.Error = ActionFailed, err.Error()
+				res.Files = append(res.Files, step)
 				res.Status, res.Error = StatusFailed, err.Error()
 				return res
 			}
+			res.Files = append(res.Files, step)
+		}
+		if s.d.after != nil && s.conn != nil {
+			s.d.after(ctx, s.conn, &res)
 		}
 		return res
 	})
@@ -324,6 +380,9 @@ func mergeByHost(ds []delivery) []delivery {
 	at := map[string]int{}
 	for _, d := range ds {
 		i, ok := at[d.host.Name]
+		if ok && out[i].orphan != d.orphan {
+			ok = false // never merge a reachable host with a stale name
+		}
 		if !ok {
 			at[d.host.Name] = len(out)
 			out = append(out, d)
@@ -332,6 +391,9 @@ func mergeByHost(ds []delivery) []delivery {
 		out[i].files = append(out[i].files, d.files...)
 		if out[i].conn == nil {
 			out[i].conn = d.conn
+		}
+		if out[i].after == nil {
+			out[i].after = d.after
 		}
 	}
 	return out

@@ -163,23 +163,6 @@ func (e *Env) clientEnv(ident, keyPath, home string) credfile.ClientEnv {
 	return credfile.ClientEnv{Server: e.Config.CIB.Server, Port: e.Config.CIB.Port, User: ident, KeyFile: expandHome(keyPath, home)}
 }
 
-// removalWanted removes admin a's files on one client.
-func removalWanted(a keystore.Admin, c keystore.Client) []wanted {
-	return []wanted{
-		{file: distribute.File{Path: c.KeyFile, Owner: a.User}, step: FileStep{Path: c.KeyFile, Kind: policies.ClientKey, Owner: a.User}, mode: removeFile},
-		{file: distribute.File{Path: c.EnvFile, Owner: a.User}, step: FileStep{Path: c.EnvFile, Kind: policies.ClientEnv, Owner: a.User}, mode: removeFile},
-	}
-}
-
-// hostDelivery returns a delivery of ws to the config host named name.
-func (e *Env) hostDelivery(name string, ws []wanted) (delivery, error) {
-	h, ok := e.Config.Host(name)
-	if !ok {
-		return delivery{}, fmt.Errorf("host %q is in the store's records but not in the config", name)
-	}
-	return delivery{host: h, files: ws}, nil
-}
-
 // holdersOf names the active admins who receive the key of id.
 func holdersOf(admins []keystore.Admin, id keystore.ID) []string {
 	ident := id.Identity()

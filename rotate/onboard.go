@@ -7,7 +7,6 @@ import (
 	"path"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/credfile"
@@ -33,27 +32,15 @@ type client struct {
 	account distribute.Account
 }
 
-// Onboard records the admin in the store and writes their client files. In
-// per-user mode the admin gets a key of their own and every node's
-// cib-credentials gains their line; in shared mode they get the shared key.
-// Running it again for the same admin adds clients and rewrites the files.
+// Onboard gives an admin access, in one shape: validate (names, paths,
+// hosts: bad input, exit 2, before the lock), lock, plan (every client
+// host reached, the user known there, every target path free or already
+// theirs), act (deliver the files; in per-user mode every node's
+// cib-credentials gains their line), and only then record, in the store,
+// the client hosts whose files were delivered. A client whose key-file
+// path changed loses its old files. Running it again for the same admin
+// adds clients and rewrites the files.
 func Onboard(ctx context.Context, e *Env, req OnboardRequest) (*Report, error) {
-	// Bad input is refused before the lock is even taken.
-	if _, _, err := e.clientPaths(req); err != nil {
-		return &Report{Action: "onboard"}, err
-	}
-	if _, err := e.clientHosts(req); err != nil {
-		return &Report{Action: "onboard"}, err
-	}
-	var rep *Report
-	err := e.withLock(ctx, "onboard", func() (err error) {
-		rep, err = onboard(ctx, e, req)
-		return err
-	})
-	return rep, e.record(rep, append([]string{req.User}, req.Clients...), err)
-}
-
-func onboard(ctx context.Context, e *Env, req OnboardRequest) (*Report, error) {
 	rep := &Report{Action: "onboard", DryRun: e.DryRun}
 	keyPath, envPath, err := e.clientPaths(req)
 	if err != nil {
@@ -63,89 +50,177 @@ func onboard(ctx context.Context, e *Env, req OnboardRequest) (*Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	// Every client host must know the user before anything is written.
-	clients, err := e.openClients(ctx, hosts, req.User)
+	err = e.withLock(ctx, "onboard", func() error {
+		return e.onboard(ctx, req.User, hosts, keyPath, envPath, rep)
+	})
+	return rep, e.record(rep, append([]string{req.User}, req.Clients...), err)
+}
+
+func (e *Env) onboard(ctx context.Context, user string, hosts []config.Host, keyPath, envPath string, rep *Report) error {
+	pol := e.Config.Policy
+	ident := pol.Identity(user)
+	admins, err := e.Store.ListAdmins(ctx)
+	if err != nil {
+		return fmt.Errorf("list admins: %w", err)
+	}
+	admin, known := findAdmin(admins, user)
+	switch {
+	case known && admin.RevocationFinished():
+		admin = keystore.Admin{Revision: admin.Revision} // a new start
+	case known && !admin.Active():
+		return badInput("the revocation of %s is not finished: run pcmkeys revoke %s until it exits 0, then onboard again", user, user)
+	case known && admin.Identity != ident:
+		return fmt.Errorf("admin %s is recorded with identity %s, but identity_mode gives %s: revoke and onboard again", user, admin.Identity, ident)
+	}
+	// The key they will hold, if it exists yet.
+	cred, err := e.Store.Get(ctx, keystore.CIB(ident))
+	haveKey := err == nil
+	switch {
+	case haveKey:
+	case pol.IdentityMode == policies.Shared:
+		return fmt.Errorf("the shared key is not in the store: run pcmkeys init first: %w", err)
+	case !errors.Is(err, keystore.ErrNotFound) && !errors.Is(err, keystore.ErrDestroyed):
+		return err
+	}
+
+	// Plan: every client host must know the user, and every target path
+	// must be free or already theirs, before anything is written.
+	clients, err := e.openClients(ctx, hosts, user)
 	defer func() {
 		for _, c := range clients {
 			c.conn.Close()
 		}
 	}()
 	if err != nil {
-		return rep, err
-	}
-	pol := e.Config.Policy
-	ident := pol.Identity(req.User)
-	admin, err := e.Store.GetAdmin(ctx, req.User)
-	if err != nil && !errors.Is(err, keystore.ErrNotFound) {
-		return rep, err
-	}
-	if err == nil && admin.Identity != ident {
-		return rep, fmt.Errorf("admin %s is recorded with identity %s, but identity_mode gives %s: revoke and onboard again", req.User, admin.Identity, ident)
-	}
-	var cred keystore.Credential
-	var change CredentialChange
-	if pol.IdentityMode == policies.PerUser {
-		cred, change, err = e.ensureKey(ctx, keystore.CIB(ident), pol.PSKBytes, []string{req.User})
-	} else {
-		cred, err = e.Store.Get(ctx, keystore.CIB(ident))
-		if errors.Is(err, keystore.ErrNotFound) || errors.Is(err, keystore.ErrDestroyed) {
-			err = fmt.Errorf("the shared key is not in the store: run pcmkeys init first: %w", err)
-		}
-		change = CredentialChange{ID: cred.ID, Version: cred.Version.Version, Fingerprint: cred.Version.Fingerprint}
-	}
-	if err != nil {
-		return rep, err
-	}
-	rep.Credentials = append(rep.Credentials, change)
-
-	admin.User, admin.Identity, admin.Revoked = req.User, ident, time.Time{}
-	if admin.Onboarded.IsZero() {
-		admin.Onboarded = e.now()
+		return err
 	}
 	for _, c := range clients {
-		admin.Clients = setClient(admin.Clients, keystore.Client{Host: c.host.Name, KeyFile: keyPath, EnvFile: envPath})
-	}
-	if !e.DryRun {
-		if _, err := e.Store.PutAdmin(ctx, admin); err != nil {
-			return rep, fmt.Errorf("record admin %s: %w", req.User, err)
+		if err := e.checkClientTargets(ctx, c, admin, admins, keyPath, envPath, cred.Key, ident); err != nil {
+			return err
 		}
 	}
 
-	var ds []delivery
-	if pol.IdentityMode == policies.PerUser {
-		entries, err := e.cibEntries(ctx, map[string]keys.Secret{ident: cred.Key})
-		if err != nil {
-			return rep, err
-		}
-		if ds, err = e.serverDeliveries(entries, nil, writeAlways); err != nil {
-			return rep, err
+	// Act.
+	change := CredentialChange{ID: cred.ID, Version: cred.Version.Version, Fingerprint: cred.Version.Fingerprint}
+	if !haveKey { // per-user: their first key
+		if cred, change, err = e.ensureKey(ctx, keystore.CIB(ident), pol.PSKBytes, []string{user}); err != nil {
+			return err
 		}
 	}
+	rep.Credentials = append(rep.Credentials, change)
+	var ds []delivery
+	if pol.IdentityMode == policies.PerUser {
+		others := activeExcept(admins, user)
+		entries, _, err := e.cibEntriesFor(ctx, others, map[string]keys.Secret{ident: cred.Key})
+		if err != nil {
+			return err
+		}
+		if ds, err = e.serverDeliveries(entries, nil, writeAlways); err != nil {
+			return err
+		}
+	}
+	admin.User, admin.Identity = user, ident
 	for _, c := range clients {
 		d, env, err := e.clientDelivery(c, ident, cred.Key, keyPath, envPath)
 		if err != nil {
-			return rep, err
+			return err
+		}
+		if old, ok := recordedClient(admin, c.host.Name); ok {
+			// A changed path: the old files go.
+			for _, w := range e.removalWanted(admin, old) {
+				if w.file.Path != keyPath && w.file.Path != envPath {
+					d.files = append(d.files, w)
+				}
+			}
 		}
 		if rep.ClientEnv == nil {
 			rep.ClientEnv = &env
 		}
 		ds = append(ds, d)
 	}
-	rep.Hosts, err = e.deliver(ctx, ds)
-	return rep, err
+	var derr error
+	rep.Hosts, derr = e.deliver(ctx, ds)
+	if e.DryRun {
+		return derr
+	}
+
+	// Record the clients whose files were delivered.
+	delivered := 0
+	for _, c := range clients {
+		if clientDelivered(rep.Hosts, c.host.Name, keyPath, envPath) {
+			admin.Clients = setClient(admin.Clients, keystore.Client{Host: c.host.Name, KeyFile: keyPath, EnvFile: envPath})
+			delivered++
+		}
+	}
+	if delivered == 0 {
+		return derr
+	}
+	if admin.Onboarded.IsZero() {
+		admin.Onboarded = e.now()
+	}
+	if _, err := e.Store.PutAdmin(ctx, admin); err != nil {
+		return errors.Join(derr, fmt.Errorf("record admin %s: %w", user, err))
+	}
+	return derr
 }
 
-// clientPaths returns the client key and env file paths.
+// activeExcept returns the active admins other than user.
+func activeExcept(admins []keystore.Admin, user string) []keystore.Admin {
+	var out []keystore.Admin
+	for _, a := range admins {
+		if a.User != user && a.Active() {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func recordedClient(a keystore.Admin, host string) (keystore.Client, bool) {
+	for _, c := range a.Clients {
+		if c.Host == host {
+			return c, true
+		}
+	}
+	return keystore.Client{}, false
+}
+
+// clientDelivered reports whether both client files reached host.
+func clientDelivered(results []HostResult, host, keyPath, envPath string) bool {
+	n := 0
+	for _, r := range results {
+		if r.Host != host {
+			continue
+		}
+		for _, f := range r.Files {
+			if (f.Path == keyPath || f.Path == envPath) && f.Action == ActionWritten {
+				n++
+			}
+		}
+	}
+	return n == 2
+}
+
+// clientPaths returns the client key and env file paths: the policy's, or
+// those of --key-file, checked against the client path rules.
 func (e *Env) clientPaths(req OnboardRequest) (string, string, error) {
 	files := e.Config.Policy.Files
 	if req.KeyFile == "" {
 		return files[policies.ClientKey].Path, files[policies.ClientEnv].Path, nil
 	}
-	fp := policies.FilePolicy{Path: req.KeyFile, Mode: files[policies.ClientKey].Mode}
-	if err := fp.Validate(policies.ClientKey); err != nil {
+	dirs := append([]string(nil), e.Config.Policy.ClientDirs...)
+	if p := files[policies.ClientKey].Path; strings.HasPrefix(p, "/") {
+		dirs = append(dirs, path.Dir(p)) // the config names it: allowed
+	}
+	if err := policies.CheckClientKeyPath(req.KeyFile, dirs); err != nil {
 		return "", "", badInput("--key-file: %v", err)
 	}
-	return req.KeyFile, req.KeyFile + ".env", nil
+	envPath := req.KeyFile + policies.EnvSuffix
+	for _, p := range []string{req.KeyFile, envPath} {
+		if e.isServerPath(p) {
+			return "", "", badInput("--key-file: %s is the path of a server file", p)
+		}
+	}
+	return req.KeyFile, envPath, nil
 }
 
 // clientHosts checks the user name and resolves the client host names.

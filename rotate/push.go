@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/keys"
 	"github.com/pcmkeys/pcmkeys/keystore"
 )
@@ -48,7 +49,7 @@ func (e *Env) desired(ctx context.Context, mode deliveryMode, hosts []string) ([
 		for _, c := range a.Clients {
 			var ws []wanted
 			if !a.Active() {
-				ws = removalWanted(a, c)
+				ws = e.removalWanted(a, c)
 			} else if k, ok := keyOf[a.Identity]; ok {
 				if ws, err = e.clientWanted(a, c, k, mode); err != nil {
 					return nil, nil, err
@@ -56,11 +57,14 @@ func (e *Env) desired(ctx context.Context, mode deliveryMode, hosts []string) ([
 			} else {
 				return nil, nil, fmt.Errorf("admin %s's identity %s has no key in the store", a.User, a.Identity)
 			}
-			d, err := e.hostDelivery(c.Host, ws)
-			if err != nil {
-				return nil, nil, err
+			h, ok := e.Config.Host(c.Host)
+			if !ok {
+				// Named in a record, gone from the config: a leftover
+				// that status and push name, never a blocker.
+				ds = append(ds, delivery{host: config.Host{Name: c.Host}, files: ws, orphan: true})
+				continue
 			}
-			ds = append(ds, d)
+			ds = append(ds, delivery{host: h, files: ws})
 		}
 	}
 	ds = mergeByHost(ds)

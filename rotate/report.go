@@ -47,7 +47,31 @@ type HostResult struct {
 	Status string     `json:"status"`
 	Error  string     `json:"error,omitempty"`
 	Files  []FileStep `json:"files"`
+	// Sessions is what became of the live remote-CIB sessions on a node
+	// that was cut.
+	Sessions *SessionStep `json:"sessions,omitempty"`
 }
+
+// SessionStep is the closing of a node's live remote-CIB sessions.
+type SessionStep struct {
+	Port int `json:"port"`
+	// Closed and Remaining count established connections to Port that
+	// were closed, and that were still there afterwards.
+	Closed    int    `json:"closed"`
+	Remaining int    `json:"remaining"`
+	Action    string `json:"action"`
+	// Error says what failed and the manual step that finishes the job.
+	Error string `json:"error,omitempty"`
+}
+
+// Session actions.
+const (
+	SessionsClosed  = "closed"
+	SessionsNone    = "none open"
+	SessionsSkipped = "skipped"
+	SessionsFailed  = "failed"
+	SessionsPlanned = "close"
+)
 
 // File actions.
 const (
@@ -59,6 +83,9 @@ const (
 	ActionCommitted = "committed"
 	ActionRemove    = "remove"
 	ActionRemoved   = "removed"
+	ActionFailed    = "failed"
+	ActionNotTheirs = "left alone: not the admin's file"
+	ActionLeftover  = "left behind"
 )
 
 // FileStep is one file on one host.
@@ -75,4 +102,7 @@ type FileStep struct {
 	Action     string `json:"action"`
 	// Swept counts leftover temporary files removed beside it.
 	Swept int `json:"swept,omitempty"`
+	// Error is why this file failed; the host's other files were still
+	// attempted.
+	Error string `json:"error,omitempty"`
 }

@@ -12,13 +12,23 @@ import (
 )
 
 // Revoke takes access away from admins everywhere at once, favouring speed
-// and completeness over consistency. The admins are first marked revoked in
-// the store; then one parallel wave rewrites every node's cib-credentials
-// (per-user mode: without their lines; shared mode: with a new shared key,
-// also written to every remaining admin), and deletes the revoked admins'
-// client files. Every host that could not be reached is named (exit 3);
-// the records stay marked until a rerun has reached them all, and only then
-// are their key versions destroyed (per-user mode) and records deleted.
+// and completeness over consistency, in this order:
+//
+//  1. mark them revoked in the store (no workflow gives them anything from
+//     here on, and a rerun knows the job is unfinished);
+//  2. cut every node: per-user mode, a cib-credentials without their lines;
+//     shared mode, a new shared key staged on every node, stored, then
+//     committed on every node that staged it;
+//  3. close the live remote-CIB sessions on every node that was cut;
+//  4. give the shared key in force to the remaining admins;
+//  5. delete the revoked admins' client files, each file on its own.
+//
+// Exit 0 (a nil error) means: no node accepts a revoked key, no live
+// session remained on any node, and every file of theirs is gone; the
+// record then stays as a tombstone (Finished), and revoking them again
+// says "already revoked". Anything else is a *PartialError listing every
+// leftover by host and file; a rerun finishes it without rotating again
+// when the nodes were already cut.
 func Revoke(ctx context.Context, e *Env, users []string) (*Report, error) {
 	rep := &Report{Action: "revoke", DryRun: e.DryRun}
 	if len(users) == 0 {
@@ -33,112 +43,254 @@ func Revoke(ctx context.Context, e *Env, users []string) (*Report, error) {
 	return rep, e.record(rep, users, err)
 }
 
-func (e *Env) revoke(ctx context.Context, users []string, rep *Report) error {
+// revocation is the plan of one revoke run, made before any write.
+type revocation struct {
+	targets   []keystore.Admin // unfinished revocations, this run's to finish
+	remaining []keystore.Admin // admins who keep access
+}
+
+func (e *Env) planRevocation(ctx context.Context, users []string, rep *Report) (*revocation, error) {
 	admins, err := e.Store.ListAdmins(ctx)
 	if err != nil {
-		return fmt.Errorf("list admins: %w", err)
+		return nil, fmt.Errorf("list admins: %w", err)
 	}
-	revoked := map[string]keystore.Admin{}
+	plan := &revocation{}
+	asked := map[string]bool{}
 	for _, u := range users {
-		a, ok := findAdmin(admins, u)
-		if !ok {
-			return badInput("%s is not an admin (nothing to revoke)", u)
+		if asked[u] {
+			continue
 		}
-		revoked[u] = a
+		asked[u] = true
+		a, ok := findAdmin(admins, u)
+		switch {
+		case !ok:
+			return nil, badInput("%s is not an admin (nothing to revoke)", u)
+		case a.RevocationFinished():
+			rep.Notes = append(rep.Notes, fmt.Sprintf("%s: already revoked (finished %s)", u, a.Finished.Format("2006-01-02 15:04:05Z")))
+		default:
+			plan.targets = append(plan.targets, a)
+		}
 	}
-	// Mark first: from here on no workflow gives them anything, and a
-	// rerun knows the revocation is unfinished.
-	for u, a := range revoked {
+	for _, a := range admins {
+		if !asked[a.User] && a.Active() {
+			plan.remaining = append(plan.remaining, a)
+		}
+	}
+	return plan, nil
+}
+
+func (e *Env) revoke(ctx context.Context, users []string, rep *Report) error {
+	plan, err := e.planRevocation(ctx, users, rep)
+	if err != nil || len(plan.targets) == 0 {
+		return err
+	}
+	removals, leftovers := e.removalDeliveries(plan.targets)
+
+	// 1. Mark.
+	for i, a := range plan.targets {
 		if !a.Active() || e.DryRun {
 			continue
 		}
 		a.Revoked = e.now()
-		if a, err = e.Store.PutAdmin(ctx, a); err != nil {
-			return fmt.Errorf("mark %s revoked: %w", u, err)
-		}
-		revoked[u] = a
-	}
-
-	var remaining []keystore.Admin
-	for _, a := range admins {
-		if _, gone := revoked[a.User]; !gone && a.Active() {
-			remaining = append(remaining, a)
+		if plan.targets[i], err = e.Store.PutAdmin(ctx, a); err != nil {
+			return fmt.Errorf("mark %s revoked: %w", a.User, err)
 		}
 	}
-
-	var fresh keys.Secret
-	var entries []credfile.Entry
-	var shared keystore.Credential
-	if e.Config.Policy.IdentityMode == policies.Shared {
-		id := keystore.CIB(policies.SharedIdentity)
-		if shared, err = e.Store.Get(ctx, id); err != nil {
-			return err
-		}
-		if fresh, err = keys.Generate(keys.PSK, e.Config.Policy.PSKBytes); err != nil {
-			return err
-		}
-		if !e.DryRun {
-			v, err := e.Store.Put(ctx, id, fresh, keystore.PutOptions{CAS: shared.Version.Version, CreatedBy: e.Operator, Holders: holdersOf(remaining, id)})
-			if err != nil {
-				return fmt.Errorf("store the new shared key: %w", err)
-			}
-			rep.Credentials = append(rep.Credentials, CredentialChange{ID: id, Version: v.Version, Fingerprint: v.Fingerprint, Created: true})
-		}
-		entries, _, err = e.cibEntriesFor(ctx, remaining, map[string]keys.Secret{policies.SharedIdentity: fresh})
-	} else {
-		entries, _, err = e.cibEntriesFor(ctx, remaining, nil)
-	}
+	// 2, 3. Cut the nodes and close their live sessions.
+	nodes, key, rotated, err := e.cutNodes(ctx, plan, rep)
+	rep.Hosts = append(rep.Hosts, nodes...)
 	if err != nil {
 		return err
 	}
-
-	ds, err := e.serverDeliveries(entries, nil, writeAlways)
-	if err != nil {
-		return err
-	}
-	mustReach := map[string]bool{}
-	for _, d := range ds {
-		mustReach[d.host.Name] = true
-	}
-	for _, a := range revoked {
-		for _, c := range a.Clients {
-			d, err := e.hostDelivery(c.Host, removalWanted(a, c))
-			if err != nil {
-				return err
-			}
-			ds = append(ds, d)
-			mustReach[c.Host] = true
+	// 4, 5. The remaining admins' new key and the revoked admins' files,
+	// in one wave.
+	ds := removals
+	if key != nil {
+		mode := writeIfDrift
+		if rotated {
+			mode = writeAlways
 		}
-	}
-	if fresh != nil {
-		clients, err := e.rotationClientFiles(remaining, map[keystore.ID]keys.Secret{keystore.CIB(policies.SharedIdentity): fresh})
+		clients, err := e.clientDeliveries(plan.remaining, map[keystore.ID]keys.Secret{keystore.CIB(policies.SharedIdentity): key}, mode)
 		if err != nil {
 			return err
 		}
 		ds = append(ds, clients...)
 	}
-	rep.Hosts, err = e.deliver(ctx, ds)
+	clients, _ := e.deliver(ctx, ds)
+	rep.Hosts = append(rep.Hosts, clients...)
+	rep.Hosts = append(rep.Hosts, leftovers...)
 	if e.DryRun {
+		return partial(rep.Hosts)
+	}
+	e.finishRevocations(ctx, plan, allOK(nodes), clients, rep)
+	if err := partial(rep.Hosts); err != nil {
+		rep.Notes = append(rep.Notes, "the revocation is not finished: fix or bring back the hosts listed and run revoke again (it will not rotate again if the nodes were cut)")
 		return err
 	}
-	// Finish in the store only once every host that mattered was reached.
-	for _, r := range rep.Hosts {
-		if mustReach[r.Host] && r.Status != StatusOK {
-			rep.Notes = append(rep.Notes, "not every host was reached: the admins stay marked revoked; run revoke again to finish")
-			return err
+	return nil
+}
+
+// cutNodes puts on every node a cib-credentials that no longer accepts the
+// revoked admins' keys, then closes the node's live sessions. In shared
+// mode it returns the shared key now in force, and whether this run made
+// it.
+func (e *Env) cutNodes(ctx context.Context, plan *revocation, rep *Report) ([]HostResult, keys.Secret, bool, error) {
+	if e.Config.Policy.IdentityMode == policies.PerUser {
+		entries, _, err := e.cibEntriesFor(ctx, plan.remaining, nil)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		if entries == nil {
+			entries = []credfile.Entry{} // the last admin: an empty file
+		}
+		ds, err := e.cutDeliveries(entries, writeIfDrift)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		res, _ := e.deliver(ctx, ds)
+		return res, nil, false, nil
+	}
+
+	id := keystore.CIB(policies.SharedIdentity)
+	cur, err := e.Store.Get(ctx, id)
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("the shared key: %w", err)
+	}
+	if !needsNewKey(plan.targets, cur.Version.Version) {
+		// A rerun: the key in force was made after they lost theirs.
+		ds, err := e.cutDeliveries([]credfile.Entry{{Identity: policies.SharedIdentity, Key: cur.Key}}, writeIfDrift)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		res, _ := e.deliver(ctx, ds)
+		return res, cur.Key, false, nil
+	}
+	fresh, err := keys.Generate(keys.PSK, e.Config.Policy.PSKBytes)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	ds, err := e.cutDeliveries([]credfile.Entry{{Identity: policies.SharedIdentity, Key: fresh}}, writeAlways)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	if e.DryRun {
+		rep.Credentials = append(rep.Credentials, CredentialChange{ID: id, Version: cur.Version.Version + 1, Created: true})
+		res, _ := e.deliver(ctx, ds)
+		return res, fresh, true, nil
+	}
+	// Stage everywhere it can; a node that cannot stage is a leftover,
+	// never a reason to leave the others accepting the revoked key.
+	staged, results := e.stageAll(ctx, ds)
+	v, err := e.Store.Put(ctx, id, fresh, keystore.PutOptions{CAS: cur.Version.Version, CreatedBy: e.Operator, Holders: holdersOf(plan.remaining, id)})
+	if err != nil {
+		e.abortAll(ctx, staged)
+		return results, nil, false, fmt.Errorf("store the new shared key: %w (nothing committed; the admins stay marked revoked: run revoke again)", err)
+	}
+	rep.Credentials = append(rep.Credentials, CredentialChange{ID: id, Version: v.Version, Fingerprint: v.Fingerprint, Created: true})
+	var ready []*staging
+	var at []int
+	for i, s := range staged {
+		if s.res.Status == StatusOK {
+			ready, at = append(ready, s), append(at, i)
 		}
 	}
-	for u, a := range revoked {
-		if e.Config.Policy.IdentityMode == policies.PerUser {
-			if derr := e.destroyKey(ctx, keystore.CIB(a.Identity), rep); derr != nil {
-				return errors.Join(err, derr)
+	for i, r := range e.commitAll(ctx, ready) {
+		results[at[i]] = r
+	}
+	for i, a := range plan.targets {
+		a.CutVersion = v.Version
+		if plan.targets[i], err = e.Store.PutAdmin(ctx, a); err != nil {
+			// The next run rotates once more: safe, only slower.
+			e.log().Error("record the cut", "admin", a.User, "err", err)
+			plan.targets[i] = a
+		}
+	}
+	return results, fresh, true, nil
+}
+
+// needsNewKey reports whether some admin still holds a shared key the
+// nodes may accept: one whose revocation never stored a cut version, or
+// whose cut version is newer than the store's (a store restored from a
+// backup).
+func needsNewKey(targets []keystore.Admin, current int) bool {
+	for _, a := range targets {
+		if a.CutVersion == 0 || a.CutVersion > current {
+			return true
+		}
+	}
+	return false
+}
+
+// cutDeliveries are the cib-credentials of every node with entries, each
+// followed by the closing of the node's live sessions.
+func (e *Env) cutDeliveries(entries []credfile.Entry, mode deliveryMode) ([]delivery, error) {
+	ds, err := e.serverDeliveries(entries, nil, mode)
+	if err != nil {
+		return nil, err
+	}
+	for i := range ds {
+		ds[i].after = e.sessionCloser(ds[i].host)
+	}
+	return ds, nil
+}
+
+func allOK(results []HostResult) bool {
+	for _, r := range results {
+		if r.Status != StatusOK {
+			return false
+		}
+	}
+	return true
+}
+
+// finishRevocations updates the records: client entries whose files are
+// gone leave the record; a revocation with nothing left (every node cut
+// and its sessions closed, every file gone) is finished, and in per-user
+// mode the admin's key is destroyed.
+func (e *Env) finishRevocations(ctx context.Context, plan *revocation, nodesCut bool, clients []HostResult, rep *Report) {
+	for _, a := range plan.targets {
+		var left []keystore.Client
+		for _, c := range a.Clients {
+			if !clientFilesGone(clients, a.User, c) {
+				left = append(left, c)
 			}
 		}
-		if derr := e.Store.DeleteAdmin(ctx, u, a.Revision); derr != nil && !errors.Is(derr, keystore.ErrNotFound) {
-			return errors.Join(err, fmt.Errorf("delete the record of %s: %w", u, derr))
+		changed := len(left) != len(a.Clients)
+		a.Clients = left
+		if nodesCut && len(left) == 0 {
+			if e.Config.Policy.IdentityMode == policies.PerUser {
+				if err := e.destroyKey(ctx, keystore.CIB(a.Identity), rep); err != nil {
+					rep.Hosts = append(rep.Hosts, HostResult{Host: "store", Status: StatusFailed, Error: fmt.Sprintf("destroy the key of %s: %v", a.User, err)})
+					continue
+				}
+			}
+			a.Finished = e.now()
+			changed = true
+		}
+		if !changed {
+			continue
+		}
+		if _, err := e.Store.PutAdmin(ctx, a); err != nil {
+			rep.Hosts = append(rep.Hosts, HostResult{Host: "store", Status: StatusFailed, Error: fmt.Sprintf("update the record of %s: %v", a.User, err)})
 		}
 	}
-	return err
+}
+
+// clientFilesGone reports whether the wave removed both files of one
+// client entry (or found them gone, or not the admin's).
+func clientFilesGone(results []HostResult, user string, c keystore.Client) bool {
+	gone := 0
+	for _, r := range results {
+		if r.Host != c.Host {
+			continue
+		}
+		for _, f := range r.Files {
+			if f.Owner == user && (f.Path == c.KeyFile || f.Path == c.EnvFile) && (f.Action == ActionRemoved || f.Action == ActionNotTheirs) {
+				gone++
+			}
+		}
+	}
+	return gone >= 2 || (c.KeyFile == c.EnvFile && gone == 1)
 }
 
 // destroyKey erases every version of a revoked admin's key.

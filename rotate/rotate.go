@@ -81,7 +81,7 @@ func (e *Env) rotate(ctx context.Context, req RotateRequest, rep *Report) error 
 	if err != nil {
 		return err
 	}
-	clients, err := e.rotationClientFiles(admins, fresh)
+	clients, err := e.clientDeliveries(admins, fresh, writeAlways)
 	if err != nil {
 		return err
 	}
@@ -221,29 +221,13 @@ func (e *Env) rotationServerFiles(ctx context.Context, admins []keystore.Admin, 
 			return nil, err
 		}
 	}
-	return e.serverDeliveries(entries, fresh[keystore.AuthkeyID], writeAlways)
-}
-
-// rotationClientFiles returns the client files of every active admin whose
-// key is rotated.
-func (e *Env) rotationClientFiles(admins []keystore.Admin, fresh map[keystore.ID]keys.Secret) ([]delivery, error) {
-	var ds []delivery
-	for _, a := range admins {
-		k, ok := fresh[keystore.CIB(a.Identity)]
-		if !ok || !a.Active() {
-			continue
-		}
-		for _, c := range a.Clients {
-			ws, err := e.clientWanted(a, c, k, writeAlways)
-			if err != nil {
-				return nil, err
-			}
-			d, err := e.hostDelivery(c.Host, ws)
-			if err != nil {
-				return nil, err
-			}
-			ds = append(ds, d)
-		}
+	ds, err := e.serverDeliveries(entries, fresh[keystore.AuthkeyID], writeAlways)
+	if err != nil || len(extra) == 0 {
+		return ds, err
+	}
+	// A new CIB key does not end the sessions the old one opened.
+	for i := range ds {
+		ds[i].after = e.sessionCloser(ds[i].host)
 	}
 	return ds, nil
 }

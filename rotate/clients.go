@@ -1,0 +1,90 @@
+package rotate
+
+import (
+	"fmt"
+
+	"github.com/pcmkeys/pcmkeys/distribute"
+	"github.com/pcmkeys/pcmkeys/keys"
+	"github.com/pcmkeys/pcmkeys/keystore"
+	"github.com/pcmkeys/pcmkeys/policies"
+)
+
+// StatusNotInConfig is a host named in the store's records that the config
+// no longer lists: pcmkeys cannot reach it, so what it holds is a leftover.
+const StatusNotInConfig = "not in config"
+
+// clientDeliveries returns the client files of every active admin whose
+// identity has a key in fresh. An admin's client on a host the config no
+// longer lists gets a note, not a delivery.
+func (e *Env) clientDeliveries(admins []keystore.Admin, fresh map[keystore.ID]keys.Secret, mode deliveryMode) ([]delivery, error) {
+	var ds []delivery
+	for _, a := range admins {
+		k, ok := fresh[keystore.CIB(a.Identity)]
+		if !ok || !a.Active() {
+			continue
+		}
+		for _, c := range a.Clients {
+			h, ok := e.Config.Host(c.Host)
+			if !ok {
+				e.log().Warn("client host not in the config", "admin", a.User, "host", c.Host)
+				continue
+			}
+			ws, err := e.clientWanted(a, c, k, mode)
+			if err != nil {
+				return nil, err
+			}
+			ds = append(ds, delivery{host: h, files: ws})
+		}
+	}
+	return ds, nil
+}
+
+// removalDeliveries returns the removal of the client files of admins
+// being revoked, and, as leftovers, those on hosts the config no longer
+// lists. A recorded path that is a server file's is never removed.
+func (e *Env) removalDeliveries(admins []keystore.Admin) ([]delivery, []HostResult) {
+	var ds []delivery
+	var leftovers []HostResult
+	for _, a := range admins {
+		for _, c := range a.Clients {
+			ws := e.removalWanted(a, c)
+			h, ok := e.Config.Host(c.Host)
+			if !ok {
+				res := HostResult{Host: c.Host, Status: StatusNotInConfig,
+					Error: fmt.Sprintf("the config no longer lists %s: %s's files there were not removed; add the host back to the config and run again, or remove them by hand", c.Host, a.User)}
+				for _, w := range ws {
+					step := w.step
+					step.Action = ActionLeftover
+					res.Files = append(res.Files, step)
+				}
+				leftovers = append(leftovers, res)
+				continue
+			}
+			ds = append(ds, delivery{host: h, files: ws})
+		}
+	}
+	return ds, leftovers
+}
+
+// removalWanted removes admin a's files on one client: only files that
+// are a's own (see deliverFile), and never the path of a server file.
+func (e *Env) removalWanted(a keystore.Admin, c keystore.Client) []wanted {
+	var out []wanted
+	for _, f := range []struct {
+		path string
+		kind policies.FileKind
+	}{{c.KeyFile, policies.ClientKey}, {c.EnvFile, policies.ClientEnv}} {
+		w := wanted{file: distribute.File{Path: f.path, Owner: a.User}, step: FileStep{Path: f.path, Kind: f.kind, Owner: a.User}, mode: removeFile}
+		if e.isServerPath(f.path) {
+			w.mode = leaveAlone
+		}
+		out = append(out, w)
+	}
+	return out
+}
+
+// isServerPath reports whether p is the path of a server file.
+func (e *Env) isServerPath(p string) bool {
+	files := e.Config.Policy.Files
+	return p == files[policies.CIBCredentials].Path || p == files[policies.Authkey].Path
+}

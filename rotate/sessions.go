@@ -1,0 +1,114 @@
+package rotate
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/pcmkeys/pcmkeys/config"
+	"github.com/pcmkeys/pcmkeys/distribute"
+)
+
+// Live remote-CIB sessions.
+//
+// pacemaker-based checks a client's key only in the TLS handshake, and a
+// session it has accepted lasts until the client leaves or based stops
+// (verified on 3.0.2: crm_mon stays connected across a rotation of
+// cib-credentials). Cutting a node — a new cib-credentials file without
+// the revoked key — therefore leaves a revoked admin who is connected
+// connected. After the cut pcmkeys closes every established connection to
+// the node's remote-tls-port with `ss -K`, which needs the kernel's
+// sock_destroy support (CONFIG_INET_DIAG_DESTROY), and then counts what is
+// left. The remaining admins' clients (crm_mon, a pcs GUI) reconnect with
+// the key they hold. A node where sessions remain is a failure with the
+// manual step, never a silent success.
+
+// closeSessionsScript closes the established connections to a local TCP
+// port and prints "closed N remaining M". $1 is the port.
+const closeSessionsScript = `command -v ss >/dev/null 2>&1 || { echo "ss is not installed (iproute2)" >&2; exit 20; }
+f="( sport = :$1 )"
+before=$(ss -Htn state established "$f" | wc -l)
+[ "$before" -eq 0 ] || ss -K -Htn state established "$f" >/dev/null 2>&1 || true
+after=$(ss -Htn state established "$f" | wc -l)
+echo "closed $((before - after)) remaining $after"`
+
+// sessionCloser returns the step that closes live sessions on node h
+// after it was cut, or nil when the config turned it off.
+func (e *Env) sessionCloser(h config.Host) func(ctx context.Context, conn distribute.Host, res *HostResult) {
+	if !e.Config.CIB.CloseSessions || h.Role != config.RoleNode {
+		return nil
+	}
+	return func(ctx context.Context, conn distribute.Host, res *HostResult) {
+		res.Sessions = e.closeSessions(ctx, h, conn)
+		if res.Sessions.Action == SessionsFailed {
+			res.Status = StatusFailed
+			if res.Error == "" {
+				res.Error = "live sessions: " + res.Sessions.Error
+			}
+		}
+	}
+}
+
+// closeSessions closes the established remote-CIB connections on one node.
+func (e *Env) closeSessions(ctx context.Context, h config.Host, conn distribute.Host) *SessionStep {
+	port := e.Config.CIB.Port
+	step := &SessionStep{Port: port}
+	switch {
+	case e.DryRun:
+		step.Action = SessionsPlanned
+		return step
+	case h.Root != "":
+		// An image under a root prefix runs no daemons.
+		step.Action = SessionsSkipped
+		step.Error = ""
+		return step
+	}
+	out, err := conn.Exec(ctx, "sh -c "+shellWord(closeSessionsScript)+" close "+strconv.Itoa(port))
+	if err != nil {
+		step.Action = SessionsFailed
+		step.Error = fmt.Sprintf("could not list or close the connections to port %d (%v); %s", port, oneLine(err.Error(), out), manualSessionStep(h, port))
+		return step
+	}
+	var closed, remaining int
+	if _, err := fmt.Sscanf(strings.TrimSpace(out), "closed %d remaining %d", &closed, &remaining); err != nil {
+		step.Action = SessionsFailed
+		step.Error = fmt.Sprintf("unexpected answer from ss on %s; %s", h.Name, manualSessionStep(h, port))
+		return step
+	}
+	step.Closed, step.Remaining = closed, remaining
+	switch {
+	case remaining > 0:
+		step.Action = SessionsFailed
+		step.Error = fmt.Sprintf("%d live remote-CIB session(s) on port %d could not be closed (does the kernel lack CONFIG_INET_DIAG_DESTROY?); %s", remaining, port, manualSessionStep(h, port))
+	case closed > 0:
+		step.Action = SessionsClosed
+	default:
+		step.Action = SessionsNone
+	}
+	e.log().Info("live sessions", "host", h.Name, "port", port, "closed", closed, "remaining", remaining)
+	return step
+}
+
+// manualSessionStep says how an operator finishes the job by hand.
+func manualSessionStep(h config.Host, port int) string {
+	return fmt.Sprintf("close them by hand: on %s run `ss -K '( sport = :%d )'` as root, or restart Pacemaker there (put the node in standby first)", h.Name, port)
+}
+
+// shellWord single-quotes s for a shell.
+func shellWord(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// oneLine joins an error and a command's output into one short line.
+func oneLine(parts ...string) string {
+	var out []string
+	for _, p := range parts {
+		if p = strings.Join(strings.Fields(p), " "); p != "" {
+			out = append(out, p)
+		}
+	}
+	s := strings.Join(out, ": ")
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
