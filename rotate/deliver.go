@@ -126,7 +126,10 @@ func (e *Env) open(ctx context.Context, d delivery) (distribute.Host, func(), *H
 	h, err := e.connect(ctx, d.host)
 	if err != nil {
 		res := &HostResult{Host: d.host.Name, Status: StatusFailed, Error: err.Error()}
-		if errors.Is(err, distribute.ErrUnreachable) || errors.Is(err, context.DeadlineExceeded) {
+		switch {
+		case errors.Is(err, distribute.ErrTimeout):
+			res.Status = StatusTimedOut
+		case errors.Is(err, distribute.ErrUnreachable) || errors.Is(err, context.DeadlineExceeded):
 			res.Status = StatusUnreachable
 		}
 		return nil, nil, res
@@ -147,9 +150,13 @@ func (e *Env) deliverHost(ctx context.Context, d delivery) HostResult {
 	}
 	defer done()
 	var failed []string
+	status := StatusFailed
 	for _, w := range d.files {
 		step, err := e.deliverFile(ctx, h, w)
 		if err != nil {
+			if errors.Is(err, distribute.ErrTimeout) {
+				status = StatusTimedOut
+			}
 			step.Action, step.Error = ActionFailed, err.Error()
 			failed = append(failed, err.Error())
 			e.log().Error("delivery failed", "host", d.host.Name, "path", w.file.Path, "err", err)
@@ -159,7 +166,7 @@ func (e *Env) deliverHost(ctx context.Context, d delivery) HostResult {
 		res.Files = append(res.Files, step)
 	}
 	if len(failed) > 0 {
-		res.Status, res.Error = StatusFailed, strings.Join(failed, "; ")
+		res.Status, res.Error = status, strings.Join(failed, "; ")
 		return res
 	}
 	if d.after != nil {

@@ -38,6 +38,7 @@ const (
 	StatusOK          = "ok"
 	StatusFailed      = "failed"
 	StatusUnreachable = "unreachable"
+	StatusTimedOut    = "timed out"
 	StatusPlanned     = "planned"
 )
 

@@ -1,0 +1,279 @@
+package rotate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pcmkeys/pcmkeys/config"
+	"github.com/pcmkeys/pcmkeys/internal/sshlab"
+	"github.com/pcmkeys/pcmkeys/keystore"
+)
+
+// revokeLab is a cluster of SSH lab hosts, each in a network namespace of
+// its own: host00 and host01 are nodes, host02 and host03 clients. env
+// builds an Env over the same store with the config listing only the
+// clients named (a host removed from the config).
+type revokeLab struct {
+	lab *sshlab.Lab
+	env func(t *testing.T, clients ...string) *Env
+}
+
+func newRevokeLab(t *testing.T, store, mode, extra string) (*Env, *revokeLab) {
+	t.Helper()
+	requireGnuTLS(t)
+	lab := sshlab.Start(t, 4, sshlab.Options{OwnNetwork: true})
+	dir := t.TempDir()
+	storeDoc := storeYAML(t, store, dir)
+	rl := &revokeLab{lab: lab}
+	rl.env = func(t *testing.T, clients ...string) *Env {
+		t.Helper()
+		var cl strings.Builder
+		for _, c := range clients {
+			i := map[string]int{"host02": 2, "host03": 3}[c]
+			fmt.Fprintf(&cl, "  - {name: %s, address: 127.0.0.1, port: %d}\n", c, lab.Hosts[i].Port)
+		}
+		doc := fmt.Sprintf(`cluster: lab
+store: %s
+identity_mode: %s
+ssh: {user: root, known_hosts: %s, identity_files: [%s], command_timeout: 20s}
+cib: {port: 5403}
+audit: {path: %s/audit.jsonl}
+%s
+nodes:
+  - {name: host00, address: 127.0.0.1, port: %d}
+  - {name: host01, address: 127.0.0.1, port: %d}
+clients:
+%s`, storeDoc, mode, lab.KnownHosts, lab.IdentityFile, dir, extra, lab.Hosts[0].Port, lab.Hosts[1].Port, cl.String())
+		cfg, err := config.Parse([]byte(doc), dir+"/pcmkeys.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := OpenStore(context.Background(), cfg, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := &Env{Config: cfg, Store: st, Operator: "tester", Parallel: 8}
+		t.Cleanup(func() { e.Close(); st.Close() })
+		return e
+	}
+	return rl.env(t, "host02", "host03"), rl
+}
+
+// clientKey reads user's key file on client host i.
+func (rl *revokeLab) clientKey(t *testing.T, i int, user string) string {
+	t.Helper()
+	out, err := rl.lab.Hosts[i].Exec(context.Background(), "cat /home/"+user+"/.pcmkeys/lab.key")
+	if err != nil {
+		t.Fatalf("%s's key on %s: %v %s", user, rl.lab.Hosts[i].Name, err, out)
+	}
+	return out
+}
+
+// exists reports whether path exists on host i.
+func (rl *revokeLab) exists(t *testing.T, i int, path string) bool {
+	t.Helper()
+	out, _ := rl.lab.Hosts[i].Exec(context.Background(), `[ -e "$1" ] || [ -L "$1" ] && echo yes || echo no`, path)
+	return strings.TrimSpace(out) == "yes"
+}
+
+// judge asserts, with GnuTLS reading each node's cib-credentials, that
+// refused keys are refused and accepted keys accepted on both nodes.
+func (rl *revokeLab) judge(t *testing.T, ident string, refused, accepted []string) {
+	t.Helper()
+	for _, n := range rl.lab.Hosts[:2] {
+		for _, k := range refused {
+			if handshake(t, n, ident, k) {
+				t.Errorf("%s still accepts a revoked key", n.Name)
+			}
+		}
+		for _, k := range accepted {
+			if !handshake(t, n, ident, k) {
+				t.Errorf("%s refuses a key that should work", n.Name)
+			}
+		}
+	}
+}
+
+func sharedVersion(t *testing.T, e *Env) int {
+	t.Helper()
+	c, err := e.Store.Get(context.Background(), keystore.CIB("hacluster"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Version.Version
+}
+
+func failedByHost(err error) map[string]HostResult {
+	out := map[string]HostResult{}
+	var pe *PartialError
+	if errors.As(err, &pe) {
+		for _, h := range pe.Failed {
+			out[h.Host] = h
+		}
+	}
+	return out
+}
+
+// TestLabRevokeStaleClientHost (issue 9, finding 1): alice holds the key on
+// host02 and host03, and host03 leaves the config. Revoke still cuts every
+// node at once (GnuTLS refuses her key, bob's new one works), names host03
+// as a leftover (exit 3), and reruns never rotate again; push and status
+// name host03 instead of failing. Once host03 is back, a rerun finishes
+// (exit 0), and a third says "already revoked".
+func TestLabRevokeStaleClientHost(t *testing.T) {
+	forEachStore(t, func(t *testing.T, store string) {
+		e, rl := newRevokeLab(t, store, "shared", "")
+		ctx := context.Background()
+		if _, err := Init(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Onboard(ctx, e, OnboardRequest{User: "alice", Clients: []string{"host02", "host03"}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Onboard(ctx, e, OnboardRequest{User: "bob", Clients: []string{"host02"}}); err != nil {
+			t.Fatal(err)
+		}
+		aliceKey := rl.clientKey(t, 3, "alice")
+		without := rl.env(t, "host02") // host03 left the config
+
+		_, err := Revoke(ctx, without, []string{"alice"})
+		failed := failedByHost(err)
+		if len(failed) != 1 || failed["host03"].Status != StatusNotInConfig {
+			t.Fatalf("revoke with host03 gone from the config: %v", err)
+		}
+		v := sharedVersion(t, e)
+		bobKey := rl.clientKey(t, 2, "bob")
+		if bobKey == aliceKey {
+			t.Fatal("bob did not get the new shared key")
+		}
+		rl.judge(t, "hacluster", []string{aliceKey}, []string{bobKey})
+		if rl.exists(t, 2, "/home/alice/.pcmkeys/lab.key") || !rl.exists(t, 3, "/home/alice/.pcmkeys/lab.key") {
+			t.Error("alice's files: want gone on host02, left on host03 (not in the config)")
+		}
+		a, err := e.Store.GetAdmin(ctx, "alice")
+		if err != nil || a.Active() || a.RevocationFinished() || len(a.Clients) != 1 || a.Clients[0].Host != "host03" || a.CutVersion != v {
+			t.Fatalf("alice's record: %+v %v", a, err)
+		}
+
+		// Reruns, push and status: host03 is named, nothing rotates again.
+		if _, err := Revoke(ctx, without, []string{"alice"}); failedByHost(err)["host03"].Status != StatusNotInConfig || sharedVersion(t, e) != v {
+			t.Errorf("rerun without host03: %v, shared key version %d (want %d)", err, sharedVersion(t, e), v)
+		}
+		if rep, err := Push(ctx, without, nil); len(failedByHost(err)) != 1 || len(rep.Hosts) < 3 {
+			t.Errorf("push without host03: %v", err)
+		}
+		st, err := Status(ctx, without)
+		if !errors.Is(err, ErrFindings) || !hasHostState(st, "host03", StatusNotInConfig) {
+			t.Errorf("status without host03: %v %+v", err, st)
+		}
+
+		// host03 is back: the rerun finishes, without a new key.
+		if _, err := Revoke(ctx, e, []string{"alice"}); err != nil {
+			t.Fatalf("rerun with host03 back: %v", err)
+		}
+		if sharedVersion(t, e) != v || rl.exists(t, 3, "/home/alice/.pcmkeys/lab.key") || rl.exists(t, 3, "/home/alice/.pcmkeys/lab.env") {
+			t.Error("the rerun rotated again, or left alice's files on host03")
+		}
+		rep, err := Revoke(ctx, e, []string{"alice"})
+		if err != nil || len(rep.Notes) == 0 || !strings.Contains(rep.Notes[0], "already revoked") {
+			t.Errorf("a third revoke: %v %v", err, rep.Notes)
+		}
+		rl.judge(t, "hacluster", []string{aliceKey}, []string{rl.clientKey(t, 2, "bob")})
+	})
+}
+
+func hasHostState(st *StatusReport, host, state string) bool {
+	for _, h := range st.Hosts {
+		if h.Host == host && h.State == state {
+			return true
+		}
+	}
+	return false
+}
+
+// TestLabRevokeSharedClientSabotage (issue 9, finding 2): alice and bob
+// share host02, and alice makes her ~/.pcmkeys world-writable before she
+// is revoked. Her files there cannot be removed safely, but bob still gets
+// the new shared key on the same host, the nodes refuse hers, the failed
+// removal is reported as failed (exit 3), and once the directory is fixed
+// the rerun finishes without rotating again.
+func TestLabRevokeSharedClientSabotage(t *testing.T) {
+	e, rl := newRevokeLab(t, "file", "shared", "")
+	ctx := context.Background()
+	if _, err := Init(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"alice", "bob"} {
+		if _, err := Onboard(ctx, e, OnboardRequest{User: u, Clients: []string{"host02"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	aliceKey := rl.clientKey(t, 2, "alice")
+	if out, err := rl.lab.Hosts[2].Exec(ctx, "chmod 777 /home/alice/.pcmkeys"); err != nil {
+		t.Fatal(err, out)
+	}
+	rep, err := Revoke(ctx, e, []string{"alice"})
+	failed := failedByHost(err)
+	if len(failed) != 1 || failed["host02"].Status != StatusFailed {
+		t.Fatalf("revoke with alice's directory open to all: %v", err)
+	}
+	for _, f := range failed["host02"].Files {
+		if f.Owner == "alice" && f.Action != ActionFailed {
+			t.Errorf("alice's %s reported %q, want %q", f.Path, f.Action, ActionFailed)
+		}
+		if f.Owner == "bob" && f.Action != ActionWritten {
+			t.Errorf("bob's %s reported %q, want %q", f.Path, f.Action, ActionWritten)
+		}
+	}
+	bobKey := rl.clientKey(t, 2, "bob")
+	rl.judge(t, "hacluster", []string{aliceKey}, []string{bobKey})
+	v := sharedVersion(t, e)
+	if rep.Credentials[0].Version != v {
+		t.Errorf("report names version %d, store has %d", rep.Credentials[0].Version, v)
+	}
+
+	if out, err := rl.lab.Hosts[2].Exec(ctx, "chmod 700 /home/alice/.pcmkeys"); err != nil {
+		t.Fatal(err, out)
+	}
+	if _, err := Revoke(ctx, e, []string{"alice"}); err != nil {
+		t.Fatalf("rerun: %v", err)
+	}
+	if sharedVersion(t, e) != v || rl.clientKey(t, 2, "bob") != bobKey {
+		t.Error("the rerun rotated the shared key again")
+	}
+	if rl.exists(t, 2, "/home/alice/.pcmkeys/lab.key") {
+		t.Error("alice's key file is still there after the rerun")
+	}
+}
+
+// TestLabRevokeHugeKeyFile (issue 9, finding 4): alice replaces her key
+// file with a 1 TB sparse file. Status and revoke read at most the largest
+// legal file, so both end promptly, and revoke removes it.
+func TestLabRevokeHugeKeyFile(t *testing.T) {
+	e, rl := newRevokeLab(t, "file", "shared", "")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if _, err := Init(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Onboard(ctx, e, OnboardRequest{User: "alice", Clients: []string{"host02"}}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := rl.lab.Hosts[2].Exec(ctx, "rm /home/alice/.pcmkeys/lab.key && su alice -s /bin/sh -c 'truncate -s 1T /home/alice/.pcmkeys/lab.key'"); err != nil {
+		t.Fatal(err, out)
+	}
+	st, err := Status(ctx, e)
+	if !errors.Is(err, ErrFindings) || !hasState(st, "host02", FileDrift) {
+		t.Errorf("status with a 1 TB key file: %v", err)
+	}
+	if _, err := Revoke(ctx, e, []string{"alice"}); err != nil {
+		t.Fatalf("revoke: %v", err)
+	}
+	if rl.exists(t, 2, "/home/alice/.pcmkeys/lab.key") {
+		t.Error("the 1 TB key file is still there")
+	}
+}
