@@ -24,8 +24,9 @@ type Host struct {
 	// HostKeyLine is its known_hosts line.
 	HostKeyLine string
 
-	lab *Lab
-	dir string
+	lab   *Lab
+	dir   string
+	share []string // machine directories visible inside
 
 	mu     sync.Mutex // guards the fields below
 	slowBy time.Duration
@@ -43,6 +44,15 @@ type Host struct {
 // would detach, and a host may change its own /etc (chpasswd) freely.
 const hostScript = `set -e
 lab=$1 dir=$2 ownnet=$3 name=$4
+shift 4
+# Shared machine directories ($@) stay visible under the private mounts:
+# held aside before them, moved back after.
+i=0
+for p in "$@"; do
+	i=$((i + 1))
+	mkdir -p "$dir/share/$i"
+	mount --bind "$p" "$dir/share/$i"
+done
 ov=$dir/etc-overlay
 mkdir -p "$ov"
 mount -t tmpfs -o mode=0700,size=16m tmpfs "$ov"
@@ -58,6 +68,18 @@ mount -t tmpfs -o mode=0755,size=4m tmpfs /home
 mount -t tmpfs -o mode=0700,size=4m tmpfs /root
 chown root:haclient /etc/pacemaker
 for u in alice bob deploy; do mkdir -m 700 /home/$u; chown $u:$u /home/$u; done
+i=0
+for p in "$@"; do
+	i=$((i + 1))
+	mkdir -p "$p"
+	mount --move "$dir/share/$i" "$p"
+	mount -o remount,bind,ro "$p"
+	# Under the host's own /root (0700) or /home, every user may pass.
+	d=$p
+	while d=$(dirname "$d") && [ "$d" != / ]; do
+		case $d in /root | /root/* | /home/*) chmod o+x "$d" ;; esac
+	done
+done
 if [ "$ownnet" != 1 ]; then
 	exec /usr/sbin/sshd -D -e -f "$dir/sshd_config" 2>>"$dir/sshd.log"
 fi
@@ -140,6 +162,7 @@ MaxStartups 200
 		ownNet = "1"
 	}
 	args = append(args, "--", "sh", "-c", hostScript, "lab", h.lab.Dir, h.dir, ownNet, h.Name)
+	args = append(args, h.share...)
 	cmd := exec.Command("unshare", args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	log, err := os.OpenFile(filepath.Join(h.dir, "sshd.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
@@ -313,4 +336,17 @@ func (h *Host) Exec(ctx context.Context, script string, args ...string) (string,
 	all := append(h.nsenterArgs(pid), append([]string{"--", "sh", "-c", script, "sh"}, args...)...)
 	out, err := exec.CommandContext(ctx, "nsenter", all...).CombinedOutput()
 	return string(out), err
+}
+
+// Command prepares a command to run inside the host's namespaces (nsenter
+// execs it: its pid is the command's own), as root, for processes a test
+// runs and stops itself (a daemon in the background). It fails when the
+// host is stopped.
+func (h *Host) Command(ctx context.Context, name string, args ...string) (*exec.Cmd, error) {
+	pid := h.PID()
+	if pid == 0 {
+		return nil, fmt.Errorf("%s is not running", h.Name)
+	}
+	all := append(h.nsenterArgs(pid), append([]string{"--", name}, args...)...)
+	return exec.CommandContext(ctx, "nsenter", all...), nil
 }

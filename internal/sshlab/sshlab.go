@@ -55,6 +55,11 @@ type Options struct {
 	// OwnNetwork gives every host its own network namespace (and UTS, IPC,
 	// /run and /dev/shm), reached through a forwarder on 127.0.0.1:Port.
 	OwnNetwork bool
+	// Share lists machine directories (absolute paths) that stay visible
+	// at their own path inside every host, also under the host's private
+	// /root, /home or /etc/pacemaker: programs a test built into a cache
+	// (pcmklab's Pacemaker in ~/.cache). They are the machine's, not copies.
+	Share []string
 }
 
 // Uids of the lab's users.
@@ -115,6 +120,14 @@ func Start(t testing.TB, n int, opts Options) *Lab {
 
 // New starts a lab outside a test (benchmark programs); Stop it.
 func New(n int, opts Options) (*Lab, error) {
+	for _, p := range opts.Share {
+		if !filepath.IsAbs(p) {
+			return nil, fmt.Errorf("sshlab: shared path %q is not absolute", p)
+		}
+		if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("sshlab: shared path %q is not a directory", p)
+		}
+	}
 	dir, err := os.MkdirTemp("", "pcmkeys-lab-")
 	if err != nil {
 		return nil, err
@@ -142,7 +155,7 @@ func New(n int, opts Options) (*Lab, error) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
 	for i := 0; i < n; i++ {
-		l.Hosts[i] = &Host{Name: fmt.Sprintf("host%02d", i), SudoOnly: sudoOnly[i], OwnNetwork: opts.OwnNetwork, slowBy: slow[i], lab: l}
+		l.Hosts[i] = &Host{Name: fmt.Sprintf("host%02d", i), SudoOnly: sudoOnly[i], OwnNetwork: opts.OwnNetwork, share: opts.Share, slowBy: slow[i], lab: l}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
