@@ -169,6 +169,11 @@ func (h *SSHHost) session(ctx context.Context, c *ssh.Client, timeout time.Durat
 	case <-opctx.Done():
 	}
 	select {
+	case err := <-done: // it ended just as time ran out
+		return err
+	default:
+	}
+	select {
 	case sess := <-started:
 		if sess != nil {
 			sess.Close()
