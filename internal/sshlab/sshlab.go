@@ -21,8 +21,10 @@
 // that host's sockets. Nothing of it listens on the machine: the lab
 // listens on 127.0.0.1:Port for the host and runs, for every connection it
 // accepts, `sshd -i` inside the host's namespaces (nsenter) with the
-// connection as its stdin and stdout. [Host.Exec] and [Host.PID] (for
-// nsenter --target) reach the same namespaces.
+// connection as its stdin and stdout. [Host.Exec], [Host.Command] (a
+// process the test runs in the background) and [Host.PID] (for nsenter
+// --target) reach the same namespaces. [Options].Share keeps machine
+// directories (a tool built into ~/.cache) visible, read-only, inside.
 package sshlab
 
 import (
