@@ -122,6 +122,9 @@ func (e *Env) revoke(ctx context.Context, users []string, rep *Report) error {
 	if e.DryRun {
 		return partial(rep.Hosts)
 	}
+	if !e.Config.CIB.CloseSessions {
+		rep.Notes = append(rep.Notes, "live remote-CIB sessions were not closed (cib.close_sessions: false): a revoked admin who is connected stays connected until pacemaker-based restarts")
+	}
 	e.finishRevocations(ctx, plan, allOK(nodes), clients, rep)
 	if err := partial(rep.Hosts); err != nil {
 		rep.Notes = append(rep.Notes, "the revocation is not finished: fix or bring back the hosts listed and run revoke again (it will not rotate again if the nodes were cut)")

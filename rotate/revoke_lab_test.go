@@ -277,3 +277,110 @@ func TestLabRevokeHugeKeyFile(t *testing.T) {
 		t.Error("the 1 TB key file is still there")
 	}
 }
+
+// holdSession starts, on node n, a GnuTLS PSK server reading the node's
+// cib-credentials on the remote-tls-port (as pacemaker-based does) and a
+// client that completes a handshake with keyHex and then stays connected.
+// It returns once the session is established. (A test key in argv, in the
+// node's own namespaces.)
+func holdSession(t *testing.T, n *sshlab.Host, ident, keyHex string) {
+	t.Helper()
+	script := `d=$(mktemp -d /tmp/hold.XXXXXX) # /tmp is the machine's: a directory of this call's own
+setsid gnutls-serv --pskpasswd /etc/pacemaker/cib-credentials --priority NORMAL:+DHE-PSK:+PSK -p 5403 >$d/serv.log 2>&1 </dev/null &
+i=0
+while ! (echo >/dev/tcp/127.0.0.1/5403) 2>/dev/null; do i=$((i+1)); [ $i -lt 100 ] || exit 9; sleep 0.05; done
+mkfifo $d/hold
+setsid sh -c "sleep 600 > $d/hold" </dev/null >/dev/null 2>&1 &
+setsid gnutls-cli --priority NORMAL:+DHE-PSK:+PSK --pskusername "$1" --pskkey "$2" -p 5403 127.0.0.1 <$d/hold >$d/cli.log 2>&1 &
+i=0
+until grep -q "Handshake was completed" $d/cli.log; do i=$((i+1)); [ $i -lt 100 ] || { cat $d/cli.log; exit 8; }; sleep 0.05; done`
+	if out, err := n.Exec(context.Background(), `exec bash -c "$1" hold "$2" "$3"`, script, ident, keyHex); err != nil {
+		t.Fatalf("hold a session on %s: %v\n%s", n.Name, err, out)
+	}
+	if got := established(t, n); got < 2 { // both ends are on the node
+		t.Fatalf("%s: %d established connections on port 5403, want the held session", n.Name, got)
+	}
+}
+
+// established counts the established TCP connections on the node from or
+// to port 5403.
+func established(t *testing.T, n *sshlab.Host) int {
+	t.Helper()
+	out, err := n.Exec(context.Background(), `ss -Htn state established '( sport = :5403 or dport = :5403 )' | wc -l`)
+	if err != nil {
+		t.Fatal(err, out)
+	}
+	var c int
+	fmt.Sscan(out, &c)
+	return c
+}
+
+// TestLabRevokeClosesLiveSessions (issue 9, finding 5): a revoked admin's
+// established session on each node is closed by the revocation; the
+// report says how many it closed. With cib.close_sessions: false they stay,
+// which the report shows.
+func TestLabRevokeClosesLiveSessions(t *testing.T) {
+	for _, mode := range []string{"shared", "per-user"} {
+		t.Run(mode, func(t *testing.T) {
+			e, rl := newRevokeLab(t, "file", mode, "")
+			ctx := context.Background()
+			if _, err := Init(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+			for _, u := range []string{"alice", "bob"} {
+				if _, err := Onboard(ctx, e, OnboardRequest{User: u, Clients: []string{"host02"}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ident := map[string]string{"shared": "hacluster", "per-user": "alice"}[mode]
+			aliceKey := rl.clientKey(t, 2, "alice")
+			for _, n := range rl.lab.Hosts[:2] {
+				holdSession(t, n, ident, aliceKey)
+			}
+			rep, err := Revoke(ctx, e, []string{"alice"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			closed := 0
+			for _, h := range rep.Hosts {
+				if h.Sessions != nil {
+					closed++
+					if h.Sessions.Action != SessionsClosed || h.Sessions.Closed < 1 || h.Sessions.Remaining != 0 {
+						t.Errorf("%s sessions: %+v", h.Host, *h.Sessions)
+					}
+				}
+			}
+			if closed != 2 {
+				t.Errorf("sessions closed on %d nodes, want 2", closed)
+			}
+			for _, n := range rl.lab.Hosts[:2] {
+				if c := established(t, n); c != 0 {
+					t.Errorf("%s: %d connections on port 5403 after revoke", n.Name, c)
+				}
+			}
+			rl.judge(t, ident, []string{aliceKey}, nil)
+		})
+	}
+	t.Run("close_sessions: false", func(t *testing.T) {
+		e, rl := newRevokeLab(t, "file", "shared", "")
+		ctx := context.Background()
+		e.Config.CIB.CloseSessions = false
+		if _, err := Init(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Onboard(ctx, e, OnboardRequest{User: "alice", Clients: []string{"host02"}}); err != nil {
+			t.Fatal(err)
+		}
+		holdSession(t, rl.lab.Hosts[0], "hacluster", rl.clientKey(t, 2, "alice"))
+		rep, err := Revoke(ctx, e, []string{"alice"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if established(t, rl.lab.Hosts[0]) < 2 {
+			t.Error("the session was closed although close_sessions is false")
+		}
+		if !strings.Contains(strings.Join(rep.Notes, " "), "close_sessions") {
+			t.Errorf("the report does not say live sessions were left open: %v", rep.Notes)
+		}
+	})
+}
