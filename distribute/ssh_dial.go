@@ -28,7 +28,8 @@ type SSHConfig struct {
 	// ConnectTimeout bounds each connection, jump host included.
 	ConnectTimeout time.Duration
 	// CommandTimeout bounds each remote operation (stage, commit, …);
-	// zero means only the caller's context does.
+	// zero means only the caller's context does. It holds whatever the
+	// host does: see [SSHHost] and [ErrTimeout].
 	CommandTimeout time.Duration
 	// Jump, if set, is a bastion every connection goes through.
 	Jump *SSHEndpoint
