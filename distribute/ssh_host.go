@@ -170,7 +170,7 @@ func (h *SSHHost) Stage(ctx context.Context, f File) (Staged, error) {
 	out, err := h.run(ctx, f.Content, "stage", h.root, f.Path, f.Owner, f.Group, modeArg(f.Mode), f.SHA256(), suffix)
 	if err != nil {
 		var re *remoteError
-		if !errors.As(err, &re) {
+		if !errors.As(err, &re) && mayHaveRun(err) {
 			// Interrupted or timed out: the temporary file may exist,
 			// and no caller can abort what it was not given.
 			if aerr := h.abortSuffix(ctx, f, suffix); aerr != nil {
@@ -195,7 +195,7 @@ func (h *SSHHost) WriteFile(ctx context.Context, f File) error {
 	suffix := tempSuffix()
 	if _, err := h.run(ctx, f.Content, "write", h.root, f.Path, f.Owner, f.Group, modeArg(f.Mode), f.SHA256(), suffix); err != nil {
 		var re *remoteError
-		if !errors.As(err, &re) {
+		if !errors.As(err, &re) && mayHaveRun(err) {
 			// Interrupted or timed out: the remote script may have died
 			// between writing its temporary file and renaming it.
 			if aerr := h.abortSuffix(ctx, f, suffix); aerr != nil {

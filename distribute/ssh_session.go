@@ -48,6 +48,20 @@ func (e *remoteError) Unwrap() error {
 	return nil
 }
 
+// notStarted is a failure before the remote command could start: there is
+// nothing on the host to clean up.
+type notStarted struct{ err error }
+
+func (e *notStarted) Error() string { return e.err.Error() }
+func (e *notStarted) Unwrap() error { return e.err }
+
+// mayHaveRun reports whether a failed command may have done something on
+// the host.
+func mayHaveRun(err error) bool {
+	var ns *notStarted
+	return !errors.As(err, &ns)
+}
+
 // conn returns the host's connection, or at once the reason it was given
 // up.
 func (h *SSHHost) conn() (*ssh.Client, error) {
@@ -85,7 +99,7 @@ func (h *SSHHost) giveUp(c *ssh.Client, why error) {
 func (h *SSHHost) run(ctx context.Context, content []byte, args ...string) (string, error) {
 	c, err := h.conn()
 	if err != nil {
-		return "", err
+		return "", &notStarted{err}
 	}
 	return h.runOn(ctx, c, h.timeout, content, args...)
 }
@@ -134,7 +148,7 @@ func (h *SSHHost) runOn(ctx context.Context, c *ssh.Client, timeout time.Duratio
 // ErrTimeout.
 func (h *SSHHost) session(ctx context.Context, c *ssh.Client, timeout time.Duration, command string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err := ctx.Err(); err != nil {
-		return err
+		return &notStarted{err}
 	}
 	opctx := ctx
 	if timeout > 0 {
@@ -151,7 +165,7 @@ func (h *SSHHost) session(ctx context.Context, c *ssh.Client, timeout time.Durat
 		sess, err := c.NewSession()
 		if err != nil {
 			started <- nil
-			done <- fmt.Errorf("%w: %v", ErrUnreachable, err)
+			done <- &notStarted{fmt.Errorf("%w: %v", ErrUnreachable, err)}
 			return
 		}
 		defer sess.Close()
