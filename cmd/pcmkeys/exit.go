@@ -19,6 +19,8 @@ const (
 	exitBadInput = 2
 	exitPartial  = 3
 	exitFindings = 4
+	// exitInterrupted follows the shell's 128+SIGINT.
+	exitInterrupted = 130
 )
 
 // exitCode maps an error to the exit code, once, here.

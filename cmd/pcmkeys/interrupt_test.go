@@ -78,3 +78,72 @@ func TestInterruptLeavesNoTempFile(t *testing.T) {
 	}
 	t.Logf("%d of %d hosts written before the interrupt", written, len(lab.Hosts))
 }
+
+// slowInit starts pcmkeys init against two lab nodes whose every SSH
+// session first sleeps 20 s, with command_timeout 30s, and returns the
+// running command once its first session is under way.
+func slowInit(t *testing.T) *exec.Cmd {
+	t.Helper()
+	lab := sshlab.Start(t, 2, sshlab.Options{Slow: []int{0, 1}, SlowBy: 20 * time.Second})
+	dir := t.TempDir()
+	var nodes strings.Builder
+	for _, h := range lab.Hosts {
+		fmt.Fprintf(&nodes, "  - {name: %s, address: 127.0.0.1, port: %d}\n", h.Name, h.Port)
+	}
+	cfg := filepath.Join(dir, "pcmkeys.yaml")
+	doc := fmt.Sprintf("cluster: c\nstore: {type: file, path: store}\naudit: {path: audit.jsonl}\nssh: {known_hosts: %s, identity_files: [%s], command_timeout: 30s}\ncib: {port: 5403}\nnodes:\n%s", lab.KnownHosts, lab.IdentityFile, nodes.String())
+	if err := os.WriteFile(cfg, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(pcmkeysBinary(t), "--config", cfg, "init")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	time.Sleep(2 * time.Second) // connected, its sessions asleep on the hosts
+	return cmd
+}
+
+// waitExit waits at most limit for cmd and returns its exit code and how
+// long it took.
+func waitExit(t *testing.T, cmd *exec.Cmd, limit time.Duration) (int, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+		return cmd.ProcessState.ExitCode(), time.Since(start)
+	case <-time.After(limit):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("pcmkeys still running %s after the interrupt", limit)
+		return 0, 0
+	}
+}
+
+// TestInterruptEndsWithinCommandTimeout (issue 9): one Ctrl-C while every
+// host hangs ends the run, cleaned up, with exit 130 within one
+// command_timeout (30 s), not when the hosts answer.
+func TestInterruptEndsWithinCommandTimeout(t *testing.T) {
+	cmd := slowInit(t)
+	cmd.Process.Signal(syscall.SIGINT)
+	code, took := waitExit(t, cmd, 40*time.Second)
+	t.Logf("exit %d, %s after one SIGINT", code, took.Round(100*time.Millisecond))
+	if code != 130 {
+		t.Errorf("exit %d after SIGINT, want 130", code)
+	}
+}
+
+// TestInterruptTwiceExitsAtOnce (issue 9): a second Ctrl-C exits at once.
+func TestInterruptTwiceExitsAtOnce(t *testing.T) {
+	cmd := slowInit(t)
+	cmd.Process.Signal(syscall.SIGINT)
+	time.Sleep(200 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGINT)
+	code, took := waitExit(t, cmd, 5*time.Second)
+	t.Logf("exit %d, %s after the second SIGINT", code, took.Round(100*time.Millisecond))
+	if code != 130 {
+		t.Errorf("exit %d after two SIGINTs, want 130", code)
+	}
+}

@@ -55,10 +55,37 @@ func openEnv(ctx context.Context, g *globals, createStore bool) (*rotate.Env, fu
 	return env, func() { env.Close(); store.Close(); cleanup() }, nil
 }
 
-// signalContext is cancelled by SIGINT or SIGTERM, so workflows stop
-// starting new work and clean up what they staged.
-func signalContext() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+// signalContext is cancelled by the first SIGINT or SIGTERM: workflows
+// stop starting new work, remove what they staged and end (a host that
+// does not answer is given up after ssh.command_timeout), and pcmkeys
+// exits 130. A second signal exits at once; the cluster lock then expires
+// by itself within a minute.
+func signalContext(g *globals) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-sigs:
+		case <-done:
+			return
+		}
+		g.interrupted.Store(true)
+		fmt.Fprintln(g.stderr, "pcmkeys: interrupted: stopping and cleaning up (interrupt again to exit at once)")
+		cancel()
+		select {
+		case <-sigs:
+			fmt.Fprintln(g.stderr, "pcmkeys: interrupted again: exiting now; staged temporary files may remain (push sweeps them)")
+			os.Exit(exitInterrupted)
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel()
+	}
 }
 
 func newInitCmd(g *globals) *cobra.Command {

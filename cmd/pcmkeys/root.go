@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 
 	"github.com/spf13/cobra"
 
@@ -23,6 +24,8 @@ type globals struct {
 	dryRun     bool
 	parallel   int
 	verbose    bool
+	// interrupted is set by the first SIGINT or SIGTERM.
+	interrupted atomic.Bool
 
 	in             io.Reader
 	stdout, stderr io.Writer
@@ -44,6 +47,9 @@ func run(args []string, in io.Reader, stdout, stderr io.Writer) int {
 	err := execute(g, args)
 	if err != nil {
 		fmt.Fprintln(stderr, "pcmkeys:", err)
+	}
+	if g.interrupted.Load() {
+		return exitInterrupted
 	}
 	return exitCode(err)
 }

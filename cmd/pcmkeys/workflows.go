@@ -13,7 +13,7 @@ import (
 // create), runs fn under a context that SIGINT and SIGTERM cancel, and
 // closes them.
 func withEnv(g *globals, create bool, fn func(ctx context.Context, env *rotate.Env) error) error {
-	ctx, cancel := signalContext()
+	ctx, cancel := signalContext(g)
 	defer cancel()
 	env, closeEnv, err := openEnv(ctx, g, create)
 	if err != nil {
