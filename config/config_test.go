@@ -42,6 +42,7 @@ func TestLoadFull(t *testing.T) {
 		{"authkey default path", cfg.Policy.Files[policies.Authkey].Path, "/etc/pacemaker/authkey"},
 		{"client key path with cluster", cfg.Policy.Files[policies.ClientKey].Path, "~/.config/pacemaker/prod-ha.key"},
 		{"client env default", cfg.Policy.Files[policies.ClientEnv].Path, "~/.pcmkeys/prod-ha.env"},
+		{"client dirs", strings.Join(cfg.Policy.ClientDirs, ","), "/srv/cib-keys"},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -57,6 +58,9 @@ func TestDefaults(t *testing.T) {
 	}
 	if cfg.Store.Path != "/etc/pcmkeys/st" || cfg.Store.Identity != "/etc/pcmkeys/st.agekey" {
 		t.Errorf("store = %+v", cfg.Store)
+	}
+	if !cfg.CIB.CloseSessions || len(cfg.Policy.ClientDirs) != 0 {
+		t.Errorf("close_sessions defaults to true, client_dirs to none: %+v %v", cfg.CIB, cfg.Policy.ClientDirs)
 	}
 	if cfg.CIB.Server != "10.0.0.1" || cfg.SSH.User != "root" || cfg.SSH.Become != "none" || cfg.SSH.ConnectTimeout != 10*time.Second {
 		t.Errorf("defaults: %+v %+v", cfg.CIB, cfg.SSH)
@@ -110,6 +114,11 @@ func TestProblems(t *testing.T) {
 		{"vault address", "cluster: c\nstore: {type: vault, address: 'vault:8200'}\ncib: {port: 5403}\nnodes: [{name: n1}]\n", []string{"want https://HOST:PORT"}},
 		{"auth on file store", "cluster: c\nstore: {type: file, path: st, auth: {method: token}}\ncib: {port: 5403}\nnodes: [{name: n1}]\n", []string{"address and auth are for a vault store"}},
 		{"huge", strings.Repeat("#", MaxConfigBytes+1), []string{"larger than"}},
+		{"client dir in /etc", base + "policy: {client_dirs: [/etc/cib-keys]}\n", []string{"line 5: policy.client_dirs[0]:", "system directory"}},
+		{"client dir /home", base + "policy: {client_dirs: [/srv/ok, /home]}\n", []string{"policy.client_dirs[1]:", "system directory"}},
+		{"client dir relative", base + "policy: {client_dirs: [keys]}\n", []string{"policy.client_dirs[0]:", "not absolute"}},
+		{"client dir with space", base + "policy: {client_dirs: ['/srv/cib keys']}\n", []string{"whitespace"}},
+		{"close_sessions not a bool", base[:len(base)-len("nodes: [{name: n1}]\n")-len("cib: {port: 5403}\n")] + "cib: {port: 5403, close_sessions: maybe}\nnodes: [{name: n1}]\n", []string{"line 3"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
