@@ -28,7 +28,7 @@ func TestLoadFull(t *testing.T) {
 		{"become", cfg.SSH.Become, "sudo"},
 		{"identity file relative to config", cfg.SSH.IdentityFiles[0], filepath.Join(abs, "keys/id_ed25519")},
 		{"timeout", cfg.SSH.ConnectTimeout, 5 * time.Second},
-		{"cib", cfg.CIB, CIB{Server: "cib.example.com", Port: 5403}},
+		{"cib", cfg.CIB, CIB{Server: "cib.example.com", Port: 5403, ManagePassword: true}},
 		{"hosts", len(cfg.Hosts), 4},
 		{"node2 port", cfg.Hosts[1].Port, 2222},
 		{"node1 default port", cfg.Hosts[0].Port, 22},
@@ -117,6 +117,7 @@ func TestProblems(t *testing.T) {
 		{"client dir in /etc", base + "policy: {client_dirs: [/etc/cib-keys]}\n", []string{"line 5: policy.client_dirs[0]:", "system directory"}},
 		{"client dir /home", base + "policy: {client_dirs: [/srv/ok, /home]}\n", []string{"policy.client_dirs[1]:", "system directory"}},
 		{"client dir relative", base + "policy: {client_dirs: [keys]}\n", []string{"policy.client_dirs[0]:", "not absolute"}},
+		{"bad password mode", "cluster: c\nstore: {type: file, path: st}\ncib: {port: 5403, password: maybe}\nnodes: [{name: n1}]\n", []string{"line 3: cib.password", "want managed or unmanaged"}},
 		{"client dir with space", base + "policy: {client_dirs: ['/srv/cib keys']}\n", []string{"whitespace"}},
 		{"close_sessions not a bool", base[:len(base)-len("nodes: [{name: n1}]\n")-len("cib: {port: 5403}\n")] + "cib: {port: 5403, close_sessions: maybe}\nnodes: [{name: n1}]\n", []string{"line 3"}},
 	}

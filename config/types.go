@@ -74,6 +74,7 @@ type cibFile struct {
 	Server        string `yaml:"server"`
 	Port          int    `yaml:"port"`
 	CloseSessions *bool  `yaml:"close_sessions"`
+	Password      string `yaml:"password"`
 }
 
 type hostFile struct {
@@ -231,6 +232,11 @@ type CIB struct {
 	// pacemaker-based keeps a live remote-CIB session whatever happens to
 	// cib-credentials. Default true.
 	CloseSessions bool `json:"close_sessions"`
+	// ManagePassword (cib.password: managed, the default) makes pcmkeys
+	// keep hacluster's password in shared mode: generated, stored, set on
+	// every node and given to every admin with the shared key, and rotated
+	// with it; "unmanaged" leaves it to the operator.
+	ManagePassword bool `json:"manage_password"`
 }
 
 // Config is a loaded, validated configuration.

@@ -320,6 +320,13 @@ func (v *validator) hosts(cfg *Config, raw file) {
 
 func (v *validator) cib(c cibFile, cfg *Config) CIB {
 	out := CIB{Server: c.Server, Port: c.Port, CloseSessions: c.CloseSessions == nil || *c.CloseSessions}
+	switch c.Password {
+	case "", "managed":
+		out.ManagePassword = true
+	case "unmanaged":
+	default:
+		v.add(p("cib", "password"), fmt.Errorf("%q: want managed or unmanaged", c.Password))
+	}
 	if out.Server == "" {
 		if nodes := cfg.HostsWithRole(RoleNode); len(nodes) > 0 {
 			out.Server = nodes[0].Address
@@ -395,7 +402,7 @@ func (v *validator) policy(raw policyFile, identityMode, cluster string) policie
 		}
 		pol.Files[kind] = cur
 	}
-	for _, k := range []policies.FileKind{policies.ClientKey, policies.ClientEnv} {
+	for _, k := range []policies.FileKind{policies.ClientKey, policies.ClientEnv, policies.ClientPassword} {
 		fp := pol.Files[k]
 		fp.Path = strings.ReplaceAll(fp.Path, "{cluster}", cluster)
 		pol.Files[k] = fp
@@ -412,6 +419,11 @@ func (v *validator) policy(raw policyFile, identityMode, cluster string) policie
 	}
 	if a, b := pol.Files[policies.ClientKey].Path, pol.Files[policies.ClientEnv].Path; a == b {
 		v.add(p("policy", "files"), fmt.Errorf("client_key and client_env are both %s", a))
+	}
+	for _, k := range []policies.FileKind{policies.ClientKey, policies.ClientEnv} {
+		if a := pol.Files[k].Path; a == pol.Files[policies.ClientPassword].Path {
+			v.add(p("policy", "files"), fmt.Errorf("%s and client_password are both %s", k, a))
+		}
 	}
 	return pol
 }

@@ -13,6 +13,9 @@ type ClientEnv struct {
 	Port    int    // CIB_port
 	User    string // CIB_user, which is also the PSK identity
 	KeyFile string // CIB_key_file
+	// PasswordFile, if set, is the file the env file reads CIB_passwd
+	// from when sourced (the password never sits in the env file itself).
+	PasswordFile string
 }
 
 // Vars returns the variables in the order they are written, with
@@ -42,6 +45,14 @@ func RenderClientEnv(e ClientEnv) ([]byte, error) {
 			return nil, fmt.Errorf("client env %s: %w", v[0], err)
 		}
 		fmt.Fprintf(&b, "export %s=%s\n", v[0], q)
+	}
+	if e.PasswordFile != "" {
+		q, err := shellQuote(e.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("client env password file: %w", err)
+		}
+		// read is a shell builtin: no process sees the password.
+		fmt.Fprintf(&b, "IFS= read -r CIB_passwd < %s\nexport CIB_passwd\n", q)
 	}
 	return []byte(b.String()), nil
 }

@@ -1,4 +1,4 @@
-// Package keys generates the two kinds of secret pcmkeys manages and gives
+// Package keys generates the kinds of secret pcmkeys manages and gives
 // every secret a fingerprint that can stand in for it in logs and output.
 //
 // # Secrets
@@ -28,6 +28,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,6 +42,11 @@ const (
 	PSK Kind = "psk"
 	// Authkey is a Pacemaker Remote authkey, written as raw bytes.
 	Authkey Kind = "authkey"
+	// Password is a login password (hacluster's, for the PAM login that
+	// follows the remote CIB's TLS-PSK handshake), written as the hex of
+	// its random bytes: printable, no ':' or newline, safe for chpasswd and
+	// for CIB_passwd.
+	Password Kind = "password"
 )
 
 // Size bounds, in bytes.
@@ -51,6 +57,10 @@ const (
 	DefaultAuthkeyBytes = 4096
 	MinAuthkeyBytes     = 32
 	MaxAuthkeyBytes     = 65536
+	// A password of 24 random bytes is 48 hex characters (192 bits).
+	DefaultPasswordBytes = 24
+	MinPasswordBytes     = 16
+	MaxPasswordBytes     = 64
 )
 
 // ErrSize reports a key size outside the bounds for its kind.
@@ -59,16 +69,19 @@ var ErrSize = errors.New("key size out of range")
 // ParseKind returns the Kind named s.
 func ParseKind(s string) (Kind, error) {
 	switch Kind(s) {
-	case PSK, Authkey:
+	case PSK, Authkey, Password:
 		return Kind(s), nil
 	}
-	return "", fmt.Errorf("unknown key kind %q (want psk or authkey)", s)
+	return "", fmt.Errorf("unknown key kind %q (want psk, authkey or password)", s)
 }
 
 // Bounds returns the smallest, default and largest size of a key of kind k.
 func Bounds(k Kind) (min, def, max int) {
-	if k == Authkey {
+	switch k {
+	case Authkey:
 		return MinAuthkeyBytes, DefaultAuthkeyBytes, MaxAuthkeyBytes
+	case Password:
+		return MinPasswordBytes, DefaultPasswordBytes, MaxPasswordBytes
 	}
 	return MinPSKBytes, DefaultPSKBytes, MaxPSKBytes
 }
@@ -103,6 +116,14 @@ const redacted = "[redacted]"
 
 // Bytes returns the key material itself.
 func (s Secret) Bytes() []byte { return []byte(s) }
+
+// PasswordText returns a password secret as the text a login takes: the
+// hex of its bytes. It is key material.
+func (s Secret) PasswordText() []byte {
+	out := make([]byte, hex.EncodedLen(len(s)))
+	hex.Encode(out, s)
+	return out
+}
 
 // Fingerprint returns the key's fingerprint.
 func (s Secret) Fingerprint() string { return Fingerprint(s) }

@@ -49,10 +49,18 @@ const AuthkeyID ID = "authkey"
 // CIB returns the ID of the CIB PSK of identity.
 func CIB(identity string) ID { return ID("cib/" + identity) }
 
+// Password returns the ID of the login password of identity (shared mode:
+// hacluster's, which every admin needs for the PAM login after the CIB's
+// TLS-PSK handshake).
+func Password(identity string) ID { return ID("password/" + identity) }
+
 // Kind returns the kind of key the credential holds.
 func (id ID) Kind() keys.Kind {
-	if id == AuthkeyID {
+	switch {
+	case id == AuthkeyID:
 		return keys.Authkey
+	case strings.HasPrefix(string(id), "password/"):
+		return keys.Password
 	}
 	return keys.PSK
 }
@@ -66,14 +74,18 @@ func (id ID) Identity() string {
 	return ident
 }
 
-// Validate checks that id is "authkey" or "cib/" and a valid identity.
+// Validate checks that id is "authkey", or "cib/" or "password/" and a
+// valid identity.
 func (id ID) Validate() error {
 	if id == AuthkeyID {
 		return nil
 	}
 	ident, ok := strings.CutPrefix(string(id), "cib/")
 	if !ok {
-		return fmt.Errorf("credential %q: want authkey or cib/IDENTITY", string(id))
+		ident, ok = strings.CutPrefix(string(id), "password/")
+	}
+	if !ok {
+		return fmt.Errorf("credential %q: want authkey, cib/IDENTITY or password/IDENTITY", string(id))
 	}
 	return policies.ValidateIdentity(ident)
 }

@@ -20,7 +20,18 @@ const (
 	ClientKey FileKind = "client_key"
 	// ClientEnv is the shell file with the CIB_* variables beside it.
 	ClientEnv FileKind = "client_env"
+	// ClientPassword is the admin's copy of hacluster's password (shared
+	// mode, cib.password: managed), read by the env file into CIB_passwd.
+	ClientPassword FileKind = "client_password"
+	// NodePassword is hacluster's password on a full node, set with
+	// chpasswd; the file pcmkeys keeps for it (NodePasswordMarkerPath)
+	// holds the fingerprint of the password it set, never the password.
+	NodePassword FileKind = "hacluster_password"
 )
+
+// NodePasswordMarkerPath is where a node records which password pcmkeys
+// gave hacluster: "IDENTITY FINGERPRINT", root-owned, 0600.
+const NodePasswordMarkerPath = "/etc/pacemaker/pcmkeys-password"
 
 // FilePolicy says where a file lives and who owns it. For client files the
 // owner and group are empty: they belong to the admin who holds them, and
@@ -41,6 +52,7 @@ const (
 	DefaultAuthkeyPath        = "/etc/pacemaker/authkey"
 	DefaultClientKeyPath      = "~/.pcmkeys/{cluster}.key"
 	DefaultClientEnvPath      = "~/.pcmkeys/{cluster}.env"
+	DefaultClientPasswordPath = "~/.pcmkeys/{cluster}.passwd"
 	DefaultServerOwner        = "hacluster"
 	DefaultServerGroup        = "haclient"
 	DefaultMode               = fs.FileMode(0o600)
@@ -53,6 +65,7 @@ func DefaultFiles() map[FileKind]FilePolicy {
 		Authkey:        {Path: DefaultAuthkeyPath, Owner: DefaultServerOwner, Group: DefaultServerGroup, Mode: DefaultMode},
 		ClientKey:      {Path: DefaultClientKeyPath, Mode: DefaultMode},
 		ClientEnv:      {Path: DefaultClientEnvPath, Mode: DefaultMode},
+		ClientPassword: {Path: DefaultClientPasswordPath, Mode: DefaultMode},
 	}
 }
 
@@ -77,7 +90,7 @@ func (p FilePolicy) Validate(k FileKind) error {
 	if err := CheckMode(p.Mode); err != nil {
 		errs = append(errs, err)
 	}
-	client := k == ClientKey || k == ClientEnv
+	client := k == ClientKey || k == ClientEnv || k == ClientPassword
 	if err := checkPolicyPath(p.Path, client); err != nil {
 		errs = append(errs, err)
 	}

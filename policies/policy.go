@@ -42,7 +42,7 @@ func (p Policy) Validate() error {
 	if err := keys.CheckSize(keys.Authkey, p.AuthkeyBytes); err != nil {
 		errs = append(errs, fmt.Errorf("authkey_bytes: %w", err))
 	}
-	for _, k := range []FileKind{CIBCredentials, Authkey, ClientKey, ClientEnv} {
+	for _, k := range []FileKind{CIBCredentials, Authkey, ClientKey, ClientEnv, ClientPassword} {
 		fp, ok := p.Files[k]
 		if !ok {
 			errs = append(errs, fmt.Errorf("files.%s: missing", k))

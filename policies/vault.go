@@ -64,6 +64,8 @@ func VaultPolicy(r VaultPolicyRequest) (string, error) {
 	case VaultRotator:
 		rule("New versions of the CIB keys.", m+"/data/"+p+"/cib/*", "create", "read", "update")
 		rule("New versions of the authkey.", m+"/data/"+p+"/authkey", "create", "read", "update")
+		rule("New versions of hacluster's password (rotated with the shared key).", m+"/data/"+p+"/password/*", "create", "read", "update")
+		rule("", m+"/metadata/"+p+"/password/*", "read", "patch")
 		rule("Versions and fingerprints of the CIB keys.", m+"/metadata/"+p+"/cib/*", "read", "patch")
 		rule("Versions and fingerprints of the authkey.", m+"/metadata/"+p+"/authkey", "read", "patch")
 		rule("Who holds what, to deliver new keys to them.", m+"/data/"+p+"/admins/*", "read")
@@ -81,6 +83,9 @@ func VaultPolicy(r VaultPolicyRequest) (string, error) {
 			return "", fmt.Errorf("vault policy for self: %w", err)
 		}
 		rule(fmt.Sprintf("%s's own key (identity %s).", r.User, r.Identity), m+"/data/"+p+"/cib/"+r.Identity, "read")
+		if r.Identity == SharedIdentity {
+			rule("The password of the shared identity, for the PAM login after the handshake.", m+"/data/"+p+"/password/"+r.Identity, "read")
+		}
 		rule(fmt.Sprintf("%s's own record.", r.User), m+"/data/"+p+"/admins/"+r.User, "read")
 	default:
 		return "", fmt.Errorf("unknown vault role %q (admin, rotator, auditor or self)", r.Role)

@@ -37,6 +37,9 @@ An existing --out file is never replaced.`,
 		ValidArgs: []string{string(keys.PSK), string(keys.Authkey)},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			k, err := keys.ParseKind(args[0])
+			if err == nil && k != keys.PSK && k != keys.Authkey {
+				err = fmt.Errorf("keygen makes psk or authkey keys, not %s", k)
+			}
 			if err != nil {
 				return &flagError{err}
 			}
