@@ -123,6 +123,9 @@ type Client struct {
 	Host    string `json:"host"`
 	KeyFile string `json:"key_file"`
 	EnvFile string `json:"env_file"`
+	// PasswordFile holds hacluster's password (shared mode with a managed
+	// password); empty in records written before pcmkeys managed it.
+	PasswordFile string `json:"password_file,omitempty"`
 }
 
 // Admin is who holds what. Revision is the store's version of the record,

@@ -16,7 +16,7 @@ const StatusNotInConfig = "not in config"
 // clientDeliveries returns the client files of every active admin whose
 // identity has a key in fresh. An admin's client on a host the config no
 // longer lists gets a note, not a delivery.
-func (e *Env) clientDeliveries(admins []keystore.Admin, fresh map[keystore.ID]keys.Secret, mode deliveryMode) ([]delivery, error) {
+func (e *Env) clientDeliveries(admins []keystore.Admin, fresh map[keystore.ID]keys.Secret, pw keys.Secret, mode deliveryMode) ([]delivery, error) {
 	var ds []delivery
 	for _, a := range admins {
 		k, ok := fresh[keystore.CIB(a.Identity)]
@@ -29,7 +29,7 @@ func (e *Env) clientDeliveries(admins []keystore.Admin, fresh map[keystore.ID]ke
 				e.log().Warn("client host not in the config", "admin", a.User, "host", c.Host)
 				continue
 			}
-			ws, err := e.clientWanted(a, c, k, mode)
+			ws, err := e.clientWanted(a, c, k, pw, mode)
 			if err != nil {
 				return nil, err
 			}
@@ -73,7 +73,7 @@ func (e *Env) removalWanted(a keystore.Admin, c keystore.Client) []wanted {
 	for _, f := range []struct {
 		path string
 		kind policies.FileKind
-	}{{c.KeyFile, policies.ClientKey}, {c.EnvFile, policies.ClientEnv}} {
+	}{{c.KeyFile, policies.ClientKey}, {c.EnvFile, policies.ClientEnv}, {e.passwordPath(c), policies.ClientPassword}} {
 		w := wanted{file: distribute.File{Path: f.path, Owner: a.User}, step: FileStep{Path: f.path, Kind: f.kind, Owner: a.User}, mode: removeFile}
 		if e.isServerPath(f.path) {
 			w.mode = leaveAlone

@@ -3,6 +3,7 @@ package rotate
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 
 	"github.com/pcmkeys/pcmkeys/credfile"
@@ -16,20 +17,25 @@ import (
 // server file, another admin's file, or an existing file that is not the
 // admin's own or that pcmkeys did not write (its content is neither what
 // the record says pcmkeys put there nor what it would put there now).
-// current is the key the admin will hold, if it exists yet.
-func (e *Env) checkClientTargets(ctx context.Context, c client, admin keystore.Admin, admins []keystore.Admin, keyPath, envPath string, current keys.Secret, ident string) error {
+// key is the key the admin will hold, if it exists yet; pw is hacluster's
+// password when pcmkeys manages it.
+func (e *Env) checkClientTargets(ctx context.Context, c client, admin keystore.Admin, admins []keystore.Admin, entry keystore.Client, key, pw keys.Secret, ident string) error {
 	user, home, host := c.account.Name, c.account.Home, c.host.Name
 	want := map[string]string{} // path -> SHA-256 of what would be written
-	if current != nil {
-		if b, err := credfile.RenderClientKey(current); err == nil {
-			want[keyPath] = distribute.File{Content: b}.SHA256()
+	sum := func(b []byte) string { return distribute.File{Content: b}.SHA256() }
+	if key != nil {
+		if b, err := credfile.RenderClientKey(key); err == nil {
+			want[entry.KeyFile] = sum(b)
 		}
 	}
-	if b, err := credfile.RenderClientEnv(e.clientEnv(ident, keyPath, home)); err == nil {
-		want[envPath] = distribute.File{Content: b}.SHA256()
+	if pw != nil {
+		want[entry.PasswordFile] = sum(append(pw.PasswordText(), '\n'))
+	}
+	if b, err := credfile.RenderClientEnv(e.clientEnv(ident, entry.KeyFile, entry.PasswordFile, home)); err == nil {
+		want[entry.EnvFile] = sum(b)
 	}
 	recorded, _ := recordedClient(admin, host)
-	for _, p := range []string{keyPath, envPath} {
+	for _, p := range entryPaths(entry) {
 		abs := expandHome(p, home)
 		if e.isServerPath(abs) {
 			return badInput("%s on %s is the path of a server file", abs, host)
@@ -51,7 +57,7 @@ func (e *Env) checkClientTargets(ctx context.Context, c client, admin keystore.A
 			return badInput("%s on %s is not a regular file: pcmkeys will not replace it", abs, host)
 		case st.UID != c.account.UID:
 			return badInput("%s on %s belongs to uid %d, not to %s: pcmkeys will not take over a file the admin does not own", abs, host, st.UID, user)
-		case p == recorded.KeyFile || p == recorded.EnvFile:
+		case slices.Contains(entryPaths(recorded), p):
 			continue // pcmkeys wrote it for them
 		case st.SHA256 != "" && st.SHA256 == want[p]:
 			continue // what pcmkeys would write: a rerun after a partial run

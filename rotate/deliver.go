@@ -9,6 +9,7 @@ import (
 
 	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/distribute"
+	"github.com/pcmkeys/pcmkeys/keys"
 	"github.com/pcmkeys/pcmkeys/policies"
 )
 
@@ -45,6 +46,9 @@ type wanted struct {
 	// render, if set, makes the file on the host's connection (an env file
 	// needs the admin's home there).
 	render func(ctx context.Context, h distribute.Host) (distribute.File, error)
+	// password, if set, is hacluster's password to set on a node; file is
+	// then the marker that records it.
+	password keys.Secret
 }
 
 // newWanted describes f for the report. fingerprint is that of the one key
@@ -191,6 +195,9 @@ func inSync(st distribute.FileState, f distribute.File) bool {
 
 func (e *Env) deliverFile(ctx context.Context, h distribute.Host, w wanted) (FileStep, error) {
 	step := w.step
+	if w.password != nil {
+		return e.setNodePassword(ctx, h, w)
+	}
 	switch w.mode {
 	case leaveAlone:
 		step.Action = ActionNotTheirs

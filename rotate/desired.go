@@ -134,33 +134,45 @@ func (e *Env) ensureKey(ctx context.Context, id keystore.ID, size int, holders [
 	return keystore.Credential{ID: id, Key: key, Version: v}, CredentialChange{ID: id, Version: v.Version, Fingerprint: v.Fingerprint, Created: true}, nil
 }
 
-// clientWanted returns the key and env files of admin a on one client:
-// the env file is rendered on the host, where the admin's home is known.
-func (e *Env) clientWanted(a keystore.Admin, c keystore.Client, key keys.Secret, mode deliveryMode) ([]wanted, error) {
+// clientWanted returns the files of admin a on one client: the key, the
+// password when pw is set (hacluster's, shared mode), and the env file,
+// rendered on the host, where the admin's home is known.
+func (e *Env) clientWanted(a keystore.Admin, c keystore.Client, key, pw keys.Secret, mode deliveryMode) ([]wanted, error) {
 	keyFile, err := credfile.RenderClientKey(key)
 	if err != nil {
 		return nil, err
 	}
 	files := e.Config.Policy.Files
-	kw := newWanted(distribute.File{Path: c.KeyFile, Content: keyFile, Owner: a.User, Mode: files[policies.ClientKey].Mode}, policies.ClientKey, key.Fingerprint(), 0, mode)
+	out := []wanted{newWanted(distribute.File{Path: c.KeyFile, Content: keyFile, Owner: a.User, Mode: files[policies.ClientKey].Mode}, policies.ClientKey, key.Fingerprint(), 0, mode)}
+	pwPath := ""
+	if pw != nil {
+		pwPath = e.passwordPath(c)
+		content := append(pw.PasswordText(), '\n')
+		out = append(out, newWanted(distribute.File{Path: pwPath, Content: content, Owner: a.User, Mode: files[policies.ClientPassword].Mode}, policies.ClientPassword, pw.Fingerprint(), 0, mode))
+	}
 	ew := newWanted(distribute.File{Path: c.EnvFile, Owner: a.User, Mode: files[policies.ClientEnv].Mode}, policies.ClientEnv, "", 0, mode)
 	ew.render = func(ctx context.Context, h distribute.Host) (distribute.File, error) {
 		acct, err := h.LookupUser(ctx, a.User)
 		if err != nil {
 			return distribute.File{}, err
 		}
-		content, err := credfile.RenderClientEnv(e.clientEnv(a.Identity, c.KeyFile, acct.Home))
+		content, err := credfile.RenderClientEnv(e.clientEnv(a.Identity, c.KeyFile, pwPath, acct.Home))
 		f := ew.file
 		f.Content = content
 		return f, err
 	}
-	return []wanted{kw, ew}, nil
+	return append(out, ew), nil
 }
 
 // clientEnv is the environment of an admin with identity ident whose key
-// file is keyPath on a host where their home is home.
-func (e *Env) clientEnv(ident, keyPath, home string) credfile.ClientEnv {
-	return credfile.ClientEnv{Server: e.Config.CIB.Server, Port: e.Config.CIB.Port, User: ident, KeyFile: expandHome(keyPath, home)}
+// file is keyPath (and password file pwPath, if any) on a host where their
+// home is home.
+func (e *Env) clientEnv(ident, keyPath, pwPath, home string) credfile.ClientEnv {
+	env := credfile.ClientEnv{Server: e.Config.CIB.Server, Port: e.Config.CIB.Port, User: ident, KeyFile: expandHome(keyPath, home)}
+	if pwPath != "" {
+		env.PasswordFile = expandHome(pwPath, home)
+	}
+	return env
 }
 
 // holdersOf names the active admins who receive the key of id.

@@ -9,8 +9,10 @@ import (
 )
 
 // Init creates the cluster's first keys where the store has none — the
-// authkey, and in shared mode the "hacluster" PSK — and writes the server
-// files to every node that lacks them. A server file that already exists
+// authkey, and in shared mode the "hacluster" PSK and (cib.password:
+// managed) hacluster's password — and writes the server files to every
+// node that lacks them, and sets hacluster's password on every node where
+// pcmkeys has not set one yet. A server file that already exists
 // with other content is left alone and reported: adopting it is import's
 // job, replacing it push's.
 func Init(ctx context.Context, e *Env) (*Report, error) {
@@ -42,6 +44,14 @@ func (e *Env) init(ctx context.Context, rep *Report) error {
 	ds, err := e.serverDeliveries(entries, auth.Key, keepExisting)
 	if err != nil {
 		return err
+	}
+	if e.managesPassword() {
+		pw, change, err := e.ensureKey(ctx, sharedPasswordID, keys.DefaultPasswordBytes, nil)
+		if err != nil {
+			return err
+		}
+		rep.Credentials = append(rep.Credentials, change)
+		ds = e.withNodePassword(ds, pw.Key, keepExisting)
 	}
 	rep.Hosts, err = e.deliver(ctx, ds)
 	return err

@@ -75,7 +75,11 @@ func TestLabInitAndOnboard(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for i, want := range []string{"cib+auth", "cib+auth", "auth", ""} {
+		pw, err := e.Store.Get(ctx, "password/hacluster")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, want := range []string{"cib+auth+pw", "cib+auth+pw", "auth", ""} {
 			out, err := lab.Hosts[i].Exec(ctx, "cd /etc/pacemaker && for f in $(ls -A); do echo \"$f $(stat -c '%U:%G %a' $f) $(sha256sum < $f | cut -c1-64)\"; done")
 			if err != nil {
 				t.Fatal(err)
@@ -87,13 +91,28 @@ func TestLabInitAndOnboard(t *testing.T) {
 			if strings.Contains(want, "cib") {
 				fmt.Fprintf(&exp, "cib-credentials hacluster:haclient 600 %s\n", sha([]byte("hacluster:"+hexs(psk.Key)+"\n")))
 			}
+			if strings.Contains(want, "pw") { // which password pcmkeys set, by fingerprint
+				fmt.Fprintf(&exp, "pcmkeys-password root:root 600 %s\n", sha([]byte("hacluster "+pw.Key.Fingerprint()+"\n")))
+			}
 			if out != exp.String() {
 				t.Errorf("%s /etc/pacemaker:\n%s\nwant:\n%s", lab.Hosts[i].Name, out, exp.String())
 			}
 		}
-		out, err := lab.Hosts[3].Exec(ctx, "stat -c '%U:%G %a' /home/alice/.pcmkeys/lab.key /home/alice/.pcmkeys/lab.env; cat /home/alice/.pcmkeys/lab.key")
-		if err != nil || out != "alice:alice 600\nalice:alice 600\n"+hexs(psk.Key) {
+		out, err := lab.Hosts[3].Exec(ctx, "stat -c '%U:%G %a' /home/alice/.pcmkeys/lab.key /home/alice/.pcmkeys/lab.env /home/alice/.pcmkeys/lab.passwd; cat /home/alice/.pcmkeys/lab.key /home/alice/.pcmkeys/lab.passwd")
+		if err != nil || out != "alice:alice 600\nalice:alice 600\nalice:alice 600\n"+hexs(psk.Key)+hexs(pw.Key)+"\n" {
 			t.Errorf("alice's files on host03:\n%s %v", out, err)
+		}
+		// hacluster's password on the nodes is the one in the store: the
+		// env file, sourced by alice, gives it to the PAM login.
+		for _, n := range lab.Hosts[:2] {
+			shadow, err := n.Exec(ctx, "getent shadow hacluster | cut -d: -f2")
+			if err != nil || !strings.HasPrefix(shadow, "$") {
+				t.Errorf("%s: hacluster has no password hash: %q %v", n.Name, shadow, err)
+			}
+		}
+		env, err := lab.Hosts[3].Exec(ctx, `su alice -s /bin/sh -c '. /home/alice/.pcmkeys/lab.env; printf %s "$CIB_passwd"'`)
+		if err != nil || env != hexs(pw.Key) {
+			t.Errorf("CIB_passwd from alice's env file: %v", err)
 		}
 	})
 }

@@ -80,7 +80,8 @@ func TestRotateShared(t *testing.T) {
 				t.Errorf("%s's client file does not hold the new key", u)
 			}
 		}
-		if len(rep.Credentials) != 1 || !rep.Credentials[0].Created {
+		// The shared key and hacluster's password rotate together.
+		if len(rep.Credentials) != 2 || !rep.Credentials[0].Created || rep.Credentials[1].ID != "password/hacluster" || !rep.Credentials[1].Created {
 			t.Errorf("report: %+v", rep.Credentials)
 		}
 		authBefore := c.key(t, keystore.AuthkeyID)
@@ -314,7 +315,7 @@ func TestStatusAndPush(t *testing.T) {
 		if err != nil {
 			t.Fatalf("status of a fresh cluster: %v %+v", err, st)
 		}
-		if len(st.Credentials) != 2 || st.Credentials[0].Overdue || st.Credentials[0].Age != "0d" {
+		if len(st.Credentials) != 3 || st.Credentials[0].Overdue || st.Credentials[0].Age != "0d" || st.Credentials[2].ID != "password/hacluster" {
 			t.Errorf("credentials: %+v", st.Credentials)
 		}
 		n1, n2, ws := c.roots["node1"], c.roots["node2"], c.roots["ws1"]

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -83,6 +84,18 @@ func (e *Env) onboard(ctx context.Context, user string, hosts []config.Host, key
 		return err
 	}
 
+	pw, err := e.currentPassword(ctx)
+	if err != nil {
+		return err
+	}
+	if e.managesPassword() && pw.Key == nil {
+		return fmt.Errorf("hacluster's password is not in the store yet: run pcmkeys init, which creates it and sets it on every node (or set cib.password: unmanaged)")
+	}
+	entry := keystore.Client{KeyFile: keyPath, EnvFile: envPath}
+	if pw.Key != nil {
+		entry.PasswordFile = e.derivedPasswordPath(keyPath)
+	}
+
 	// Plan: every client host must know the user, and every target path
 	// must be free or already theirs, before anything is written.
 	clients, err := e.openClients(ctx, hosts, user)
@@ -95,7 +108,7 @@ func (e *Env) onboard(ctx context.Context, user string, hosts []config.Host, key
 		return err
 	}
 	for _, c := range clients {
-		if err := e.checkClientTargets(ctx, c, admin, admins, keyPath, envPath, cred.Key, ident); err != nil {
+		if err := e.checkClientTargets(ctx, c, admin, admins, entry, cred.Key, pw.Key, ident); err != nil {
 			return err
 		}
 	}
@@ -108,6 +121,9 @@ func (e *Env) onboard(ctx context.Context, user string, hosts []config.Host, key
 		}
 	}
 	rep.Credentials = append(rep.Credentials, change)
+	if pw.Key != nil {
+		rep.Credentials = append(rep.Credentials, CredentialChange{ID: pw.ID, Version: pw.Version.Version, Fingerprint: pw.Version.Fingerprint})
+	}
 	var ds []delivery
 	if pol.IdentityMode == policies.PerUser {
 		others := activeExcept(admins, user)
@@ -121,22 +137,27 @@ func (e *Env) onboard(ctx context.Context, user string, hosts []config.Host, key
 	}
 	admin.User, admin.Identity = user, ident
 	for _, c := range clients {
-		d, env, err := e.clientDelivery(c, ident, cred.Key, keyPath, envPath)
+		entry.Host = c.host.Name
+		ws, err := e.clientWanted(admin, entry, cred.Key, pw.Key, writeAlways)
 		if err != nil {
+			return err
+		}
+		env := e.clientEnv(ident, entry.KeyFile, entry.PasswordFile, c.account.Home)
+		if ws, err = withEnvRendered(ws, env); err != nil {
 			return err
 		}
 		if old, ok := recordedClient(admin, c.host.Name); ok {
 			// A changed path: the old files go.
 			for _, w := range e.removalWanted(admin, old) {
-				if w.file.Path != keyPath && w.file.Path != envPath {
-					d.files = append(d.files, w)
+				if !slices.Contains(entryPaths(entry), w.file.Path) {
+					ws = append(ws, w)
 				}
 			}
 		}
 		if rep.ClientEnv == nil {
 			rep.ClientEnv = &env
 		}
-		ds = append(ds, d)
+		ds = append(ds, delivery{host: c.host, conn: c.conn, files: ws})
 	}
 	var derr error
 	rep.Hosts, derr = e.deliver(ctx, ds)
@@ -147,8 +168,9 @@ func (e *Env) onboard(ctx context.Context, user string, hosts []config.Host, key
 	// Record the clients whose files were delivered.
 	delivered := 0
 	for _, c := range clients {
-		if clientDelivered(rep.Hosts, c.host.Name, keyPath, envPath) {
-			admin.Clients = setClient(admin.Clients, keystore.Client{Host: c.host.Name, KeyFile: keyPath, EnvFile: envPath})
+		if clientDelivered(rep.Hosts, c.host.Name, entryPaths(entry)) {
+			entry.Host = c.host.Name
+			admin.Clients = setClient(admin.Clients, entry)
 			delivered++
 		}
 	}
@@ -162,6 +184,30 @@ func (e *Env) onboard(ctx context.Context, user string, hosts []config.Host, key
 		return errors.Join(derr, fmt.Errorf("record admin %s: %w", user, err))
 	}
 	return derr
+}
+
+// entryPaths lists a client entry's files.
+func entryPaths(c keystore.Client) []string {
+	out := []string{c.KeyFile, c.EnvFile}
+	if c.PasswordFile != "" {
+		out = append(out, c.PasswordFile)
+	}
+	return out
+}
+
+// withEnvRendered gives the env file among ws its content now, where the
+// admin's home is already known, instead of on the host.
+func withEnvRendered(ws []wanted, env credfile.ClientEnv) ([]wanted, error) {
+	content, err := credfile.RenderClientEnv(env)
+	if err != nil {
+		return nil, err
+	}
+	for i := range ws {
+		if ws[i].step.Kind == policies.ClientEnv {
+			ws[i].file.Content, ws[i].render = content, nil
+		}
+	}
+	return ws, nil
 }
 
 // activeExcept returns the active admins other than user.
@@ -184,20 +230,25 @@ func recordedClient(a keystore.Admin, host string) (keystore.Client, bool) {
 	return keystore.Client{}, false
 }
 
-// clientDelivered reports whether both client files reached host.
-func clientDelivered(results []HostResult, host, keyPath, envPath string) bool {
-	n := 0
+// clientDelivered reports whether every one of paths was written on host.
+func clientDelivered(results []HostResult, host string, paths []string) bool {
+	written := map[string]bool{}
 	for _, r := range results {
 		if r.Host != host {
 			continue
 		}
 		for _, f := range r.Files {
-			if (f.Path == keyPath || f.Path == envPath) && f.Action == ActionWritten {
-				n++
+			if f.Action == ActionWritten {
+				written[f.Path] = true
 			}
 		}
 	}
-	return n == 2
+	for _, p := range paths {
+		if !written[p] {
+			return false
+		}
+	}
+	return true
 }
 
 // clientPaths returns the client key and env file paths: the policy's, or
@@ -292,25 +343,6 @@ func indexOf(hosts []config.Host, name string) int {
 		}
 	}
 	return -1
-}
-
-// clientDelivery builds the key and env files for one client host.
-func (e *Env) clientDelivery(c client, ident string, key keys.Secret, keyPath, envPath string) (delivery, credfile.ClientEnv, error) {
-	keyFile, err := credfile.RenderClientKey(key)
-	if err != nil {
-		return delivery{}, credfile.ClientEnv{}, err
-	}
-	env := e.clientEnv(ident, keyPath, c.account.Home)
-	envFile, err := credfile.RenderClientEnv(env)
-	if err != nil {
-		return delivery{}, env, err
-	}
-	files := e.Config.Policy.Files
-	d := delivery{host: c.host, conn: c.conn, files: []wanted{
-		newWanted(distribute.File{Path: keyPath, Content: keyFile, Owner: c.account.Name, Mode: files[policies.ClientKey].Mode}, policies.ClientKey, key.Fingerprint(), 0, writeAlways),
-		newWanted(distribute.File{Path: envPath, Content: envFile, Owner: c.account.Name, Mode: files[policies.ClientEnv].Mode}, policies.ClientEnv, "", 0, writeAlways),
-	}}
-	return d, env, nil
 }
 
 func expandHome(p, home string) string {

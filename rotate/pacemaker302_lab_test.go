@@ -38,8 +38,9 @@ type p302Lab struct {
 }
 
 // newP302Lab inits the cluster (shared mode), onboards alice and bob on
-// host00, sets hacluster's password and starts based after init wrote
-// cib-credentials (based reads the file's owner and mode only at start).
+// host00, and starts based after init wrote cib-credentials (based reads
+// the file's owner and mode only at start). The admins' env files alone
+// must be enough: pcmkeys manages hacluster's password.
 func newP302Lab(t *testing.T, store string) *p302Lab {
 	t.Helper()
 	requireGnuTLS(t)
@@ -76,7 +77,8 @@ nodes:
 		}
 	}
 	l := &p302Lab{lab: lab, e: e, node: lab.Hosts[0]}
-	pcmklab.SetPassword(t, l.node, "hacluster", "lab-pw-"+fmt.Sprint(time.Now().UnixNano()))
+	// No password is set by hand: pcmkeys set hacluster's on the nodes
+	// (init) and gave it to each admin, whose env file reads it.
 	l.based = pcmklab.StartBased(t, l.node, p302Port)
 	t.Logf("pacemaker-based %s listens %v after start", pcmklab.Version, l.based.StartTime.Round(10*time.Millisecond))
 	return l

@@ -41,6 +41,14 @@ func (e *Env) desired(ctx context.Context, mode deliveryMode, hosts []string) ([
 	if err != nil {
 		return nil, nil, err
 	}
+	pw, err := e.currentPassword(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if pw.Key != nil {
+		creds[pw.ID] = pw
+		ds = e.withNodePassword(ds, pw.Key, mode)
+	}
 	keyOf := map[string]keys.Secret{}
 	for _, en := range entries {
 		keyOf[en.Identity] = en.Key
@@ -51,7 +59,7 @@ func (e *Env) desired(ctx context.Context, mode deliveryMode, hosts []string) ([
 			if !a.Active() {
 				ws = e.removalWanted(a, c)
 			} else if k, ok := keyOf[a.Identity]; ok {
-				if ws, err = e.clientWanted(a, c, k, mode); err != nil {
+				if ws, err = e.clientWanted(a, c, k, pw.Key, mode); err != nil {
 					return nil, nil, err
 				}
 			} else {

@@ -97,7 +97,7 @@ func (e *Env) revoke(ctx context.Context, users []string, rep *Report) error {
 		}
 	}
 	// 2, 3. Cut the nodes and close their live sessions.
-	nodes, key, rotated, err := e.cutNodes(ctx, plan, rep)
+	nodes, key, pw, rotated, err := e.cutNodes(ctx, plan, rep)
 	rep.Hosts = append(rep.Hosts, nodes...)
 	if err != nil {
 		return err
@@ -110,7 +110,7 @@ func (e *Env) revoke(ctx context.Context, users []string, rep *Report) error {
 		if rotated {
 			mode = writeAlways
 		}
-		clients, err := e.clientDeliveries(plan.remaining, map[keystore.ID]keys.Secret{keystore.CIB(policies.SharedIdentity): key}, mode)
+		clients, err := e.clientDeliveries(plan.remaining, map[keystore.ID]keys.Secret{keystore.CIB(policies.SharedIdentity): key}, pw, mode)
 		if err != nil {
 			return err
 		}
@@ -134,60 +134,84 @@ func (e *Env) revoke(ctx context.Context, users []string, rep *Report) error {
 }
 
 // cutNodes puts on every node a cib-credentials that no longer accepts the
-// revoked admins' keys, then closes the node's live sessions. In shared
-// mode it returns the shared key now in force, and whether this run made
-// it.
-func (e *Env) cutNodes(ctx context.Context, plan *revocation, rep *Report) ([]HostResult, keys.Secret, bool, error) {
+// revoked admins' keys (and in shared mode hacluster's new password, when
+// pcmkeys manages it), then closes the node's live sessions. In shared
+// mode it returns the shared key and password now in force, and whether
+// this run made them.
+func (e *Env) cutNodes(ctx context.Context, plan *revocation, rep *Report) ([]HostResult, keys.Secret, keys.Secret, bool, error) {
 	if e.Config.Policy.IdentityMode == policies.PerUser {
 		entries, _, err := e.cibEntriesFor(ctx, plan.remaining, nil)
 		if err != nil {
-			return nil, nil, false, err
+			return nil, nil, nil, false, err
 		}
 		if entries == nil {
 			entries = []credfile.Entry{} // the last admin: an empty file
 		}
-		ds, err := e.cutDeliveries(entries, writeIfDrift)
+		ds, err := e.cutDeliveries(entries, nil, writeIfDrift)
 		if err != nil {
-			return nil, nil, false, err
+			return nil, nil, nil, false, err
 		}
 		res, _ := e.deliver(ctx, ds)
-		return res, nil, false, nil
+		return res, nil, nil, false, nil
 	}
 
 	id := keystore.CIB(policies.SharedIdentity)
 	cur, err := e.Store.Get(ctx, id)
 	if err != nil {
-		return nil, nil, false, fmt.Errorf("the shared key: %w", err)
+		return nil, nil, nil, false, fmt.Errorf("the shared key: %w", err)
 	}
-	if !needsNewKey(plan.targets, cur.Version.Version) {
+	curPW, err := e.currentPassword(ctx)
+	if err != nil {
+		return nil, nil, nil, false, err
+	}
+	if !needsNewKey(plan.targets, cur.Version.Version) && (curPW.Key != nil || !e.managesPassword()) {
 		// A rerun: the key in force was made after they lost theirs.
-		ds, err := e.cutDeliveries([]credfile.Entry{{Identity: policies.SharedIdentity, Key: cur.Key}}, writeIfDrift)
+		ds, err := e.cutDeliveries([]credfile.Entry{{Identity: policies.SharedIdentity, Key: cur.Key}}, curPW.Key, writeIfDrift)
 		if err != nil {
-			return nil, nil, false, err
+			return nil, nil, nil, false, err
 		}
 		res, _ := e.deliver(ctx, ds)
-		return res, cur.Key, false, nil
+		return res, cur.Key, curPW.Key, false, nil
 	}
 	fresh, err := keys.Generate(keys.PSK, e.Config.Policy.PSKBytes)
 	if err != nil {
-		return nil, nil, false, err
+		return nil, nil, nil, false, err
 	}
-	ds, err := e.cutDeliveries([]credfile.Entry{{Identity: policies.SharedIdentity, Key: fresh}}, writeAlways)
+	var freshPW keys.Secret
+	if e.managesPassword() {
+		if freshPW, err = keys.Generate(keys.Password, keys.DefaultPasswordBytes); err != nil {
+			return nil, nil, nil, false, err
+		}
+	}
+	ds, err := e.cutDeliveries([]credfile.Entry{{Identity: policies.SharedIdentity, Key: fresh}}, freshPW, writeAlways)
 	if err != nil {
-		return nil, nil, false, err
+		return nil, nil, nil, false, err
 	}
 	if e.DryRun {
 		rep.Credentials = append(rep.Credentials, CredentialChange{ID: id, Version: cur.Version.Version + 1, Created: true})
+		if freshPW != nil {
+			rep.Credentials = append(rep.Credentials, CredentialChange{ID: sharedPasswordID, Version: curPW.Version.Version + 1, Created: true})
+		}
 		res, _ := e.deliver(ctx, ds)
-		return res, fresh, true, nil
+		return res, fresh, freshPW, true, nil
 	}
 	// Stage everywhere it can; a node that cannot stage is a leftover,
 	// never a reason to leave the others accepting the revoked key.
 	staged, results := e.stageAll(ctx, ds)
+	if freshPW != nil {
+		// The password first: stored but set nowhere yet, it harms no one
+		// if the key's write then fails.
+		v, err := e.Store.Put(ctx, sharedPasswordID, freshPW, keystore.PutOptions{CAS: curPW.Version.Version, CreatedBy: e.Operator})
+		if err != nil {
+			e.abortAll(ctx, staged)
+			return results, nil, nil, false, fmt.Errorf("store hacluster's new password: %w (nothing committed; the admins stay marked revoked: run revoke again)", err)
+		}
+		rep.Credentials = append(rep.Credentials, CredentialChange{ID: sharedPasswordID, Version: v.Version, Fingerprint: v.Fingerprint, Created: true})
+	}
 	v, err := e.Store.Put(ctx, id, fresh, keystore.PutOptions{CAS: cur.Version.Version, CreatedBy: e.Operator, Holders: holdersOf(plan.remaining, id)})
 	if err != nil {
 		e.abortAll(ctx, staged)
-		return results, nil, false, fmt.Errorf("store the new shared key: %w (nothing committed; the admins stay marked revoked: run revoke again)", err)
+		return results, nil, nil, false, fmt.Errorf("store the new shared key: %w (nothing committed; the admins stay marked revoked: run revoke again)", err)
 	}
 	rep.Credentials = append(rep.Credentials, CredentialChange{ID: id, Version: v.Version, Fingerprint: v.Fingerprint, Created: true})
 	var ready []*staging
@@ -208,7 +232,7 @@ func (e *Env) cutNodes(ctx context.Context, plan *revocation, rep *Report) ([]Ho
 			plan.targets[i] = a
 		}
 	}
-	return results, fresh, true, nil
+	return results, fresh, freshPW, true, nil
 }
 
 // needsNewKey reports whether some admin still holds a shared key the
@@ -224,13 +248,22 @@ func needsNewKey(targets []keystore.Admin, current int) bool {
 	return false
 }
 
-// cutDeliveries are the cib-credentials of every node with entries, each
-// followed by the closing of the node's live sessions.
-func (e *Env) cutDeliveries(entries []credfile.Entry, mode deliveryMode) ([]delivery, error) {
+// cutDeliveries are the cib-credentials of every node with entries, then
+// hacluster's password pw (if any) and the closing of the node's live
+// sessions. With writeAlways (a staged rotation) the password is set after
+// the commit; otherwise it is one more file of the wave.
+func (e *Env) cutDeliveries(entries []credfile.Entry, pw keys.Secret, mode deliveryMode) ([]delivery, error) {
 	ds, err := e.serverDeliveries(entries, nil, mode)
 	if err != nil {
 		return nil, err
 	}
+	if mode == writeAlways {
+		for i := range ds {
+			ds[i].after = e.afterCut(ds[i].host, pw)
+		}
+		return ds, nil
+	}
+	ds = e.withNodePassword(ds, pw, mode)
 	for i := range ds {
 		ds[i].after = e.sessionCloser(ds[i].host)
 	}
@@ -254,7 +287,7 @@ func (e *Env) finishRevocations(ctx context.Context, plan *revocation, nodesCut 
 	for _, a := range plan.targets {
 		var left []keystore.Client
 		for _, c := range a.Clients {
-			if !clientFilesGone(clients, a.User, c) {
+			if !clientFilesGone(clients, a.User, []string{c.KeyFile, c.EnvFile, e.passwordPath(c)}, c.Host) {
 				left = append(left, c)
 			}
 		}
@@ -279,21 +312,26 @@ func (e *Env) finishRevocations(ctx context.Context, plan *revocation, nodesCut 
 	}
 }
 
-// clientFilesGone reports whether the wave removed both files of one
-// client entry (or found them gone, or not the admin's).
-func clientFilesGone(results []HostResult, user string, c keystore.Client) bool {
-	gone := 0
+// clientFilesGone reports whether the wave removed every one of paths on
+// host (or found them gone, or not the admin's).
+func clientFilesGone(results []HostResult, user string, paths []string, host string) bool {
+	gone := map[string]bool{}
 	for _, r := range results {
-		if r.Host != c.Host {
+		if r.Host != host {
 			continue
 		}
 		for _, f := range r.Files {
-			if f.Owner == user && (f.Path == c.KeyFile || f.Path == c.EnvFile) && (f.Action == ActionRemoved || f.Action == ActionNotTheirs) {
-				gone++
+			if f.Owner == user && (f.Action == ActionRemoved || f.Action == ActionNotTheirs) {
+				gone[f.Path] = true
 			}
 		}
 	}
-	return gone >= 2 || (c.KeyFile == c.EnvFile && gone == 1)
+	for _, p := range paths {
+		if !gone[p] {
+			return false
+		}
+	}
+	return true
 }
 
 // destroyKey erases every version of a revoked admin's key.

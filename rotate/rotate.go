@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/pcmkeys/pcmkeys/credfile"
@@ -61,17 +62,26 @@ func (e *Env) rotate(ctx context.Context, req RotateRequest, rep *Report) error 
 		rep.Notes = append(rep.Notes, "nothing to rotate: no selected key is due")
 		return nil
 	}
+	if e.managesPassword() && slices.Contains(ids, keystore.CIB(policies.SharedIdentity)) {
+		ids = append(ids, sharedPasswordID) // rotated with the shared key
+	}
 	current := map[keystore.ID]keystore.Credential{}
 	fresh := map[keystore.ID]keys.Secret{}
 	for _, id := range ids {
 		cred, err := e.Store.Get(ctx, id)
+		if id == sharedPasswordID && (errors.Is(err, keystore.ErrNotFound) || errors.Is(err, keystore.ErrDestroyed)) {
+			err = nil // a store from before passwords were managed: create it
+		}
 		if err != nil {
 			return err
 		}
 		current[id] = cred
 		size := e.Config.Policy.PSKBytes
-		if id == keystore.AuthkeyID {
+		switch id.Kind() {
+		case keys.Authkey:
 			size = e.Config.Policy.AuthkeyBytes
+		case keys.Password:
+			size = keys.DefaultPasswordBytes
 		}
 		if fresh[id], err = keys.Generate(id.Kind(), size); err != nil {
 			return err
@@ -81,7 +91,7 @@ func (e *Env) rotate(ctx context.Context, req RotateRequest, rep *Report) error 
 	if err != nil {
 		return err
 	}
-	clients, err := e.clientDeliveries(admins, fresh, writeAlways)
+	clients, err := e.clientDeliveries(admins, fresh, fresh[sharedPasswordID], writeAlways)
 	if err != nil {
 		return err
 	}
@@ -225,9 +235,10 @@ func (e *Env) rotationServerFiles(ctx context.Context, admins []keystore.Admin, 
 	if err != nil || len(extra) == 0 {
 		return ds, err
 	}
-	// A new CIB key does not end the sessions the old one opened.
+	// A new CIB key does not end the sessions the old one opened; a new
+	// password is set once the node holds the new key.
 	for i := range ds {
-		ds[i].after = e.sessionCloser(ds[i].host)
+		ds[i].after = e.afterCut(ds[i].host, fresh[sharedPasswordID])
 	}
 	return ds, nil
 }

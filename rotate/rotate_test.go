@@ -108,7 +108,8 @@ func testInitShared(t *testing.T, store string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Credentials) != 2 || !rep.Credentials[0].Created || !rep.Credentials[1].Created {
+	// The authkey, the shared key and hacluster's password, all new.
+	if len(rep.Credentials) != 3 || !rep.Credentials[0].Created || !rep.Credentials[1].Created || rep.Credentials[2].ID != "password/hacluster" || !rep.Credentials[2].Created {
 		t.Errorf("credentials = %+v", rep.Credentials)
 	}
 	psk := c.key(t, keystore.CIB("hacluster"))
