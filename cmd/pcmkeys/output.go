@@ -84,6 +84,9 @@ func reportText(rep *rotate.Report) string {
 		for _, v := range rep.ClientEnv.Vars() {
 			fmt.Fprintf(&b, "  export %s=%s\n", v[0], v[1])
 		}
+		if f := rep.ClientEnv.PasswordFile; f != "" {
+			fmt.Fprintf(&b, "  export CIB_passwd=\"$(cat %s)\"    # hacluster's password, which pcmkeys manages\n", f)
+		}
 	}
 	return b.String()
 }
