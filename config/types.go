@@ -75,6 +75,7 @@ type cibFile struct {
 	Port          int    `yaml:"port"`
 	CloseSessions *bool  `yaml:"close_sessions"`
 	Password      string `yaml:"password"`
+	VerifyCommand string `yaml:"verify_command"`
 }
 
 type hostFile struct {
@@ -237,6 +238,10 @@ type CIB struct {
 	// every node and given to every admin with the shared key, and rotated
 	// with it; "unmanaged" leaves it to the operator.
 	ManagePassword bool `json:"manage_password"`
+	// VerifyCommand is the client that onboard --verify and status
+	// --verify run as the admin, with their env file: default
+	// "cibadmin --query".
+	VerifyCommand string `json:"verify_command"`
 }
 
 // Config is a loaded, validated configuration.

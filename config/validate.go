@@ -25,6 +25,8 @@ const (
 	DefaultRestartNode       = "systemctl restart pacemaker"
 	DefaultRestartRemoteNode = "systemctl restart pacemaker_remote"
 	DefaultVaultMount        = "secret"
+	// DefaultVerifyCommand is the client a login check runs as the admin.
+	DefaultVerifyCommand = "cibadmin --query"
 )
 
 // validator builds a Config from the decoded document and collects every
@@ -320,6 +322,12 @@ func (v *validator) hosts(cfg *Config, raw file) {
 
 func (v *validator) cib(c cibFile, cfg *Config) CIB {
 	out := CIB{Server: c.Server, Port: c.Port, CloseSessions: c.CloseSessions == nil || *c.CloseSessions}
+	out.VerifyCommand = c.VerifyCommand
+	if out.VerifyCommand == "" {
+		out.VerifyCommand = DefaultVerifyCommand
+	} else if strings.ContainsAny(out.VerifyCommand, "\x00\n\r") {
+		v.add(p("cib", "verify_command"), errors.New("the command must be one line"))
+	}
 	switch c.Password {
 	case "", "managed":
 		out.ManagePassword = true

@@ -24,6 +24,9 @@ type OnboardRequest struct {
 	// KeyFile overrides the client key path (policy files.client_key); the
 	// env file is then KeyFile + ".env".
 	KeyFile string
+	// Verify runs the real client as the admin on each client host, with
+	// nothing but their env file, and reports whether the login works.
+	Verify bool
 }
 
 // client is one client host of an onboarding, checked and connected.
@@ -52,12 +55,12 @@ func Onboard(ctx context.Context, e *Env, req OnboardRequest) (*Report, error) {
 		return rep, err
 	}
 	err = e.withLock(ctx, "onboard", func() error {
-		return e.onboard(ctx, req.User, hosts, keyPath, envPath, rep)
+		return e.onboard(ctx, req.User, hosts, keyPath, envPath, req.Verify, rep)
 	})
 	return rep, e.record(rep, append([]string{req.User}, req.Clients...), err)
 }
 
-func (e *Env) onboard(ctx context.Context, user string, hosts []config.Host, keyPath, envPath string, rep *Report) error {
+func (e *Env) onboard(ctx context.Context, user string, hosts []config.Host, keyPath, envPath string, verify bool, rep *Report) error {
 	pol := e.Config.Policy
 	ident := pol.Identity(user)
 	admins, err := e.Store.ListAdmins(ctx)
@@ -182,6 +185,12 @@ func (e *Env) onboard(ctx context.Context, user string, hosts []config.Host, key
 	}
 	if _, err := e.Store.PutAdmin(ctx, admin); err != nil {
 		return errors.Join(derr, fmt.Errorf("record admin %s: %w", user, err))
+	}
+	if verify {
+		rep.Logins = e.verifyDelivered(ctx, clients, user, entry, func(host string) bool {
+			return clientDelivered(rep.Hosts, host, entryPaths(entry))
+		})
+		return errors.Join(derr, loginFailures(rep.Logins))
 	}
 	return derr
 }

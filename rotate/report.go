@@ -17,6 +17,8 @@ type Report struct {
 	ClientEnv *credfile.ClientEnv `json:"client_env,omitempty"`
 	// Notes are what the operator must know or do next.
 	Notes []string `json:"notes,omitempty"`
+	// Logins are the login checks of onboard --verify.
+	Logins []LoginCheck `json:"logins,omitempty"`
 	// Restart is the restart plan after an authkey rotation: each node's
 	// Pacemaker version and whether it was, or must be, restarted.
 	Restart []RestartStep `json:"restart,omitempty"`

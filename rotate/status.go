@@ -21,6 +21,8 @@ type StatusReport struct {
 	Credentials []CredentialStatus `json:"credentials"`
 	Hosts       []HostStatus       `json:"hosts"`
 	Findings    int                `json:"findings"`
+	// Logins are the login checks of status --verify.
+	Logins []LoginCheck `json:"logins,omitempty"`
 }
 
 // CredentialStatus is one credential's current version.
@@ -66,6 +68,18 @@ type FileStatus struct {
 // Status compares every host with the store, without changing anything.
 // Its error wraps ErrFindings when anything is not as it should be.
 func Status(ctx context.Context, e *Env) (*StatusReport, error) {
+	return StatusWith(ctx, e, StatusRequest{})
+}
+
+// StatusRequest says what status looks at beyond the files.
+type StatusRequest struct {
+	// Verify also runs the real client as each admin on each of their
+	// client hosts: does their env file log them in?
+	Verify bool
+}
+
+// StatusWith is Status with the checks req asks for.
+func StatusWith(ctx context.Context, e *Env, req StatusRequest) (*StatusReport, error) {
 	rep := &StatusReport{}
 	ds, creds, err := e.desired(ctx, writeIfDrift, nil)
 	if err != nil {
@@ -102,6 +116,18 @@ func Status(ctx context.Context, e *Env) (*StatusReport, error) {
 		}
 	}
 	rep.Hosts = results
+	if req.Verify {
+		admins, err := e.Store.ListAdmins(ctx)
+		if err != nil {
+			return rep, fmt.Errorf("list admins: %w", err)
+		}
+		rep.Logins = e.statusLogins(ctx, admins)
+		for _, lc := range rep.Logins {
+			if !lc.OK {
+				rep.Findings++
+			}
+		}
+	}
 	if rep.Findings > 0 {
 		return rep, fmt.Errorf("%w: %d finding(s)", ErrFindings, rep.Findings)
 	}

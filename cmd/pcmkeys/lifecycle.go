@@ -106,6 +106,7 @@ exists with other content is left alone and reported.`,
 type onboardOptions struct {
 	clients []string
 	keyFile string
+	verify  bool
 }
 
 func newOnboardCmd(g *globals) *cobra.Command {
@@ -123,11 +124,12 @@ USER gets the shared hacluster key. USER must exist on every client host.`,
 				return flagErrorf("name at least one client host with --client")
 			}
 			return runWorkflow(g, func(ctx context.Context, env *rotate.Env) (*rotate.Report, error) {
-				return rotate.Onboard(ctx, env, rotate.OnboardRequest{User: args[0], Clients: opts.clients, KeyFile: opts.keyFile})
+				return rotate.Onboard(ctx, env, rotate.OnboardRequest{User: args[0], Clients: opts.clients, KeyFile: opts.keyFile, Verify: opts.verify})
 			})
 		},
 	}
 	cmd.Flags().StringSliceVar(&opts.clients, "client", nil, "client host the admin works from (repeat or comma-separate)")
-	cmd.Flags().StringVar(&opts.keyFile, "key-file", "", "client key path, absolute or ~/ (default: policy files.client_key)")
+	cmd.Flags().StringVar(&opts.keyFile, "key-file", "", "client key path, ~/ or under policy.client_dirs (default: policy files.client_key)")
+	cmd.Flags().BoolVar(&opts.verify, "verify", false, "then run the real client as the admin on each client host and report whether the login works")
 	return cmd
 }

@@ -79,6 +79,7 @@ func reportText(rep *rotate.Report) string {
 	for _, n := range rep.Notes {
 		fmt.Fprintf(&b, "  note: %s\n", n)
 	}
+	loginsText(&b, rep.Logins)
 	if rep.ClientEnv != nil {
 		b.WriteString("\nThe admin's environment (also in the env file on each client):\n")
 		for _, v := range rep.ClientEnv.Vars() {

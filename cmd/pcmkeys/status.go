@@ -15,25 +15,46 @@ import (
 )
 
 func newStatusCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var req rotate.StatusRequest
+	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Every credential's version, age and due date; every host's files",
 		Long: `Compare every host with the store without changing anything. Per credential:
 version, fingerprint, age and due date. Per host and file: ok, missing, drift
 (content differs), wrong owner, wrong mode, unsafe (a link or not a regular
 file), stale (a revoked admin's file still there), or the host unreachable.
+With --verify, also run the real client (cib.verify_command, default
+"cibadmin --query") as each admin on each of their client hosts with nothing
+but their env file, and report whether the login works, and why not.
 Exit 4 when anything is found, 0 when all is in sync.`,
 		Args: argsExactly(0),
 		RunE: func(*cobra.Command, []string) error {
 			return withEnv(g, false, func(ctx context.Context, env *rotate.Env) error {
 				env.Progress = nil // status prints its own table
-				st, err := rotate.Status(ctx, env)
+				st, err := rotate.StatusWith(ctx, env, req)
 				if err != nil && !errors.Is(err, rotate.ErrFindings) {
 					return err // no report: it would look like a clean one
 				}
 				return errors.Join(printResult(g, st, statusText(st)), err)
 			})
 		},
+	}
+	cmd.Flags().BoolVar(&req.Verify, "verify", false, "also check each admin's login from each client host with the real client")
+	return cmd
+}
+
+// loginsText renders login checks.
+func loginsText(b *strings.Builder, logins []rotate.LoginCheck) {
+	if len(logins) == 0 {
+		return
+	}
+	b.WriteString("\nlogins (the real client, as the admin, with their env file):\n")
+	for _, lc := range logins {
+		state := "ok"
+		if !lc.OK {
+			state = "FAILED: " + lc.Reason
+		}
+		fmt.Fprintf(b, "  %-12s on %-16s %s\n", lc.User, lc.Host, state)
 	}
 }
 
@@ -61,6 +82,7 @@ func statusText(st *rotate.StatusReport) string {
 			b.WriteString(line + "\n")
 		}
 	}
+	loginsText(&b, st.Logins)
 	if st.Findings > 0 {
 		fmt.Fprintf(&b, "\n%d finding(s)\n", st.Findings)
 	} else {

@@ -212,3 +212,8 @@ mkdir -p -m 0755 /run/pcmklab
 	}
 	prepared.Store(host, pid)
 }
+
+// Bin is the path of one of the peer's programs (cibadmin, crm_mon, …) as
+// a lab host sees it: for configs that name the real client, such as
+// pcmkeys's cib.verify_command.
+func Bin(name string) string { return bin(name) }
