@@ -17,6 +17,8 @@ import (
 type DoctorReport struct {
 	Hosts    []HostChecks `json:"hosts"`
 	Problems int          `json:"problems"`
+	// Warnings are checks that passed with a warning (OK and Warning).
+	Warnings int `json:"warnings"`
 }
 
 // HostChecks are one host's checks.
@@ -31,6 +33,9 @@ type Check struct {
 	Name   string `json:"name"`
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail,omitempty"`
+	// Warning marks a passed check whose detail warns (it starts with
+	// "warning: "): not counted as a problem.
+	Warning bool `json:"warning,omitempty"`
 }
 
 // Doctor checks, without changing anything, what pcmkeys needs on every
@@ -38,7 +43,12 @@ type Check struct {
 // that the server files and their directories have safe owners and modes,
 // and that every admin's client files exist with theirs — and that their
 // env file sets CIB_encrypted=true, without which Pacemaker talks in
-// plaintext. Its error wraps ErrFindings when anything is wrong.
+// plaintext. On nodes and remote nodes it also asks the running daemons
+// (doctor_pacemaker.go, doctor_pam.go): whether cib-credentials has any effect there,
+// remote-tls-port, the remote CIB's TLS listener (restart pending, refused
+// file), per-user logins against the PAM stack, and whether the daemon
+// that uses the authkey holds the file's key. Its error wraps ErrFindings
+// when anything is wrong.
 func Doctor(ctx context.Context, e *Env) (*DoctorReport, error) {
 	rep := &DoctorReport{}
 	admins, err := e.Store.ListAdmins(ctx)
@@ -54,6 +64,8 @@ func Doctor(ctx context.Context, e *Env) (*DoctorReport, error) {
 		for _, c := range h.Checks {
 			if !c.OK {
 				rep.Problems++
+			} else if c.Warning {
+				rep.Warnings++
 			}
 		}
 	}
@@ -75,13 +87,16 @@ func (e *Env) doctorHost(ctx context.Context, h config.Host, admins []keystore.A
 	}
 	defer conn.Close()
 	add("reachable", true, "")
+	daemons, version := false, ""
 	if out, err := conn.Exec(ctx, "id -u"); errors.Is(err, distribute.ErrNoExec) {
 		add("acts as root", true, "host under a root prefix: files only")
 	} else {
-		add("acts as root", err == nil && strings.TrimSpace(out) == "0", firstLine(out+" "+errString(err)))
+		root := err == nil && strings.TrimSpace(out) == "0"
+		add("acts as root", root, firstLine(out+" "+errString(err)))
 		if h.Role != config.RoleClient {
 			out, err := conn.Exec(ctx, versionCommand)
 			v := versionRE.FindString(out)
+			daemons, version = root && h.Root == "", v
 			detail := v
 			if v != "" && cachesAuthkey(v) {
 				detail += ": reads the authkey only at start (rotate --authkey needs a restart)"
@@ -96,11 +111,18 @@ func (e *Env) doctorHost(ctx context.Context, h config.Host, admins []keystore.A
 	case config.RoleRemoteNode:
 		kinds = []policies.FileKind{policies.Authkey}
 	}
+	var credOK *bool
 	for _, k := range kinds {
 		fp := e.Config.Policy.Files[k]
 		st, err := conn.Inspect(ctx, fp.Path, fp.Owner)
 		ok, detail := fileChecks(st, err, fp.Owner, fp.Group, fp.Mode)
 		add(fp.Path, ok, detail)
+		if k == policies.CIBCredentials && err == nil {
+			credOK = &ok
+		}
+	}
+	if daemons {
+		e.pacemakerChecks(ctx, conn, h, version, credOK, func(c Check) { hc.Checks = append(hc.Checks, c) })
 	}
 	for _, a := range admins {
 		if !a.Active() {
