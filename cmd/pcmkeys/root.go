@@ -107,7 +107,7 @@ and delivers them as atomically written files with strict owners and modes.`,
 	f.BoolVarP(&g.verbose, "verbose", "v", false, "log each step to stderr")
 
 	root.AddCommand(newVersionCmd(g), newKeygenCmd(g), newInitCmd(g), newOnboardCmd(g),
-		newRotateCmd(g), newRevokeCmd(g), newPushCmd(g), newStatusCmd(g), newImportCmd(g), newDoctorCmd(g), newAuditCmd(g), newPolicyCmd(g))
+		newRotateCmd(g), newRevokeCmd(g), newFetchCmd(g), newPushCmd(g), newStatusCmd(g), newImportCmd(g), newDoctorCmd(g), newAuditCmd(g), newPolicyCmd(g))
 	return root
 }
 

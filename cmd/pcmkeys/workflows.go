@@ -72,11 +72,17 @@ func newRevokeCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "revoke USER...",
 		Short: "Take access away everywhere, now",
-		Long: `Take access away from admins on every host at once. In per-user mode their lines
-leave every node's cib-credentials; in shared mode the shared key is rotated and
-re-delivered to the nodes and every remaining admin. Their client files are
-deleted. Every host that could not be reached is listed (exit 3): run revoke
-again to finish; only then are their keys destroyed and records removed.`,
+		Long: `Take access away from admins on every host at once: mark them revoked; cut every
+node (per-user mode: their lines leave cib-credentials; shared mode: a new shared
+key, and hacluster's new password when pcmkeys manages it, staged then committed
+on every node that could stage it); close the live remote-CIB sessions on every
+node that was cut; give the new key to every remaining admin; delete their client
+files, each file on its own.
+
+Exit 0: no node accepts their key, no live session remained, their files are gone
+(revoking them again says "already revoked"). Exit 3 lists every leftover by host
+and file: run revoke again until it exits 0; it does not rotate again once the
+nodes were cut.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return flagErrorf("name at least one admin to revoke")
@@ -89,6 +95,30 @@ again to finish; only then are their keys destroyed and records removed.`,
 			})
 		},
 	}
+}
+
+func newFetchCmd(g *globals) *cobra.Command {
+	var keyFile string
+	cmd := &cobra.Command{
+		Use:   "fetch [--key-file PATH]",
+		Short: "Self-service: write your own key, password and env file, as yourself",
+		Long: `Run by an admin on their own machine, as themselves, with their own Vault token
+holding only the "self" policy (pcmkeys policy vault --role self --user YOU):
+read your record, your key and (shared mode) hacluster's password, and write
+~/.pcmkeys/CLUSTER.key, .passwd and .env (0600, yours) with the same write
+protocol as every delivery. No root, no SSH; nothing in the store changes.
+Then: . ~/.pcmkeys/CLUSTER.env; cibadmin -Q`,
+		Args: argsExactly(0),
+		RunE: func(*cobra.Command, []string) error {
+			return withEnv(g, false, func(ctx context.Context, env *rotate.Env) error {
+				env.Audit = nil // nothing in the store changes; Vault's audit device records the reads
+				rep, err := rotate.Fetch(ctx, env, rotate.FetchRequest{User: rotate.CurrentOperator(), KeyFile: keyFile})
+				return errors.Join(printReport(g, rep), err)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&keyFile, "key-file", "", "key file path, ~/ or under policy.client_dirs (default: policy files.client_key)")
+	return cmd
 }
 
 func newPushCmd(g *globals) *cobra.Command {
