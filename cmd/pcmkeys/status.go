@@ -171,8 +171,11 @@ func doctorText(rep *rotate.DoctorReport) string {
 		fmt.Fprintf(&b, "host %s (%s)\n", h.Host, h.Role)
 		for _, c := range h.Checks {
 			mark := "ok  "
-			if !c.OK {
+			switch {
+			case !c.OK:
 				mark = "FAIL"
+			case c.Warning:
+				mark = "WARN"
 			}
 			fmt.Fprintf(&b, "  %s %s", mark, c.Name)
 			if c.Detail != "" {
@@ -181,9 +184,12 @@ func doctorText(rep *rotate.DoctorReport) string {
 			b.WriteString("\n")
 		}
 	}
-	if rep.Problems > 0 {
-		fmt.Fprintf(&b, "\n%d problem(s)\n", rep.Problems)
-	} else {
+	switch {
+	case rep.Problems > 0:
+		fmt.Fprintf(&b, "\n%d problem(s), %d warning(s)\n", rep.Problems, rep.Warnings)
+	case rep.Warnings > 0:
+		fmt.Fprintf(&b, "\nall checks passed, %d warning(s)\n", rep.Warnings)
+	default:
 		b.WriteString("\nall checks passed\n")
 	}
 	return b.String()
