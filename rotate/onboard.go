@@ -134,14 +134,15 @@ func (e *Env) onboard(ctx context.Context, user string, hosts []config.Host, key
 		if err != nil {
 			return err
 		}
-		if ds, err = e.serverDeliveries(entries, nil, writeAlways); err != nil {
+		if ds, err = e.serverDeliveries(entries, nil, writeIfDrift); err != nil {
 			return err
 		}
 	}
 	admin.User, admin.Identity = user, ident
 	for _, c := range clients {
 		entry.Host = c.host.Name
-		ws, err := e.clientWanted(admin, entry, cred.Key, pw.Key, writeAlways)
+		// A rerun writes nothing that is in sync.
+		ws, err := e.clientWanted(admin, entry, cred.Key, pw.Key, writeIfDrift)
 		if err != nil {
 			return err
 		}
@@ -168,7 +169,9 @@ func (e *Env) onboard(ctx context.Context, user string, hosts []config.Host, key
 		return derr
 	}
 
-	// Record the clients whose files were delivered.
+	// Record the clients whose files were delivered (a record that would
+	// not change is not written again).
+	before := fmt.Sprint(admin)
 	delivered := 0
 	for _, c := range clients {
 		if clientDelivered(rep.Hosts, c.host.Name, entryPaths(entry)) {
@@ -183,8 +186,10 @@ func (e *Env) onboard(ctx context.Context, user string, hosts []config.Host, key
 	if admin.Onboarded.IsZero() {
 		admin.Onboarded = e.now()
 	}
-	if _, err := e.Store.PutAdmin(ctx, admin); err != nil {
-		return errors.Join(derr, fmt.Errorf("record admin %s: %w", user, err))
+	if fmt.Sprint(admin) != before {
+		if _, err := e.Store.PutAdmin(ctx, admin); err != nil {
+			return errors.Join(derr, fmt.Errorf("record admin %s: %w", user, err))
+		}
 	}
 	if verify {
 		rep.Logins = e.verifyDelivered(ctx, clients, user, entry, func(host string) bool {
@@ -239,7 +244,8 @@ func recordedClient(a keystore.Admin, host string) (keystore.Client, bool) {
 	return keystore.Client{}, false
 }
 
-// clientDelivered reports whether every one of paths was written on host.
+// clientDelivered reports whether every one of paths was written on host,
+// or found in sync.
 func clientDelivered(results []HostResult, host string, paths []string) bool {
 	written := map[string]bool{}
 	for _, r := range results {
@@ -247,7 +253,7 @@ func clientDelivered(results []HostResult, host string, paths []string) bool {
 			continue
 		}
 		for _, f := range r.Files {
-			if f.Action == ActionWritten {
+			if f.Action == ActionWritten || f.Action == ActionInSync {
 				written[f.Path] = true
 			}
 		}

@@ -209,8 +209,32 @@ func testOnboardShared(t *testing.T, store string) {
 		t.Errorf("report env = %+v", rep.ClientEnv)
 	}
 	a, err := c.env.Store.GetAdmin(ctx, "alice")
-	if err != nil || a.Identity != "hacluster" || len(a.Clients) != 1 || a.Clients[0].Host != "ws1" || a.Clients[0].KeyFile != "~/.pcmkeys/test.key" {
+	if err != nil || a.Identity != "hacluster" || len(a.Clients) != 1 || a.Clients[0].Host != "ws1" || a.Clients[0].KeyFile != "~/.pcmkeys/test.key" || a.Clients[0].PasswordFile != "~/.pcmkeys/test.passwd" {
 		t.Errorf("admin record = %+v, %v", a, err)
+	}
+	pw := c.key(t, "password/hacluster")
+	if got := string(c.read(t, "ws1", "home/alice/.pcmkeys/test.passwd")); got != string(pw.Key.PasswordText())+"\n" {
+		t.Error("alice's password file does not hold hacluster's password")
+	}
+	assertOwnerMode(t, ws.Path("home/alice/.pcmkeys/test.passwd"), ws.Alice, ws.Alice, 0o600)
+	if !strings.Contains(env, "IFS= read -r CIB_passwd < '/home/alice/.pcmkeys/test.passwd'") {
+		t.Errorf("env file does not read CIB_passwd from the password file:\n%s", env)
+	}
+
+	// A rerun writes nothing in sync and leaves the record alone (issue 12).
+	rep, err = Onboard(ctx, c.env, OnboardRequest{User: "alice", Clients: []string{"ws1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range rep.Hosts {
+		for _, f := range h.Files {
+			if f.Action != ActionInSync {
+				t.Errorf("rerun: %s on %s %s, want %q", f.Path, h.Host, f.Action, ActionInSync)
+			}
+		}
+	}
+	if b, err := c.env.Store.GetAdmin(ctx, "alice"); err != nil || b.Revision != a.Revision {
+		t.Errorf("rerun rewrote the record: revision %d -> %d (%v)", a.Revision, b.Revision, err)
 	}
 }
 
