@@ -28,7 +28,7 @@ func TestLoadFull(t *testing.T) {
 		{"become", cfg.SSH.Become, "sudo"},
 		{"identity file relative to config", cfg.SSH.IdentityFiles[0], filepath.Join(abs, "keys/id_ed25519")},
 		{"timeout", cfg.SSH.ConnectTimeout, 5 * time.Second},
-		{"cib", cfg.CIB, CIB{Server: "cib.example.com", Port: 5403, ManagePassword: true}},
+		{"cib", cfg.CIB, CIB{Server: "cib.example.com", Port: 5403, ManagePassword: true, VerifyCommand: "cibadmin --query"}},
 		{"hosts", len(cfg.Hosts), 4},
 		{"node2 port", cfg.Hosts[1].Port, 2222},
 		{"node1 default port", cfg.Hosts[0].Port, 22},

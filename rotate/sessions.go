@@ -64,7 +64,7 @@ func (e *Env) closeSessions(ctx context.Context, h config.Host, conn distribute.
 		step.Error = ""
 		return step
 	}
-	out, err := conn.Exec(ctx, "sh -c "+shellWord(closeSessionsScript)+" close "+strconv.Itoa(port))
+	out, err := conn.Exec(ctx, "sh -c "+shellQuote(closeSessionsScript)+" close "+strconv.Itoa(port))
 	if err != nil {
 		step.Action = SessionsFailed
 		step.Error = fmt.Sprintf("could not list or close the connections to port %d (%v); %s", port, oneLine(err.Error(), out), manualSessionStep(h, port))
@@ -94,9 +94,6 @@ func (e *Env) closeSessions(ctx context.Context, h config.Host, conn distribute.
 func manualSessionStep(h config.Host, port int) string {
 	return fmt.Sprintf("close them by hand: on %s run `ss -K '( sport = :%d )'` as root, or restart Pacemaker there (put the node in standby first)", h.Name, port)
 }
-
-// shellWord single-quotes s for a shell.
-func shellWord(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // oneLine joins an error and a command's output into one short line.
 func oneLine(parts ...string) string {

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
+	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/distribute"
 	"github.com/pcmkeys/pcmkeys/keystore"
 	"github.com/pcmkeys/pcmkeys/policies"
@@ -54,6 +56,11 @@ const (
 	FileUnsafe     = "unsafe"
 	FileStale      = "stale: belongs to a revoked admin"
 	FileError      = "error"
+	// FileRestartPending is a daemon that runs with what the files held
+	// when it started, not with what they hold now (see doctor).
+	FileRestartPending = "restart pending"
+	// FileDaemon is another problem a running daemon has with its files.
+	FileDaemon = "daemon"
 )
 
 // FileStatus is one file on one host.
@@ -158,6 +165,21 @@ func (e *Env) hostStatus(ctx context.Context, d delivery) HostStatus {
 			hs.State = "findings"
 		}
 		hs.Files = append(hs.Files, fs)
+	}
+	// Files in place are not always files in force: ask the running
+	// daemons (the same probe as doctor's).
+	if d.host.Root == "" && (d.host.Role == config.RoleNode || d.host.Role == config.RoleRemoteNode) {
+		e.pacemakerChecks(ctx, h, d.host, "", nil, func(c Check) {
+			if c.OK {
+				return
+			}
+			state := FileDaemon
+			if strings.Contains(c.Detail, "restart pending") {
+				state = FileRestartPending
+			}
+			hs.Files = append(hs.Files, FileStatus{Path: c.Name, Kind: "daemon", State: state, Detail: c.Detail})
+			hs.State = "findings"
+		})
 	}
 	return hs
 }

@@ -55,8 +55,8 @@ func (e *Env) verifyLogin(ctx context.Context, h config.Host, conn distribute.Ho
 		}
 		env = expandHome(env, acct.Home)
 	}
-	cmd := "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH; exec runuser -u " + shellWord(user) +
-		" -- sh -c " + shellWord(verifyScript) + " verify " + shellWord(env) + " " + shellWord(e.Config.CIB.VerifyCommand)
+	cmd := "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH; exec runuser -u " + shellQuote(user) +
+		" -- sh -c " + shellQuote(verifyScript) + " verify " + shellQuote(env) + " " + shellQuote(e.Config.CIB.VerifyCommand)
 	out, err := conn.Exec(ctx, cmd)
 	if err == nil {
 		lc.OK = true

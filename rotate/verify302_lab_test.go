@@ -2,6 +2,7 @@ package rotate
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -82,5 +83,37 @@ func TestVerify302(t *testing.T) {
 				t.Errorf("after the repair: %v %+v", err, st.Logins)
 			}
 		})
+	}
+}
+
+// TestStatusRestartPending302 (issue 10): a cib-credentials delivered after
+// pacemaker-based started is in place but not in force — based serves
+// anonymous TLS until it restarts. status says "restart pending" (exit 4);
+// after the restart it is clean.
+func TestStatusRestartPending302(t *testing.T) {
+	l := newP302Lab(t, "file")
+	ctx := context.Background()
+	if st, err := Status(ctx, l.e); err != nil {
+		t.Fatalf("status of a cluster in sync: %v %+v", err, st.Hosts)
+	}
+	l.based.Stop()
+	if out, err := l.node.Exec(ctx, "rm /etc/pacemaker/cib-credentials"); err != nil {
+		t.Fatal(err, out)
+	}
+	if err := l.based.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Push(ctx, l.e, nil); err != nil {
+		t.Fatal(err)
+	}
+	st, err := Status(ctx, l.e)
+	if !errors.Is(err, ErrFindings) || !hasState(st, "host00", FileRestartPending) {
+		t.Fatalf("status with based on anonymous TLS: %v %+v", err, st.Hosts)
+	}
+	if err := l.based.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := Status(ctx, l.e); err != nil {
+		t.Errorf("status after the restart: %v %+v", err, st.Hosts)
 	}
 }
