@@ -81,7 +81,7 @@ type cibFile struct {
 type hostFile struct {
 	Name    string `yaml:"name"`
 	Address string `yaml:"address"`
-	Port    int    `yaml:"port"`
+	Port    *int   `yaml:"port"` // nil: not given (22); 0 is an error
 	Root    string `yaml:"root"`
 	Local   bool   `yaml:"local"`
 }

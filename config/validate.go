@@ -3,8 +3,10 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -229,8 +231,8 @@ func (v *validator) ssh(s sshFile) SSH {
 		if out.Jump.Port == 0 {
 			out.Jump.Port = DefaultSSHPort
 		}
-		if out.Jump.Address == "" || strings.ContainsAny(out.Jump.Address, " \t\r\n\x00/@") {
-			v.add(p("ssh", "jump", "address"), fmt.Errorf("%q is not a host address", out.Jump.Address))
+		if err := checkAddress(out.Jump.Address); err != nil {
+			v.add(p("ssh", "jump", "address"), err)
 		}
 		if out.Jump.Port < 1 || out.Jump.Port > 65535 {
 			v.add(p("ssh", "jump", "port"), fmt.Errorf("%d is not a TCP port", out.Jump.Port))
@@ -268,7 +270,8 @@ func (v *validator) localPath(path []any, s string) string {
 }
 
 func (v *validator) hosts(cfg *Config, raw file) {
-	seen := map[string]bool{}
+	seen := map[string]string{}      // lower-case name -> name
+	endpoints := map[string]string{} // address:port -> name
 	groups := []struct {
 		key   string
 		role  Role
@@ -281,25 +284,37 @@ func (v *validator) hosts(cfg *Config, raw file) {
 				v.add(at("name"), err)
 				continue
 			}
-			if seen[h.Name] {
-				v.add(at("name"), fmt.Errorf("host %q is listed twice", h.Name))
+			if first, dup := seen[strings.ToLower(h.Name)]; dup {
+				if first == h.Name {
+					v.add(at("name"), fmt.Errorf("host %q is listed twice", h.Name))
+				} else {
+					v.add(at("name"), fmt.Errorf("host %q is %q again (host names are not case-sensitive)", h.Name, first))
+				}
 				continue
 			}
-			seen[h.Name] = true
-			host := Host{Name: h.Name, Address: h.Address, Port: h.Port, Local: h.Local, Role: g.role}
+			seen[strings.ToLower(h.Name)] = h.Name
+			host := Host{Name: h.Name, Address: h.Address, Port: DefaultSSHPort, Local: h.Local, Role: g.role}
 			if host.Address == "" {
 				host.Address = h.Name
 			}
-			if host.Port == 0 {
-				host.Port = DefaultSSHPort
+			if h.Port != nil {
+				host.Port = *h.Port
+				if host.Port < 1 || host.Port > 65535 {
+					v.add(at("port"), fmt.Errorf("%d is not a TCP port (1-65535; leave it out for 22)", *h.Port))
+				}
 			}
-			if host.Port < 1 || host.Port > 65535 {
-				v.add(at("port"), fmt.Errorf("%d is not a TCP port", h.Port))
+			if !h.Local {
+				if err := checkAddress(host.Address); err != nil {
+					v.add(at("address"), err)
+				} else {
+					ep := net.JoinHostPort(strings.ToLower(host.Address), strconv.Itoa(host.Port))
+					if other, dup := endpoints[ep]; dup {
+						v.add(at("address"), fmt.Errorf("%s is host %q again: two names for one host would race on the same files", ep, other))
+					}
+					endpoints[ep] = h.Name
+				}
 			}
-			if strings.ContainsAny(host.Address, " \t\r\n\x00/@") {
-				v.add(at("address"), fmt.Errorf("%q is not a host address", host.Address))
-			}
-			if h.Local && (h.Address != "" || h.Port != 0) {
+			if h.Local && (h.Address != "" || h.Port != nil) {
 				v.add(at("local"), errors.New("a local host is written directly: address and port do not apply"))
 			}
 			if h.Root != "" {
@@ -318,6 +333,29 @@ func (v *validator) hosts(cfg *Config, raw file) {
 	if len(raw.Nodes) == 0 {
 		v.add(p("nodes"), errors.New("at least one cluster node is required"))
 	}
+}
+
+// checkAddress accepts a DNS host name (letters, digits, '-' and '.',
+// labels of at most 63 characters) or an IP address literal.
+func checkAddress(a string) error {
+	if net.ParseIP(a) != nil {
+		return nil
+	}
+	bad := fmt.Errorf("%q is not a host name or an IP address", a)
+	if a == "" || len(a) > 253 {
+		return bad
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(a, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return bad
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return bad
+			}
+		}
+	}
+	return nil
 }
 
 func (v *validator) cib(c cibFile, cfg *Config) CIB {
@@ -339,8 +377,8 @@ func (v *validator) cib(c cibFile, cfg *Config) CIB {
 		if nodes := cfg.HostsWithRole(RoleNode); len(nodes) > 0 {
 			out.Server = nodes[0].Address
 		}
-	} else if strings.ContainsAny(out.Server, " \t\r\n\x00/@'\"") {
-		v.add(p("cib", "server"), fmt.Errorf("%q is not a host address", out.Server))
+	} else if err := checkAddress(out.Server); err != nil {
+		v.add(p("cib", "server"), err)
 	}
 	if out.Port == 0 {
 		v.add(p("cib", "port"), errors.New("required: the cluster's remote-tls-port (crm_attribute --type crm_config --name remote-tls-port --query)"))

@@ -75,13 +75,29 @@ func DefaultFiles() map[FileKind]FilePolicy {
 func CheckMode(m fs.FileMode) error {
 	switch {
 	case m&^fs.ModePerm != 0 || m&0o7000 != 0:
-		return fmt.Errorf("%w: %04o has special bits; a secret file is a plain file", ErrUnsafeMode, uint32(m))
+		return fmt.Errorf("%w: %04o has setuid, setgid or sticky bits; a secret file is a plain file (use 0600 or 0400)", ErrUnsafeMode, UnixMode(m))
 	case m&0o077 != 0:
 		return fmt.Errorf("%w: %04o gives group or other access to a secret (use 0600 or 0400)", ErrUnsafeMode, uint32(m.Perm()))
 	case m&0o400 == 0:
 		return fmt.Errorf("%w: %04o does not let the owner read the file (use 0600 or 0400)", ErrUnsafeMode, uint32(m.Perm()))
 	}
 	return nil
+}
+
+// UnixMode returns m as the octal bits chmod takes (setuid 04000, setgid
+// 02000, sticky 01000), for messages.
+func UnixMode(m fs.FileMode) uint32 {
+	u := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		u |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		u |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		u |= 0o1000
+	}
+	return u
 }
 
 // Validate checks the policy of a file of kind k.

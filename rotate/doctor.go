@@ -163,7 +163,7 @@ func fileChecks(st distribute.FileState, err error, owner, group string, mode fs
 	case st.Owner != owner || (group != "" && st.Group != group):
 		return false, fmt.Sprintf("owned by %s:%s, want %s:%s", st.Owner, st.Group, owner, group)
 	case st.Mode != mode.Perm():
-		return false, fmt.Sprintf("mode %04o, want %04o", uint32(st.Mode), uint32(mode.Perm()))
+		return false, fmt.Sprintf("mode %04o, want %04o", policies.UnixMode(st.Mode), uint32(mode.Perm()))
 	}
 	return true, ""
 }

@@ -216,7 +216,7 @@ func (e *Env) fileStatus(ctx context.Context, h distribute.Host, w wanted) FileS
 	case st.Owner != f.Owner || (f.Group != "" && st.Group != f.Group):
 		fs.State, fs.Detail = FileWrongOwner, fmt.Sprintf("%s:%s", st.Owner, st.Group)
 	case st.Mode != f.Mode:
-		fs.State, fs.Detail = FileWrongMode, fmt.Sprintf("%04o", uint32(st.Mode))
+		fs.State, fs.Detail = FileWrongMode, fmt.Sprintf("%04o", policies.UnixMode(st.Mode))
 	}
 	return fs
 }

@@ -86,6 +86,8 @@ func Open(dir, identityPath string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("%s: %w", dir, ErrNoStore)
 	case err != nil:
 		return nil, fmt.Errorf("file store %s: %w", dir, err)
+	case fi.Mode()&os.ModeSymlink != 0:
+		return nil, fmt.Errorf("file store %s is a symbolic link: pcmkeys never follows one to its keys; set store.path to the real directory", dir)
 	case !fi.IsDir():
 		return nil, fmt.Errorf("file store %s: not a directory", dir)
 	}

@@ -84,6 +84,10 @@ func TestOpenRefusals(t *testing.T) {
 			os.Symlink(dir+".real", dir+".agekey")
 		}, "links are not followed"},
 		{"identity missing", func(t *testing.T, dir string) { os.Remove(dir + ".agekey") }, "no such file"},
+		{"store is a link", func(t *testing.T, dir string) {
+			os.Rename(dir, dir+".real")
+			os.Symlink(dir+".real", dir)
+		}, "is a symbolic link"},
 		{"identity garbage", func(t *testing.T, dir string) { os.WriteFile(dir+".agekey", []byte("nope\n"), 0o600) }, "identity"},
 	}
 	for _, tc := range cases {
