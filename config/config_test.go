@@ -83,8 +83,8 @@ func TestProblems(t *testing.T) {
 		doc  string
 		want []string
 	}{
-		{"unknown top-level key", base + "colour: blue\n", []string{"line 5: field colour not found"}},
-		{"unknown nested key", "cluster: c\nstore: {type: file, path: st, pth: x}\ncib: {port: 5403}\nnodes: [{name: n1}]\n", []string{"line 2: field pth not found"}},
+		{"unknown top-level key", base + "colour: blue\n", []string{"line 5: unknown key \"colour\" in the top level"}},
+		{"unknown nested key", "cluster: c\nstore: {type: file, path: st, pth: x}\ncib: {port: 5403}\nnodes: [{name: n1}]\n", []string{"line 2: unknown key \"pth\" in store"}},
 		{"wrong type", "cluster: c\nstore: {type: file, path: st}\ncib: {port: many}\nnodes: [{name: n1, port: [1]}]\n", []string{"line 3:", "line 4:"}},
 		{"several at once", "cluster: a:b\nstore: {type: nope}\ncib: {port: 70000}\nidentity_mode: solo\nnodes: [{name: 'n 1'}, {name: n2, port: 0}]\n", []string{
 			"line 1: cluster:", "line 2: store.type:", "line 3: cib.port:", "line 4: identity_mode:", "line 5: nodes[0].name:"}},
@@ -122,6 +122,8 @@ func TestProblems(t *testing.T) {
 		{"port 0", "cluster: c\nstore: {type: file, path: st}\ncib: {port: 5403}\nnodes: [{name: n1, port: 0}]\n", []string{"nodes[0].port: 0 is not a TCP port"}},
 		{"address not a host", "cluster: c\nstore: {type: file, path: st}\ncib: {port: 5403}\nnodes: [{name: n1, address: '$(id)'}]\n", []string{"nodes[0].address:", "not a host name or an IP address"}},
 		{"cib server not a host", "cluster: c\nstore: {type: file, path: st}\ncib: {port: 5403, server: 'a b'}\nnodes: [{name: n1}]\n", []string{"cib.server:", "not a host name"}},
+		{"Go names never shown, type and other problems in one round", "cluster: c\nstore: {type: file, path: st}\ncib: {port: 5403}\nssh: {knownhosts: x}\nnodes: [[n1]]\nidentity_mode: solo\n", []string{
+			"line 4: unknown key \"knownhosts\" in ssh", "line 5: expected a host (a mapping such as {name: node1}), found a list", "line 6: identity_mode:"}},
 		{"sticky mode", base + "policy:\n  files:\n    authkey: {mode: \"1600\"}\n", []string{"1600 has setuid, setgid or sticky bits"}},
 		{"bad password mode", "cluster: c\nstore: {type: file, path: st}\ncib: {port: 5403, password: maybe}\nnodes: [{name: n1}]\n", []string{"line 3: cib.password", "want managed or unmanaged"}},
 		{"client dir with space", base + "policy: {client_dirs: ['/srv/cib keys']}\n", []string{"whitespace"}},
@@ -136,6 +138,11 @@ func TestProblems(t *testing.T) {
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error does not say %q:\n%v", w, err)
+				}
+			}
+			for _, goName := range []string{"config.", "!!", "unmarshal", "File "} {
+				if strings.Contains(err.Error(), goName) {
+					t.Errorf("error speaks Go (%q), not the file's words:\n%v", goName, err)
 				}
 			}
 		})

@@ -112,9 +112,16 @@ func Parse(data []byte, source string) (*Config, error) {
 	var raw file
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
+	var typeProblems []Problem
 	if err := dec.Decode(&raw); err != nil {
-		cerr.Problems = append(cerr.Problems, yamlProblems(err)...)
-		return nil, cerr
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			cerr.Problems = append(cerr.Problems, yamlProblems(err)...)
+			return nil, cerr
+		}
+		// Wrong types and unknown keys: report them with every other
+		// problem, in one round.
+		typeProblems = yamlProblems(err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err != io.EOF {
@@ -124,8 +131,19 @@ func Parse(data []byte, source string) (*Config, error) {
 	v := &validator{root: root.Content[0], dir: filepath.Dir(source)}
 	cfg := v.build(raw)
 	cfg.Source = source
-	if len(v.problems) > 0 {
-		cerr.Problems = v.problems
+	if len(v.problems) > 0 || len(typeProblems) > 0 {
+		// A value of the wrong type was left empty: what the validator
+		// says of its line would only repeat the type problem.
+		typed := map[int]bool{}
+		for _, p := range typeProblems {
+			typed[p.Line] = true
+		}
+		cerr.Problems = typeProblems
+		for _, p := range v.problems {
+			if !typed[p.Line] {
+				cerr.Problems = append(cerr.Problems, p)
+			}
+		}
 		sort.SliceStable(cerr.Problems, func(i, j int) bool { return cerr.Problems[i].Line < cerr.Problems[j].Line })
 		return nil, cerr
 	}
@@ -150,10 +168,63 @@ func yamlProblems(err error) []Problem {
 			p.Line, _ = strconv.Atoi(sm[1])
 			p.Msg = sm[2]
 		}
-		p.Msg = strings.ReplaceAll(p.Msg, "in type config.", "in section ")
+		p.Msg = userWords(p.Msg)
 		out = append(out, p)
 	}
 	return out
+}
+
+var (
+	unknownField = regexp.MustCompile(`^field (\S+) not found in type config\.(\w+)$`)
+	wrongType    = regexp.MustCompile(`^cannot unmarshal !!(\w+)(?: ` + "`" + `([^` + "`" + `]*)` + "`" + `)? into (\S+)$`)
+)
+
+// sections name the config's structs in the words of the file.
+var sections = map[string]string{
+	"file": "the top level", "storeFile": "store", "vaultAuthFile": "store.auth", "sshFile": "ssh", "jumpFile": "ssh.jump",
+	"cibFile": "cib", "hostFile": "a host", "policyFile": "policy", "rotateFile": "policy.rotate_after",
+	"filePolicyFile": "a file of policy.files", "auditFile": "audit", "restartFile": "restart",
+}
+
+// kinds say what a Go type or a YAML tag is, in the words of the file.
+var kinds = map[string]string{
+	"seq": "a list", "map": "a mapping (key: value)", "str": "text", "int": "a number", "float": "a number",
+	"bool": "true or false", "null": "nothing", "string": "text", "*int": "a number", "*bool": "true or false",
+	"[]string": "a list of text", "[]config.hostFile": "a list of hosts", "config.hostFile": "a host (a mapping such as {name: node1})",
+	"map[string]config.filePolicyFile": "a mapping of file kinds", "config.mode": "an octal mode such as \"0600\"",
+	"config.duration": "a duration such as 10s",
+}
+
+// userWords rewrites a yaml.v3 message that names Go types.
+func userWords(msg string) string {
+	if m := unknownField.FindStringSubmatch(msg); m != nil {
+		in := sections[m[2]]
+		if in == "" {
+			in = "this section"
+		}
+		return fmt.Sprintf("unknown key %q in %s (see the config reference in the README)", m[1], in)
+	}
+	if m := wrongType.FindStringSubmatch(msg); m != nil {
+		found, want := kinds[m[1]], kinds[m[3]]
+		if found == "" {
+			found = "a value of another kind"
+		}
+		if m[2] != "" {
+			found += fmt.Sprintf(" (%q)", m[2])
+		}
+		if want == "" {
+			if strings.HasPrefix(m[3], "config.") {
+				want = "a mapping"
+				if s := sections[strings.TrimPrefix(m[3], "config.")]; s != "" {
+					want = s + " (a mapping)"
+				}
+			} else {
+				want = "a value of another kind"
+			}
+		}
+		return fmt.Sprintf("expected %s, found %s", want, found)
+	}
+	return strings.ReplaceAll(msg, "in type config.", "in section ")
 }
 
 // lineOf returns the line of the node at the given path of mapping keys and
