@@ -21,6 +21,12 @@ var ErrExists = errors.New("file exists")
 // exists, even a dangling link — and the directory fsynced. A failed run
 // leaves no file behind and never replaces one.
 func CreateNewFile(path string, content []byte, mode fs.FileMode) error {
+	return CreateNewFileOwned(path, content, mode, -1, -1)
+}
+
+// CreateNewFileOwned is CreateNewFile with the file given to uid and gid
+// (-1 keeps the current user's or group) before any byte is written.
+func CreateNewFileOwned(path string, content []byte, mode fs.FileMode, uid, gid int) error {
 	if err := policies.CheckMode(mode); err != nil {
 		return fmt.Errorf("create %s: %w", path, err)
 	}
@@ -30,6 +36,11 @@ func CreateNewFile(path string, content []byte, mode fs.FileMode) error {
 		return fmt.Errorf("create %s: %w", path, err)
 	}
 	defer pf.Cleanup()
+	if uid != -1 || gid != -1 {
+		if err := pf.Chown(uid, gid); err != nil {
+			return fmt.Errorf("give %s to uid %d gid %d: %w", path, uid, gid, err)
+		}
+	}
 	if _, err := pf.Write(content); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}

@@ -4,18 +4,23 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"os/user"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pcmkeys/pcmkeys/credfile"
 	"github.com/pcmkeys/pcmkeys/distribute"
 	"github.com/pcmkeys/pcmkeys/keys"
+	"github.com/pcmkeys/pcmkeys/policies"
 )
 
 type keygenOptions struct {
-	kind  keys.Kind
-	bytes int
-	out   string
+	kind         keys.Kind
+	bytes        int
+	out          string
+	owner, group string
 }
 
 func newKeygenCmd(g *globals) *cobra.Command {
@@ -52,6 +57,8 @@ An existing --out file is never replaced.`,
 	}
 	cmd.Flags().IntVar(&opts.bytes, "bytes", 0, "key size in bytes (psk: 16-512, default 32; authkey: 32-65536, default 4096)")
 	cmd.Flags().StringVar(&opts.out, "out", "", "write the key to this new file (mode 0600)")
+	cmd.Flags().StringVar(&opts.owner, "owner", "", "owner of the --out file (authkey default: hacluster, where that user exists; else you)")
+	cmd.Flags().StringVar(&opts.group, "group", "", "group of the --out file (authkey default: haclient, where that group exists)")
 	return cmd
 }
 
@@ -61,6 +68,36 @@ type keygenResult struct {
 	Fingerprint string    `json:"fingerprint"`
 	Path        string    `json:"path,omitempty"`
 	Key         string    `json:"key,omitempty"` // hex, psk without --out only
+}
+
+// keygenOwner resolves --owner and --group: for an authkey written by
+// root, Pacemaker's hacluster:haclient where those exist (Pacemaker reads
+// it as hacluster); else the current user's.
+func keygenOwner(opts *keygenOptions) (int, int, error) {
+	owner, group := opts.owner, opts.group
+	if opts.kind == keys.Authkey && owner == "" && group == "" && os.Geteuid() == 0 {
+		if _, err := user.Lookup(policies.DefaultServerOwner); err == nil {
+			if _, err := user.LookupGroup(policies.DefaultServerGroup); err == nil {
+				owner, group = policies.DefaultServerOwner, policies.DefaultServerGroup
+			}
+		}
+	}
+	uid, gid := -1, -1
+	if owner != "" {
+		u, err := user.Lookup(owner)
+		if err != nil {
+			return 0, 0, fmt.Errorf("--owner: no such user %q on this machine", owner)
+		}
+		uid, _ = strconv.Atoi(u.Uid)
+	}
+	if group != "" {
+		gr, err := user.LookupGroup(group)
+		if err != nil {
+			return 0, 0, fmt.Errorf("--group: no such group %q on this machine", group)
+		}
+		gid, _ = strconv.Atoi(gr.Gid)
+	}
+	return uid, gid, nil
 }
 
 func keygenRun(g *globals, opts *keygenOptions) error {
@@ -86,7 +123,11 @@ func keygenRun(g *globals, opts *keygenOptions) error {
 			fmt.Fprintf(g.stderr, "dry run: would create %s (mode 0600)\n", opts.out)
 			return nil
 		}
-		if err := distribute.CreateNewFile(opts.out, content, 0o600); err != nil {
+		uid, gid, err := keygenOwner(opts)
+		if err != nil {
+			return &flagError{err}
+		}
+		if err := distribute.CreateNewFileOwned(opts.out, content, 0o600, uid, gid); err != nil {
 			return err
 		}
 		return printResult(g, res, fmt.Sprintf("wrote %s %d-byte key to %s (%s)\n", opts.kind, opts.bytes, opts.out, res.Fingerprint))

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -76,6 +79,43 @@ func TestKeygenAuthkey(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(pskOut); len(b) != 64 || bytes.ContainsAny(b, "\n\r") {
 		t.Errorf("psk file is %q, want 64 bare hex digits", b)
+	}
+}
+
+// TestKeygenAuthkeyOwner (issue 12): as root, keygen authkey --out gives
+// the file to hacluster:haclient, which Pacemaker needs (a root:root 0600
+// authkey cannot be read by the controller, which runs as hacluster);
+// --owner and --group choose others; an unknown one is bad input.
+func TestKeygenAuthkeyOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("giving a file to another user needs root; CI runs as root")
+	}
+	hc, err1 := user.Lookup("hacluster")
+	hg, err2 := user.LookupGroup("haclient")
+	if err1 != nil || err2 != nil {
+		t.Skip("no hacluster/haclient on this machine (apt-get install pacemaker-remote; .ci/run does)")
+	}
+	dir := t.TempDir()
+	owner := func(p string) string {
+		var st syscall.Stat_t
+		if err := syscall.Lstat(p, &st); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("%d:%d", st.Uid, st.Gid)
+	}
+	out := filepath.Join(dir, "authkey")
+	if code, _, stderr := cli(t, false, "keygen", "authkey", "--out", out); code != 0 {
+		t.Fatal(stderr)
+	}
+	if got, want := owner(out), hc.Uid+":"+hg.Gid; got != want {
+		t.Errorf("authkey owned by %s, want hacluster:haclient (%s)", got, want)
+	}
+	out2 := filepath.Join(dir, "authkey2")
+	if code, _, stderr := cli(t, false, "keygen", "authkey", "--out", out2, "--owner", "root", "--group", "root"); code != 0 || owner(out2) != "0:0" {
+		t.Errorf("--owner root --group root: exit %d %s, owner %s", code, stderr, owner(out2))
+	}
+	if code, _, stderr := cli(t, false, "keygen", "authkey", "--out", filepath.Join(dir, "x"), "--owner", "nobody-such"); code != 2 || !strings.Contains(stderr, "no such user") {
+		t.Errorf("unknown owner: exit %d %s", code, stderr)
 	}
 }
 
