@@ -167,6 +167,7 @@ func (e *Env) deliverHost(ctx context.Context, d delivery) HostResult {
 		} else {
 			e.log().Info("file", "host", d.host.Name, "path", w.file.Path, "action", step.Action, "fingerprint", step.Fingerprint)
 		}
+		step.Fingerprint = e.shown(step.Fingerprint)
 		res.Files = append(res.Files, step)
 	}
 	if len(failed) > 0 {
@@ -224,9 +225,11 @@ func (e *Env) deliverFile(ctx context.Context, h distribute.Host, w wanted) (Fil
 		case inSync(st, f):
 			step.Action = ActionInSync
 			return step, nil
-		case st.Exists && w.mode == keepExisting:
+		case st.Exists && w.mode == keepExisting && st.SHA256 != f.SHA256():
 			step.Action = ActionKept
 			return step, nil
+			// The same content with another owner or mode is ours: it is
+			// written again with the policy's.
 		}
 	}
 	if e.DryRun {

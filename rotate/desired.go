@@ -118,7 +118,7 @@ func (e *Env) ensureKey(ctx context.Context, id keystore.ID, size int, holders [
 	case !errors.Is(err, keystore.ErrNotFound):
 		return cred, CredentialChange{}, err
 	}
-	key, err := keys.Generate(id.Kind(), size)
+	key, err := e.generate(id.Kind(), size)
 	if err != nil {
 		return cred, CredentialChange{}, err
 	}

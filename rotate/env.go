@@ -14,6 +14,7 @@ import (
 	"github.com/pcmkeys/pcmkeys/audit"
 	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/distribute"
+	"github.com/pcmkeys/pcmkeys/keys"
 	"github.com/pcmkeys/pcmkeys/keystore"
 )
 
@@ -39,6 +40,11 @@ type Env struct {
 	// appends to; VaultIdentity goes into its records.
 	Audit         *audit.Log
 	VaultIdentity string
+
+	// dryNew holds the fingerprints of keys a dry run generated: they
+	// will never be used (the real run generates others), so the plan
+	// shows "(new key)" instead.
+	dryNew sync.Map
 
 	sshOnce sync.Once
 	ssh     *distribute.SSHDialer
@@ -119,6 +125,28 @@ func (e *PartialError) Error() string {
 }
 
 func (e *PartialError) Unwrap() error { return ErrPartial }
+
+// generate makes a new key; in a dry run it remembers that its
+// fingerprint is not to be shown.
+func (e *Env) generate(k keys.Kind, size int) (keys.Secret, error) {
+	key, err := keys.Generate(k, size)
+	if err == nil && e.DryRun {
+		e.dryNew.Store(key.Fingerprint(), true)
+	}
+	return key, err
+}
+
+// NewKeyMarker stands in a dry run's plan for the fingerprint of a key the
+// real run will generate.
+const NewKeyMarker = "(new key)"
+
+// shown is the fingerprint a report shows for fp.
+func (e *Env) shown(fp string) string {
+	if _, ok := e.dryNew.Load(fp); ok {
+		return NewKeyMarker
+	}
+	return fp
+}
 
 func (e *Env) now() time.Time {
 	if e.Now != nil {

@@ -396,6 +396,25 @@ func TestLifecycleDryRunsChangeNothing(t *testing.T) {
 	if err != nil || len(rep.Credentials) != 3 || len(rep.Hosts) == 0 {
 		t.Fatalf("dry-run rotate: %+v %v", rep, err)
 	}
+	// A dry run never shows a fingerprint of a key it will not use.
+	cur := map[string]bool{}
+	for _, id := range []keystore.ID{"cib/alice", "cib/bob", "authkey"} {
+		cur[c.key(t, id).Version.Fingerprint] = true
+	}
+	shownNew := 0
+	for _, h := range rep.Hosts {
+		for _, f := range h.Files {
+			switch {
+			case f.Fingerprint == NewKeyMarker:
+				shownNew++
+			case f.Fingerprint != "" && !cur[f.Fingerprint]:
+				t.Errorf("dry-run rotate shows %s for %s on %s: a key it will never use", f.Fingerprint, f.Path, h.Host)
+			}
+		}
+	}
+	if shownNew == 0 {
+		t.Error("dry-run rotate shows no file with a new key")
+	}
 	if rep, err = Revoke(ctx, c.env, []string{"alice"}); err != nil || len(rep.Hosts) == 0 {
 		t.Fatalf("dry-run revoke: %+v %v", rep, err)
 	}

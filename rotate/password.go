@@ -142,6 +142,7 @@ func (e *Env) afterCut(h config.Host, pw keys.Secret) func(ctx context.Context, 
 	return func(ctx context.Context, conn distribute.Host, res *HostResult) {
 		if setPW {
 			step, err := e.setNodePassword(ctx, conn, e.nodePasswordWanted(pw, writeAlways))
+			step.Fingerprint = e.shown(step.Fingerprint)
 			if err != nil {
 				step.Action, step.Error = ActionFailed, err.Error()
 				res.Status = StatusFailed

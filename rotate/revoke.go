@@ -173,13 +173,13 @@ func (e *Env) cutNodes(ctx context.Context, plan *revocation, rep *Report) ([]Ho
 		res, _ := e.deliver(ctx, ds)
 		return res, cur.Key, curPW.Key, false, nil
 	}
-	fresh, err := keys.Generate(keys.PSK, e.Config.Policy.PSKBytes)
+	fresh, err := e.generate(keys.PSK, e.Config.Policy.PSKBytes)
 	if err != nil {
 		return nil, nil, nil, false, err
 	}
 	var freshPW keys.Secret
 	if e.managesPassword() {
-		if freshPW, err = keys.Generate(keys.Password, keys.DefaultPasswordBytes); err != nil {
+		if freshPW, err = e.generate(keys.Password, keys.DefaultPasswordBytes); err != nil {
 			return nil, nil, nil, false, err
 		}
 	}

@@ -83,7 +83,7 @@ func (e *Env) rotate(ctx context.Context, req RotateRequest, rep *Report) error 
 		case keys.Password:
 			size = keys.DefaultPasswordBytes
 		}
-		if fresh[id], err = keys.Generate(id.Kind(), size); err != nil {
+		if fresh[id], err = e.generate(id.Kind(), size); err != nil {
 			return err
 		}
 	}

@@ -389,3 +389,34 @@ func TestSSHHostReportedUnreachable(t *testing.T) {
 		t.Errorf("%d hosts ok, want the 2 local nodes", ok)
 	}
 }
+
+// TestInitRepairsOwnMode (issue 12): init on a node whose file holds the
+// store's own key with a looser mode writes it again with the policy's
+// mode; a file with other content is kept (adopting it is import's job).
+func TestInitRepairsOwnMode(t *testing.T) {
+	c := newCluster(t, "shared", "")
+	ctx := context.Background()
+	if _, err := Init(ctx, c.env); err != nil {
+		t.Fatal(err)
+	}
+	n1, n2 := c.roots["node1"], c.roots["node2"]
+	os.Chmod(n1.Path("etc/pacemaker/authkey"), 0o640)
+	os.WriteFile(n2.Path("etc/pacemaker/authkey"), bytes.Repeat([]byte{7}, 4096), 0o600)
+	rep, err := Init(ctx, c.env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	actions := map[string]string{}
+	for _, h := range rep.Hosts {
+		for _, f := range h.Files {
+			actions[h.Host+" "+f.Path] = f.Action
+		}
+	}
+	if a := actions["node1 /etc/pacemaker/authkey"]; a != ActionWritten {
+		t.Errorf("node1's authkey with mode 0640: %q, want %q", a, ActionWritten)
+	}
+	assertOwnerMode(t, n1.Path("etc/pacemaker/authkey"), n1.Hacluster, n1.Haclient, 0o600)
+	if a := actions["node2 /etc/pacemaker/authkey"]; a != ActionKept {
+		t.Errorf("node2's authkey with other content: %q, want %q", a, ActionKept)
+	}
+}
