@@ -222,7 +222,8 @@ func (e *Env) deliverFile(ctx context.Context, h distribute.Host, w wanted) (Fil
 			return step, err
 		}
 		switch {
-		case inSync(st, f):
+		case inSync(st, f) && w.mode != writeAlways:
+			// (a dry run of writeAlways says what the real run does: write)
 			step.Action = ActionInSync
 			return step, nil
 		case st.Exists && w.mode == keepExisting && st.SHA256 != f.SHA256():
