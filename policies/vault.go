@@ -53,6 +53,13 @@ func VaultPolicy(r VaultPolicyRequest) (string, error) {
 	rule := func(comment, path string, caps ...string) {
 		fmt.Fprintf(&b, "\n# %s\npath \"%s\" {\n  capabilities = [\"%s\"]\n}\n", comment, path, strings.Join(caps, "\", \""))
 	}
+	// metadataRule lets a role patch only what pcmkeys writes to metadata
+	// (its custom metadata: fingerprints, holders; and max_versions), never
+	// delete_version_after or cas_required, which would let it make the
+	// next version destroy itself.
+	metadataRule := func(comment, path string) {
+		fmt.Fprintf(&b, "\n# %s\npath \"%s\" {\n  capabilities = [\"read\", \"patch\"]\n  allowed_parameters = {\n    \"custom_metadata\" = []\n    \"max_versions\" = []\n  }\n}\n", comment, path)
+	}
 	rule("Check that the mount is KV version 2.", "sys/internal/ui/mounts/"+m, "read")
 	rule("Tell an expired token from a missing capability.", "auth/token/lookup-self", "read")
 	rule("Keep a login token alive during long operations.", "auth/token/renew-self", "update")
@@ -62,12 +69,12 @@ func VaultPolicy(r VaultPolicyRequest) (string, error) {
 		rule("Versions, fingerprints and listings; delete a removed admin's record.", m+"/metadata/"+p+"/*", "read", "list", "patch", "delete")
 		rule("Destroy a revoked admin's key versions.", m+"/destroy/"+p+"/cib/*", "update")
 	case VaultRotator:
-		rule("New versions of the CIB keys.", m+"/data/"+p+"/cib/*", "create", "read", "update")
-		rule("New versions of the authkey.", m+"/data/"+p+"/authkey", "create", "read", "update")
-		rule("New versions of hacluster's password (rotated with the shared key).", m+"/data/"+p+"/password/*", "create", "read", "update")
-		rule("", m+"/metadata/"+p+"/password/*", "read", "patch")
-		rule("Versions and fingerprints of the CIB keys.", m+"/metadata/"+p+"/cib/*", "read", "patch")
-		rule("Versions and fingerprints of the authkey.", m+"/metadata/"+p+"/authkey", "read", "patch")
+		rule("New versions of existing CIB keys (update only: no new credentials).", m+"/data/"+p+"/cib/*", "read", "update")
+		rule("New versions of the authkey.", m+"/data/"+p+"/authkey", "read", "update")
+		rule("New versions of hacluster's password (rotated with the shared key).", m+"/data/"+p+"/password/*", "read", "update")
+		metadataRule("Versions and fingerprints of the CIB keys; nothing else of their metadata.", m+"/metadata/"+p+"/cib/*")
+		metadataRule("Versions and fingerprints of the authkey.", m+"/metadata/"+p+"/authkey")
+		metadataRule("Versions and fingerprints of hacluster's password.", m+"/metadata/"+p+"/password/*")
 		rule("Who holds what, to deliver new keys to them.", m+"/data/"+p+"/admins/*", "read")
 		rule("List the CIB keys and the admins.", m+"/metadata/"+p+"/cib", "list")
 		rule("", m+"/metadata/"+p+"/admins", "list")

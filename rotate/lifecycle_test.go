@@ -551,3 +551,33 @@ func TestDeadRunLockBroken(t *testing.T) {
 		}
 	}
 }
+
+// TestDestroyedCurrentVersionWayOut (issue 12): when the current version
+// of the shared key was destroyed behind pcmkeys's back (a Vault
+// delete_version_after, say), status and push fail naming it, and
+// rotate --cib writes a new version over it, after which push converges.
+func TestDestroyedCurrentVersionWayOut(t *testing.T) {
+	forEachStore(t, func(t *testing.T, store string) {
+		c := onboarded(t, store, "shared")
+		ctx := context.Background()
+		cur := c.key(t, keystore.CIB("hacluster"))
+		if err := c.env.Store.Destroy(ctx, keystore.CIB("hacluster"), cur.Version.Version); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Status(ctx, c.env); !errors.Is(err, keystore.ErrDestroyed) {
+			t.Fatalf("status over a destroyed current version: %v", err)
+		}
+		if _, err := Rotate(ctx, c.env, RotateRequest{CIB: true}); err != nil {
+			t.Fatalf("rotate --cib over a destroyed current version: %v", err)
+		}
+		if next := c.key(t, keystore.CIB("hacluster")); next.Version.Version != cur.Version.Version+1 {
+			t.Errorf("new version %d, want %d", next.Version.Version, cur.Version.Version+1)
+		}
+		if _, err := Push(ctx, c.env, nil); err != nil {
+			t.Errorf("push after the way out: %v", err)
+		}
+		if _, err := Status(ctx, c.env); err != nil {
+			t.Errorf("status after the way out: %v", err)
+		}
+	})
+}

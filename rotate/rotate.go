@@ -69,8 +69,14 @@ func (e *Env) rotate(ctx context.Context, req RotateRequest, rep *Report) error 
 	fresh := map[keystore.ID]keys.Secret{}
 	for _, id := range ids {
 		cred, err := e.Store.Get(ctx, id)
-		if id == sharedPasswordID && (errors.Is(err, keystore.ErrNotFound) || errors.Is(err, keystore.ErrDestroyed)) {
+		switch {
+		case id == sharedPasswordID && errors.Is(err, keystore.ErrNotFound):
 			err = nil // a store from before passwords were managed: create it
+		case errors.Is(err, keystore.ErrDestroyed):
+			// The way out when a current version was destroyed (by Vault's
+			// delete_version_after, say): a new version over it.
+			e.log().Warn("the current version was destroyed: writing a new one", "credential", id, "version", cred.Version.Version)
+			err = nil
 		}
 		if err != nil {
 			return err

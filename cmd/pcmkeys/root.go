@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pcmkeys/pcmkeys/distribute"
+	"github.com/pcmkeys/pcmkeys/keystore"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -47,6 +49,9 @@ func run(args []string, in io.Reader, stdout, stderr io.Writer) int {
 	err := execute(g, args)
 	if err != nil {
 		fmt.Fprintln(stderr, "pcmkeys:", err)
+		if errors.Is(err, keystore.ErrDestroyed) {
+			fmt.Fprintln(stderr, "pcmkeys: the current version of a key was destroyed in the store: `pcmkeys rotate --cib` (or --authkey) writes a new version over it; then `pcmkeys push` delivers it")
+		}
 	}
 	if g.interrupted.Load() {
 		return exitInterrupted

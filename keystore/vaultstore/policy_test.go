@@ -80,6 +80,18 @@ var (
 		_, err := s.Put(ctx, keystore.CIB("carol"), newKey(keys.PSK), keystore.PutOptions{})
 		return err
 	}}
+	// The abuses of issue 12: metadata that makes the next version destroy
+	// itself, or turns check-and-set off.
+	opSelfDestruct = op{"set delete_version_after on cib/alice", func(ctx context.Context, s *Store) error {
+		p := s.path("cib/alice")
+		d := 2 * time.Second
+		return s.translate(s.kv.PatchMetadata(ctx, p, vault.KVMetadataPatchInput{DeleteVersionAfter: &d}), "write metadata of", "metadata/"+p, "patch")
+	}}
+	opNoCAS = op{"turn cas_required off on cib/alice", func(ctx context.Context, s *Store) error {
+		p := s.path("cib/alice")
+		f := false
+		return s.translate(s.kv.PatchMetadata(ctx, p, vault.KVMetadataPatchInput{CASRequired: &f}), "write metadata of", "metadata/"+p, "patch")
+	}}
 	opHistory    = op{"history cib/alice", func(ctx context.Context, s *Store) error { _, err := s.History(ctx, keystore.CIB("alice")); return err }}
 	opList       = op{"list credentials", func(ctx context.Context, s *Store) error { _, err := s.List(ctx); return err }}
 	opListAdmins = op{"list admins", func(ctx context.Context, s *Store) error { _, err := s.ListAdmins(ctx); return err }}
@@ -127,10 +139,10 @@ func TestVaultPolicies(t *testing.T) {
 			nil},
 		{policies.VaultPolicyRequest{Role: policies.VaultRotator},
 			[]op{opGetCIB, opGetAuthkey, opRotateCIB, opRotateAuth, opHistory, opList, opListAdmins, opGetAdmin, opLock},
-			[]op{opPutAdmin, opDestroy, opDeleteAdmin}},
+			[]op{opPutAdmin, opDestroy, opDeleteAdmin, opNewIdentity, opSelfDestruct, opNoCAS}},
 		{policies.VaultPolicyRequest{Role: policies.VaultAuditor},
 			[]op{opHistory, opList, opListAdmins, opGetAdmin},
-			[]op{opGetCIB, opGetAuthkey, opRotateCIB, opRotateAuth, opNewIdentity, opPutAdmin, opLock, opDestroy, opDeleteAdmin}},
+			[]op{opGetCIB, opGetAuthkey, opRotateCIB, opRotateAuth, opNewIdentity, opPutAdmin, opLock, opDestroy, opDeleteAdmin, opSelfDestruct}},
 		{policies.VaultPolicyRequest{Role: policies.VaultSelf, User: "alice", Identity: "alice"},
 			[]op{opGetCIB, opGetAdmin},
 			[]op{opGetBob, opGetAuthkey, opGetBobRec, opRotateCIB, opHistory, opList, opListAdmins, opPutAdmin, opLock, opDestroy}},
