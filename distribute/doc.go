@@ -26,6 +26,14 @@
 // No reader ever sees partial content, a looser mode or another owner at
 // the target path: the rename is the only moment the target changes.
 //
+// Inside a home directory the owner may replace any directory by a link
+// at any moment, so root never follows a path there: [Local] works only on
+// descriptors opened without following links (openat, fstatat, unlinkat,
+// fsync on the directory's descriptor), and over SSH root only looks the
+// owner up and then runs the rest of the operation as the owner (every
+// stat, listing, write, rename, fsync and removal), whose links lead only
+// where the owner may go anyway.
+//
 // A rename is atomic only within one local filesystem; targets on NFS are
 // not supported.
 //

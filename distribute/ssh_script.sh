@@ -5,7 +5,8 @@
 # about nine, so that a fan-out to hundreds of hosts stays near the cost of
 # the SSH logins themselves.
 #
-# Usage: sh -c SCRIPT pcmkeys OP ROOT PATH OWNER GROUP MODE SHA256 [TMP]
+# Usage: sh -c 'eval "$1"' pcmkeys SCRIPT OP ROOT PATH OWNER GROUP MODE SHA256 [TMP [AS]]
+#   SCRIPT  this script's text, so that it can run itself as OWNER
 #   OP      stage | commit | write | abort | reap | remove | inspect | read |
 #           sweep | user
 #   ROOT    prefix of every path ("" for /)
@@ -13,20 +14,30 @@
 #   MODE    octal permission bits of the file, such as 600
 #   TMP     stage, write: a random suffix for the temporary file;
 #           commit: the temporary file stage named; abort, reap: either
+#   AS      UID:GID:HOME, only when the script runs itself as OWNER
 # Exit codes: 0 done; 10 unsafe target; 11 no such user; 12 no such group;
 # 13 verification failed; 14 home directory missing; 15 file too large;
 # others: failure.
 # No file is read or hashed beyond max bytes (the largest file pcmkeys
 # writes, maxReadBack in Go; a test keeps them equal), so a huge or sparse
 # file planted at a target costs nothing.
-# Inside a home directory every file operation runs as its owner (chroot
-# --userspec), so the owner cannot trick root into writing elsewhere.
+# Inside a home directory (PATH ~/REL) root only looks OWNER and GROUP up
+# (and kills, for reap); then the script runs itself again as OWNER (chroot
+# --userspec, with AS) for everything else: every test, stat, listing,
+# write, rename, fsync and removal on a path in the home. The owner's links
+# there lead only where the owner may go anyway: a link swapped in
+# mid-operation cannot make root open, list, fsync, stat or remove anything.
 # shellcheck disable=SC2088,SC2086,SC2015 # literal ~/ match; splitting on IFS with set -f; A && B || die is intended
 set -eu
 set -f
 umask 077
+# sudo may keep the login's PATH, which often lacks chroot's /usr/sbin.
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin${PATH:+:$PATH}
+export PATH
 die() { c=$1; shift; printf '%s\n' "$*" >&2; exit "$c"; }
-op=$1 root=$2 path=$3 owner=$4 group=$5 mode=$6 sum=$7 tmp=${8-}
+self=$1
+shift
+op=$1 root=$2 path=$3 owner=$4 group=$5 mode=$6 sum=$7 tmp=${8-} asowner=${9-}
 r=${root%/}
 max=16777216
 nl='
@@ -34,22 +45,30 @@ nl='
 ifs=' 	
 '
 
-# name:password:uid:gid:gecos:home:shell, split without a subprocess.
-pw=$(getent passwd -- "$owner") || die 11 "no such user \"$owner\""
-IFS=:
-set -- $pw
-IFS=$ifs
-uid=$3 gid=$4 home=$6
-if [ "$op" = user ]; then
-	printf '%s:%s:%s\n' "$uid" "$gid" "$home"
-	exit 0
-fi
-if [ -n "$group" ]; then
-	gr=$(getent group -- "$group") || die 12 "no such group \"$group\""
+if [ -n "$asowner" ]; then
+	# Run again as the owner: root looked the account up.
 	IFS=:
-	set -- $gr
+	set -- $asowner
 	IFS=$ifs
-	gid=$3
+	uid=$1 gid=$2 home=$3
+else
+	# name:password:uid:gid:gecos:home:shell, split without a subprocess.
+	pw=$(getent passwd -- "$owner") || die 11 "no such user \"$owner\""
+	IFS=:
+	set -- $pw
+	IFS=$ifs
+	uid=$3 gid=$4 home=$6
+	if [ "$op" = user ]; then
+		printf '%s:%s:%s\n' "$uid" "$gid" "$home"
+		exit 0
+	fi
+	if [ -n "$group" ]; then
+		gr=$(getent group -- "$group") || die 12 "no such group \"$group\""
+		IFS=:
+		set -- $gr
+		IFS=$ifs
+		gid=$3
+	fi
 fi
 
 case $path in
@@ -71,16 +90,6 @@ inhome=0
 if [ -n "$home" ]; then
 	case $dir/ in "$home"/*) inhome=1 ;; esac
 fi
-
-# as runs a command as the file's owner inside a home directory, as root
-# elsewhere.
-as() {
-	if [ "$inhome" = 1 ]; then
-		chroot --userspec="$uid:$gid" / "$@"
-	else
-		"$@"
-	fi
-}
 
 # walk checks every directory from the root down, without following links,
 # and refuses one writable by anyone but root (or, from the home directory
@@ -148,7 +157,7 @@ $h"
 			case $cur/ in "$home"/*) h=1 ;; esac
 		fi
 		if [ "$h" = 1 ]; then
-			as mkdir -m 700 -- "$r$cur"
+			mkdir -m 700 -- "$r$cur"
 		elif [ "$#" = 1 ]; then
 			mkdir -m 750 -- "$r$cur"
 			chown -h -- "0:$gid" "$r$cur"
@@ -181,7 +190,7 @@ sweep() {
 		case ${f##*/} in
 		".$base.pcmkeys-"*)
 			if [ -L "$f" ] || [ -f "$f" ]; then
-				as rm -f -- "$f"
+				rm -f -- "$f"
 				n=$((n + 1))
 			fi
 			;;
@@ -199,10 +208,10 @@ stage() {
 	case $tmp in *[!0-9a-f]* | '') die 2 "bad temporary file suffix" ;; esac
 	tmp=$r$dir/.$base.pcmkeys-$tmp
 	# Any failure from here on (a full disk) removes the partial temp file.
-	if ! { as dd of="$tmp" conv=excl,fsync oflag=nofollow status=none &&
+	if ! { dd of="$tmp" conv=excl,fsync oflag=nofollow status=none &&
 		{ [ "$inhome" = 1 ] || chown -h -- "$uid:$gid" "$tmp"; } &&
-		{ [ "$mode" = 600 ] || as chmod -- "$mode" "$tmp"; }; }; then
-		as rm -f -- "$tmp"
+		{ [ "$mode" = 600 ] || chmod -- "$mode" "$tmp"; }; }; then
+		rm -f -- "$tmp"
 		die 1 "$full: could not write the staged file (disk full?)"
 	fi
 }
@@ -216,7 +225,7 @@ commit() {
 	ours
 	[ ! -L "$tmp" ] && [ -f "$tmp" ] || die 10 "the staged file $tmp is gone or was replaced"
 	target
-	as mv -fT -- "$tmp" "$t"
+	mv -fT -- "$tmp" "$t"
 	sync -- "$r$dir"
 	verify
 }
@@ -225,7 +234,7 @@ commit() {
 # if it is no larger than that; a larger one cannot match anything pcmkeys
 # wrote), or "-" if it cannot be read (in a home, as its owner).
 hash() {
-	s=$({ { as dd if="$1" iflag=nofollow,count_bytes count=$((max + 1)) bs=64K status=none 2>/dev/null ||
+	s=$({ { dd if="$1" iflag=nofollow,count_bytes count=$((max + 1)) bs=64K status=none 2>/dev/null ||
 		echo FAILED >&3; } | sha256sum; } 3>&1)
 	case $s in
 	*FAILED*) printf '%s' - ;;
@@ -237,7 +246,7 @@ hash() {
 # (a connection cut mid-transfer leaves dd a short stdin).
 checkstaged() {
 	if [ "$(hash "$tmp")" != "$sum" ]; then
-		as rm -f -- "$tmp"
+		rm -f -- "$tmp"
 		die 13 "$full: the staged content's SHA-256 differs from what was sent"
 	fi
 }
@@ -280,6 +289,17 @@ verify() {
 	[ "$(hash "$t")" = "$sum" ] || die 13 "$full: its SHA-256 differs from what was written"
 }
 
+if [ "$op" = reap ]; then
+	# Kill what is left of the stale command as root, then remove its
+	# temporary file as abort does.
+	reap
+	op=abort
+fi
+if [ "$inhome" = 1 ] && [ -z "$asowner" ]; then
+	exec chroot --userspec="$uid:$gid" / sh -c 'eval "$1"' pcmkeys "$self" \
+		"$op" "$root" "$path" "$owner" "$group" "$mode" "$sum" "$tmp" "$uid:$gid:$home"
+fi
+
 case $op in
 stage)
 	stage
@@ -296,8 +316,7 @@ commit)
 	walk || die 1 "the directory of $full is gone"
 	commit
 	;;
-abort | reap)
-	if [ "$op" = reap ]; then reap; fi
+abort)
 	create=0
 	walk || exit 0
 	case $tmp in
@@ -306,14 +325,14 @@ abort | reap)
 	*) tmp=$r$dir/.$base.pcmkeys-$tmp ;;
 	esac
 	ours
-	as rm -f -- "$tmp"
+	rm -f -- "$tmp"
 	;;
 remove)
 	create=0
 	walk || exit 0
 	t=$r$full
 	if [ -L "$t" ] || [ -f "$t" ]; then
-		as rm -f -- "$t"
+		rm -f -- "$t"
 		sync -- "$r$dir"
 	elif [ -e "$t" ]; then
 		die 10 "$full is not a regular file"
@@ -333,7 +352,7 @@ read)
 	[ -f "$t" ] || die 1 "$full is not a regular file or does not exist"
 	size=$(stat -c %s -- "$t")
 	[ "$size" -le "$max" ] || die 15 "$full is larger than $max bytes"
-	as dd if="$t" iflag=nofollow,count_bytes count=$((max + 1)) bs=64K status=none
+	dd if="$t" iflag=nofollow,count_bytes count=$((max + 1)) bs=64K status=none
 	;;
 inspect)
 	# The full path, then what is there (without following a link): its

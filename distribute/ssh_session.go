@@ -104,12 +104,18 @@ func (h *SSHHost) run(ctx context.Context, content []byte, args ...string) (stri
 	return h.runOn(ctx, c, h.timeout, content, args...)
 }
 
+// scriptBoot runs the script given as its first argument. The script
+// needs its own text to run itself again as the owner of a home directory
+// (see ssh_script.sh), and a shell started with -c SCRIPT has no way to
+// name it.
+const scriptBoot = `eval "$1"`
+
 // runOn executes the script on c, bounded by ctx and timeout (0: ctx
 // only), and returns stdout. The command line holds only the script and
 // the (quoted) arguments; content goes to stdin.
 func (h *SSHHost) runOn(ctx context.Context, c *ssh.Client, timeout time.Duration, content []byte, args ...string) (string, error) {
 	var cmd strings.Builder
-	cmd.WriteString("sh -c " + shellQuote(remoteScript) + " pcmkeys")
+	cmd.WriteString("sh -c " + shellQuote(scriptBoot) + " pcmkeys " + shellQuote(remoteScript))
 	for _, a := range args {
 		cmd.WriteString(" " + shellQuote(a))
 	}
