@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -230,5 +231,48 @@ func TestMainJobVault(t *testing.T) {
 	code, out, _ := cli(t, false, "--config", cfg, "policy", "vault", "--role", "self", "--user", "alice")
 	if code != 0 || !strings.Contains(out, fmt.Sprintf(`path "%s/data/pcmkeys/prod/cib/hacluster"`, m)) {
 		t.Errorf("policy for self: %d\n%s", code, out)
+	}
+}
+
+// TestAdoptRunningCluster (issue 12): adopting a running cluster is one
+// step, import, which creates the store and no key of its own: the store
+// then holds exactly the node's keys, as version 1. init afterwards adds
+// only what the cluster lacked (hacluster's password), never a CIB key or
+// authkey nobody uses.
+func TestAdoptRunningCluster(t *testing.T) {
+	cfg, root := quickstart(t, "shared")
+	psk, auth := strings.Repeat("ab", 32), bytes.Repeat([]byte{0x5a}, 4096)
+	root.WriteFile(t, "etc/pacemaker/cib-credentials", []byte("hacluster:"+psk+"\n"), root.Hacluster, root.Haclient, 0o600)
+	root.WriteFile(t, "etc/pacemaker/authkey", auth, root.Hacluster, root.Haclient, 0o600)
+	if code, _, stderr := cli(t, false, "--config", cfg, "import", "--host", "localhost"); code != 0 {
+		t.Fatalf("import into no store: exit %d: %s", code, stderr)
+	}
+	code, out, stderr := cli(t, false, "--config", cfg, "-o", "json", "status")
+	if code != 0 {
+		t.Fatalf("status after the adoption: exit %d: %s\n%s", code, stderr, out)
+	}
+	var st struct {
+		Credentials []struct {
+			ID      string `json:"id"`
+			Version int    `json:"version"`
+		} `json:"credentials"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprint(st.Credentials)
+	if got != "[{authkey 1} {cib/hacluster 1}]" {
+		t.Errorf("store after import: %s, want the node's two keys as version 1", got)
+	}
+	if code, _, stderr := cli(t, false, "--config", cfg, "init"); code != 0 {
+		t.Fatalf("init after import: exit %d: %s", code, stderr)
+	}
+	if b := root.Read(t, "etc/pacemaker/authkey"); !bytes.Equal(b, auth) {
+		t.Error("init replaced the adopted authkey")
+	}
+	_, out, _ = cli(t, false, "--config", cfg, "-o", "json", "status")
+	json.Unmarshal([]byte(out), &st)
+	if got := fmt.Sprint(st.Credentials); got != "[{authkey 1} {cib/hacluster 1} {password/hacluster 1}]" {
+		t.Errorf("store after init: %s: init made keys nobody uses", got)
 	}
 }

@@ -149,13 +149,17 @@ func newImportCmd(g *globals) *cobra.Command {
 must hold the same files, else import refuses and names them; --force lets
 NAME's files win (and replace keys the store already holds, as new versions).
 A malformed file is refused with its line numbers. In shared mode the
-"hacluster" line is adopted; in per-user mode the lines of known admins.`,
+"hacluster" line is adopted; in per-user mode the lines of known admins.
+
+Adopting a running cluster is this one step: a file store is created if it
+does not exist yet, and no key is generated. (init afterwards only adds what
+the cluster lacks, such as hacluster's password when pcmkeys manages it.)`,
 		Args: argsExactly(0),
 		RunE: func(*cobra.Command, []string) error {
 			if req.Host == "" {
 				return flagErrorf("--host is required: the node to read")
 			}
-			return runWorkflow(g, func(ctx context.Context, env *rotate.Env) (*rotate.Report, error) {
+			return runWorkflowIn(g, true, func(ctx context.Context, env *rotate.Env) (*rotate.Report, error) {
 				return rotate.Import(ctx, env, *req)
 			})
 		},

@@ -69,3 +69,22 @@ func must(t testing.TB, err error) {
 		t.Fatal(err)
 	}
 }
+
+// WriteFile writes a file under the root as a host's own tools would:
+// directories 0755, then the file with owner and mode.
+func (r *Root) WriteFile(t testing.TB, rel string, data []byte, uid, gid int, mode os.FileMode) {
+	t.Helper()
+	p := r.Path(rel)
+	must(t, os.MkdirAll(filepath.Dir(p), 0o755))
+	must(t, os.WriteFile(p, data, mode))
+	must(t, os.Chmod(p, mode))
+	must(t, os.Lchown(p, uid, gid))
+}
+
+// Read returns a file's content under the root.
+func (r *Root) Read(t testing.TB, rel string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(r.Path(rel))
+	must(t, err)
+	return b
+}
