@@ -152,8 +152,9 @@ type PathError struct {
 	Err  error
 }
 
+// Error escapes what a host may have said (see [Escape]).
 func (e *PathError) Error() string {
-	return fmt.Sprintf("%s %s on %s: %v", e.Op, e.Path, e.Host, e.Err)
+	return Escape(fmt.Sprintf("%s %s on %s: %v", e.Op, e.Path, e.Host, e.Err))
 }
 
 func (e *PathError) Unwrap() error { return e.Err }

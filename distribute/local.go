@@ -58,6 +58,9 @@ func (l *Local) LookupUser(ctx context.Context, name string) (Account, error) {
 		return Account{}, err
 	}
 	a, err := l.acct.user(name)
+	if err == nil {
+		err = checkHome(a)
+	}
 	if err != nil {
 		return Account{}, fmt.Errorf("on %s: %w", l.name, err)
 	}

@@ -104,7 +104,8 @@ func (l *Local) Inspect(ctx context.Context, path, owner string) (FileState, err
 func (l *Local) fillState(fs *FileState, st unix.Stat_t) {
 	fs.Regular = st.Mode&unix.S_IFMT == unix.S_IFREG
 	fs.UID, fs.GID = int(st.Uid), int(st.Gid)
-	fs.Owner, fs.Group = l.acct.names(fs.UID, fs.GID)
+	un, gn := l.acct.names(fs.UID, fs.GID)
+	fs.Owner, fs.Group = Escape(un), Escape(gn)
 	fs.Mode = permOf(st.Mode)
 	fs.Size = st.Size
 }
@@ -117,9 +118,9 @@ func (l *Local) Exec(ctx context.Context, command string) (string, error) {
 	}
 	out, err := exec.CommandContext(ctx, "sh", "-c", command).CombinedOutput()
 	if err != nil {
-		return string(out), fmt.Errorf("host %s: %s: %w", l.name, command, err)
+		return escapeLines(string(out)), fmt.Errorf("host %s: %s: %w", l.name, command, err)
 	}
-	return string(out), nil
+	return escapeLines(string(out)), nil
 }
 
 // Read implements Host.

@@ -200,7 +200,7 @@ func (d *sshDialer) dial(ctx context.Context, e SSHEndpoint) (*ssh.Client, error
 		conn, err := jump.DialContext(ctx, "tcp", e.hostport())
 		if err != nil {
 			jump.Close()
-			return nil, fmt.Errorf("host %s (%s) through jump host %s: %w: %v", e.Name, e.hostport(), d.cfg.Jump.Name, ErrUnreachable, err)
+			return nil, fmt.Errorf("host %s (%s) through jump host %s: %w: %s", e.Name, e.hostport(), d.cfg.Jump.Name, ErrUnreachable, Escape(err.Error()))
 		}
 		c, err := d.handshakeConn(ctx, e, conn)
 		if err != nil {
@@ -235,7 +235,8 @@ func (d *sshDialer) handshakeConn(ctx context.Context, e SSHEndpoint, conn net.C
 		if errors.Is(err, ErrHostKeyUnknown) || errors.Is(err, ErrHostKeyChanged) {
 			return nil, err
 		}
-		return nil, fmt.Errorf("host %s (%s): ssh login as %s: %w", e.Name, e.hostport(), d.cfg.User, err)
+		// The server's words (a disconnect message) are escaped.
+		return nil, fmt.Errorf("host %s (%s): ssh login as %s: %w", e.Name, e.hostport(), d.cfg.User, escapeErr(err))
 	}
 	conn.SetDeadline(time.Time{})
 	return ssh.NewClient(c, chans, reqs), nil

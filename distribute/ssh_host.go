@@ -142,7 +142,11 @@ func (h *SSHHost) LookupUser(ctx context.Context, name string) (Account, error) 
 	if err1 != nil || err2 != nil {
 		return Account{}, fmt.Errorf("on %s: unexpected answer to a user lookup", h.name)
 	}
-	return Account{Name: name, UID: uid, GID: gid, Home: f[2]}, nil
+	a := Account{Name: name, UID: uid, GID: gid, Home: f[2]}
+	if err := checkHome(a); err != nil {
+		return Account{}, fmt.Errorf("on %s: %w", h.name, err)
+	}
+	return a, nil
 }
 
 func (h *SSHHost) checkFile(f File) error {
@@ -290,7 +294,7 @@ func parseInspect(out string, st *FileState) error {
 	if !ok || !strings.HasPrefix(full, "/") {
 		return bad
 	}
-	st.Path = full
+	st.Path = Escape(full)
 	f := strings.Fields(rest)
 	if len(f) == 1 && f[0] == "missing" {
 		return nil
@@ -312,7 +316,7 @@ func parseInspect(out string, st *FileState) error {
 		return bad
 	}
 	st.UID, st.GID, st.Mode, st.Size = uid, gid, permOf(uint32(m)), size
-	st.Owner, st.Group = f[5], f[6]
+	st.Owner, st.Group = Escape(f[5]), Escape(f[6])
 	if st.Owner == "UNKNOWN" { // stat's word for an id without a name
 		st.Owner = f[1]
 	}
@@ -342,9 +346,9 @@ func (h *SSHHost) Exec(ctx context.Context, command string) (string, error) {
 	var out limitedBuffer
 	out.max = maxOutput
 	if err := h.session(ctx, c, h.timeout, "sh -c "+shellQuote(command), nil, &out, &out); err != nil {
-		return out.String(), fmt.Errorf("host %s: %s: %w", h.name, command, err)
+		return escapeLines(out.String()), fmt.Errorf("host %s: %s: %w", h.name, command, escapeErr(err))
 	}
-	return out.String(), nil
+	return escapeLines(out.String()), nil
 }
 
 // Read implements Host.

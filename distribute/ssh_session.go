@@ -130,7 +130,7 @@ func (h *SSHHost) runOn(ctx context.Context, c *ssh.Client, timeout time.Duratio
 	case err == nil:
 		return stdout.String(), nil
 	case errors.As(err, &ee):
-		msg := strings.TrimSpace(stderr.String())
+		msg := Escape(strings.TrimSpace(stderr.String()))
 		if msg == "" {
 			msg = fmt.Sprintf("remote command exited %d", ee.ExitStatus())
 		}
@@ -141,7 +141,7 @@ func (h *SSHHost) runOn(ctx context.Context, c *ssh.Client, timeout time.Duratio
 	case errors.Is(err, ErrUnreachable), ctx.Err() != nil:
 		return "", err
 	}
-	return "", fmt.Errorf("%w: %v", ErrUnreachable, err)
+	return "", fmt.Errorf("%w: %s", ErrUnreachable, Escape(err.Error()))
 }
 
 // session runs one command on c — with sudo -n when logging in as a sudo
@@ -171,14 +171,14 @@ func (h *SSHHost) session(ctx context.Context, c *ssh.Client, timeout time.Durat
 		sess, err := c.NewSession()
 		if err != nil {
 			started <- nil
-			done <- &notStarted{fmt.Errorf("%w: %v", ErrUnreachable, err)}
+			done <- &notStarted{fmt.Errorf("%w: %s", ErrUnreachable, Escape(err.Error()))}
 			return
 		}
 		defer sess.Close()
 		started <- sess
 		sess.Stdin, sess.Stdout, sess.Stderr = stdin, stdout, stderr
 		if err := sess.Start(command); err != nil {
-			done <- fmt.Errorf("start remote command: %w", err)
+			done <- fmt.Errorf("start remote command: %w", escapeErr(err))
 			return
 		}
 		done <- sess.Wait()
