@@ -300,34 +300,30 @@ func TestLabAcceptanceAuthkey(t *testing.T) {
 // TestLabRestartPlan: after an authkey rotation, a node running Pacemaker
 // 2.1.5 needs no restart; one that reports 3.0.2 does, and --restart runs
 // the configured command there and only there.
-func TestLabRestartPlan(t *testing.T) {
+// TestLabRestartRefusedWithoutCluster: rotate --authkey --restart reads
+// the live cluster before it touches anything; on hosts where no cluster
+// answers crm_mon it refuses, and neither the store nor any host changes.
+func TestLabRestartRefusedWithoutCluster(t *testing.T) {
 	e, lab := labCluster(t, "file", "shared")
-	e.Config.Restart.Node = "touch /etc/pacemaker/restarted"
 	ctx := context.Background()
 	if _, err := Init(ctx, e); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := lab.Hosts[1].Exec(ctx, "mount -t tmpfs tmpfs /usr/local/sbin && printf '#!/bin/sh\\necho Pacemaker 3.0.2\\n' > /usr/local/sbin/pacemakerd && chmod 755 /usr/local/sbin/pacemakerd"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Rotate(ctx, e, RotateRequest{CIB: true, Restart: true}); !errors.Is(err, ErrBadInput) {
 		t.Errorf("--restart without --authkey: %v", err)
 	}
-	rep, err := Rotate(ctx, e, RotateRequest{Authkey: true, Restart: true})
-	if err != nil {
-		t.Fatal(err)
+	before, _ := e.Store.Get(ctx, "authkey")
+	files, _ := lab.Hosts[0].Exec(ctx, "sha256sum /etc/pacemaker/authkey")
+	_, err := Rotate(ctx, e, RotateRequest{Authkey: true, Restart: true})
+	if err == nil || !strings.Contains(err.Error(), "read the live cluster before touching it") {
+		t.Fatalf("rotate --authkey --restart without a cluster: %v", err)
 	}
-	want := map[string]string{"host00": "not needed", "host01": "restarted"}
-	for _, s := range rep.Restart {
-		if w, ok := want[s.Host]; ok && !strings.HasPrefix(s.Result, w) {
-			t.Errorf("%s (%s): %s, want %s", s.Host, s.Version, s.Result, w)
-		}
+	after, _ := e.Store.Get(ctx, "authkey")
+	if after.Version.Version != before.Version.Version {
+		t.Error("the store changed")
 	}
-	for i, wantFile := range []bool{false, true} {
-		out, _ := lab.Hosts[i].Exec(ctx, "ls /etc/pacemaker")
-		if strings.Contains(out, "restarted") != wantFile {
-			t.Errorf("%s restarted: %v, want %v", lab.Hosts[i].Name, !wantFile, wantFile)
-		}
+	if now, _ := lab.Hosts[0].Exec(ctx, "sha256sum /etc/pacemaker/authkey"); now != files {
+		t.Error("host00's authkey changed")
 	}
 }
 

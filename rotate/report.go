@@ -19,6 +19,11 @@ type Report struct {
 	Notes []string `json:"notes,omitempty"`
 	// Logins are the login checks of onboard --verify.
 	Logins []LoginCheck `json:"logins,omitempty"`
+	// Prechecks are what a live authkey rotation found in the cluster
+	// before it touched anything.
+	Prechecks []Precheck `json:"prechecks,omitempty"`
+	// Timeline is a live authkey rotation's steps, with their times.
+	Timeline []TimelineStep `json:"timeline,omitempty"`
 	// Restart is the restart plan after an authkey rotation: each node's
 	// Pacemaker version and whether it was, or must be, restarted.
 	Restart []RestartStep `json:"restart,omitempty"`

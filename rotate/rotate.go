@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/pcmkeys/pcmkeys/credfile"
 	"github.com/pcmkeys/pcmkeys/keys"
@@ -25,10 +26,15 @@ type RotateRequest struct {
 	// Due keeps, of the keys selected (all of them if nothing else is
 	// set), those older than the policy's rotate_after.
 	Due bool
-	// Restart, after an authkey rotation, runs the configured restart
-	// command on every node whose Pacemaker reads the authkey only at
-	// start, one node at a time.
+	// Restart rotates the authkey on the live cluster: it reads and checks
+	// the cluster first, turns maintenance mode on, commits the new key,
+	// restarts every daemon that reads the key only at start (remote nodes
+	// first, then full nodes one at a time, each waited until the cluster
+	// sees it back), restores maintenance mode, waits until the cluster has
+	// settled, and rolls back if a step fails.
 	Restart bool
+	// Override names prechecks of the live cluster to go past.
+	Override []string
 }
 
 // Rotate gives the selected credentials new keys, staged then committed:
@@ -101,13 +107,25 @@ func (e *Env) rotate(ctx context.Context, req RotateRequest, rep *Report) error 
 	if err != nil {
 		return err
 	}
+	// A live authkey rotation reads and checks the cluster before
+	// anything changes (a dry run shows those checks and the plan).
+	var lv *liveRotation
+	if fresh[keystore.AuthkeyID] != nil && req.Restart {
+		override, err := overrideSet(req.Override)
+		if err != nil {
+			return err
+		}
+		if lv, err = e.startLive(ctx, override, rep); err != nil {
+			return err
+		}
+	}
 	if e.DryRun {
 		for _, id := range ids {
 			rep.Credentials = append(rep.Credentials, CredentialChange{ID: id, Version: current[id].Version.Version + 1, Created: true})
 		}
 		rep.Hosts, err = e.deliver(ctx, append(ds, clients...))
-		if fresh[keystore.AuthkeyID] != nil {
-			rep.Restart = e.restartPlan(ctx, req.Restart)
+		if fresh[keystore.AuthkeyID] != nil && lv == nil {
+			rep.Restart = e.restartPlan(ctx, false)
 			rep.Notes, _ = restartNotes(rep.Restart)
 		}
 		return err
@@ -120,6 +138,13 @@ func (e *Env) rotate(ctx context.Context, req RotateRequest, rep *Report) error 
 		rep.Notes = append(rep.Notes, "staging failed: every staged file was removed; the old keys stay in force")
 		return err
 	}
+	if lv != nil {
+		if err := lv.maintenanceOn(ctx); err != nil {
+			e.abortAll(ctx, staged)
+			rep.Hosts = results
+			return errors.Join(fmt.Errorf("maintenance mode: %w (staged files removed; no host changed)", err), lv.maintenanceRestore(ctx))
+		}
+	}
 	for _, id := range ids {
 		v, err := e.Store.Put(ctx, id, fresh[id], keystore.PutOptions{CAS: current[id].Version.Version, CreatedBy: e.Operator, Holders: holdersOf(admins, id)})
 		if err != nil {
@@ -127,13 +152,21 @@ func (e *Env) rotate(ctx context.Context, req RotateRequest, rep *Report) error 
 			// delivers them. Nothing was committed.
 			e.abortAll(ctx, staged)
 			rep.Hosts = results
-			return fmt.Errorf("store new %s: %w (staged files removed; no host changed)", id, err)
+			err = fmt.Errorf("store new %s: %w (staged files removed; no host changed)", id, err)
+			if lv != nil {
+				err = errors.Join(err, lv.maintenanceRestore(ctx))
+			}
+			return err
 		}
 		rep.Credentials = append(rep.Credentials, CredentialChange{ID: id, Version: v.Version, Fingerprint: v.Fingerprint, Created: true})
 	}
 	rep.Hosts = e.commitAll(ctx, staged)
+	committed := time.Now()
 	clientResults, _ := e.deliver(ctx, clients)
 	rep.Hosts = append(rep.Hosts, clientResults...)
+	if lv != nil {
+		return e.finishLive(ctx, lv, current[keystore.AuthkeyID].Key, committed, rep)
+	}
 	if fresh[keystore.AuthkeyID] != nil {
 		if err := partial(rep.Hosts); err != nil {
 			rep.Notes = append(rep.Notes, "not every node holds the new authkey: no node was restarted; run push, then restart")
@@ -145,6 +178,38 @@ func (e *Env) rotate(ctx context.Context, req RotateRequest, rep *Report) error 
 		rep.Hosts = append(rep.Hosts, failed...)
 	}
 	return partial(rep.Hosts)
+}
+
+// finishLive takes a live authkey rotation from the commit to its end:
+// restarts, maintenance mode back, the cluster settled, post-checks; a
+// failure anywhere rolls the old key back.
+func (e *Env) finishLive(ctx context.Context, lv *liveRotation, old keys.Secret, committed time.Time, rep *Report) error {
+	lv.log("", "new authkey committed", errString(partial(rep.Hosts)))
+	newVersion := 0
+	for _, c := range rep.Credentials {
+		if c.ID == keystore.AuthkeyID && c.Created {
+			newVersion = c.Version
+		}
+	}
+	err := partial(rep.Hosts)
+	if err == nil {
+		err = lv.restartAll(ctx, committed)
+	}
+	if err == nil {
+		err = lv.maintenanceRestore(ctx)
+	}
+	if err == nil {
+		err = lv.settle(ctx)
+	}
+	if err == nil {
+		err = lv.postChecks(ctx)
+	}
+	if err == nil {
+		lv.log("", "done", fmt.Sprintf("the new authkey is in force everywhere (%.1f s)", time.Since(lv.began).Seconds()))
+		return nil
+	}
+	rbErr := lv.rollback(ctx, old, newVersion, err)
+	return errors.Join(fmt.Errorf("the authkey rotation failed and was rolled back: %w", err), rbErr)
 }
 
 // selectRotation turns a request into credential IDs.

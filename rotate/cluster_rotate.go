@@ -1,0 +1,393 @@
+package rotate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/pcmkeys/pcmkeys/config"
+	"github.com/pcmkeys/pcmkeys/keys"
+	"github.com/pcmkeys/pcmkeys/keystore"
+)
+
+// An authkey rotation on a live cluster (rotate --authkey --restart).
+//
+// Every controller and every pacemaker-remoted must hold the same key
+// whenever a new connection is made (a failover, a move, a restart): a node
+// and a remote node that disagree cannot connect, and the remote node is
+// fenced. 2.1.x and 3.0.0–3.0.1 re-read the key within 60 s; 3.0.2 and
+// later only at start. The one procedure with no fencing, no failed action
+// and no resource restart (verified on a live lab with both): maintenance
+// mode on → the new key committed everywhere → restart pacemaker-remoted on
+// each remote node, then pacemaker on each full node, one at a time, each
+// waited until the cluster sees it back → (for versions that re-read the
+// key, wait past their 60 s cache) → maintenance mode back to what it was →
+// wait until the cluster has re-probed and every resource runs where it
+// ran. Every wait is on what crm_mon says, with a bound. When a restart or
+// a post-check fails, the old key goes back everywhere and the restarted
+// daemons are restarted again, still in maintenance mode, which is then
+// restored; the run exits non-zero with its timeline.
+
+// Bounds of the live procedure's waits.
+const (
+	restartBound  = 3 * time.Minute // a restarted daemon back in the cluster's view
+	settleBound   = 3 * time.Minute // resources re-probed after maintenance mode
+	cacheWindow   = 65 * time.Second
+	pollInterval  = time.Second
+	maintenanceRW = "crm_attribute --type crm_config --name maintenance-mode"
+)
+
+// TimelineStep is one step of a live rotation, with its time since the
+// run began.
+type TimelineStep struct {
+	At     string `json:"at"`
+	Host   string `json:"host,omitempty"`
+	Step   string `json:"step"`
+	Result string `json:"result"`
+}
+
+// liveRotation carries a live authkey rotation from its checks to its end.
+type liveRotation struct {
+	e       *Env
+	rep     *Report
+	began   time.Time
+	before  *clusterState
+	maint   string // maintenance-mode's value before the run ("" for unset)
+	maintOn bool   // this run turned maintenance mode on
+	plan    []RestartStep
+	hosts   map[string]config.Host
+	done    []config.Host // restarted with the new key
+}
+
+// startLive reads the live cluster and checks it, and makes the plan
+// (each node's version and whether it needs a restart). Nothing changes.
+func (e *Env) startLive(ctx context.Context, override map[string]bool, rep *Report) (*liveRotation, error) {
+	lv := &liveRotation{e: e, rep: rep, began: time.Now(), hosts: map[string]config.Host{}}
+	for _, h := range e.Config.Hosts {
+		lv.hosts[h.Name] = h
+	}
+	st, from, err := lv.read(ctx, "")
+	if err != nil {
+		return nil, fmt.Errorf("read the live cluster before touching it: %w", err)
+	}
+	lv.before = st
+	lv.log(from, "read the cluster (crm_mon)", "ok")
+	rep.Prechecks = e.prechecks(st, override)
+	if err := precheckError(rep.Prechecks); err != nil {
+		return nil, err
+	}
+	out, _, err := lv.clusterExec(ctx, "", maintenanceRW+" --query --quiet")
+	if err == nil {
+		lv.maint = strings.TrimSpace(out)
+	}
+	lv.plan = e.restartPlan(ctx, false)
+	for i := range lv.plan {
+		if lv.plan[i].Needed {
+			lv.plan[i].Result = "planned"
+		}
+	}
+	rep.Restart = lv.plan
+	return lv, nil
+}
+
+func (lv *liveRotation) log(host, step, result string) {
+	at := fmt.Sprintf("+%.1fs", time.Since(lv.began).Seconds())
+	lv.rep.Timeline = append(lv.rep.Timeline, TimelineStep{At: at, Host: host, Step: step, Result: result})
+	lv.e.log().Info("live rotation", "at", at, "host", host, "step", step, "result", result)
+}
+
+// clusterExec runs a cluster command on the first full node that answers,
+// over a fresh connection (a node that rebooted or was fenced gets a new
+// one), avoiding the host named avoid where another node exists.
+func (lv *liveRotation) clusterExec(ctx context.Context, avoid, command string) (string, string, error) {
+	var errs []error
+	nodes := lv.e.Config.HostsWithRole(config.RoleNode)
+	for pass := 0; pass < 2; pass++ {
+		for _, h := range nodes {
+			if (pass == 0) == (h.Name == avoid) {
+				continue
+			}
+			conn, err := lv.e.connect(ctx, h)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			out, err := conn.Exec(ctx, command)
+			conn.Close()
+			if err == nil {
+				return out, h.Name, nil
+			}
+			errs = append(errs, err)
+		}
+	}
+	return "", "", fmt.Errorf("%w: %v", errNoClusterView, errors.Join(errs...))
+}
+
+func (lv *liveRotation) read(ctx context.Context, avoid string) (*clusterState, string, error) {
+	out, from, err := lv.clusterExec(ctx, avoid, clusterCommand)
+	if err != nil {
+		return nil, "", err
+	}
+	i := strings.Index(out, "<pacemaker-result")
+	if i < 0 {
+		return nil, from, fmt.Errorf("crm_mon on %s said no XML: %s", from, oneLine(out))
+	}
+	st, err := parseClusterState([]byte(out[i:]))
+	return st, from, err
+}
+
+// waitFor polls the cluster (from a node other than avoid) until cond
+// holds or bound passes; the error says what was still missing.
+func (lv *liveRotation) waitFor(ctx context.Context, avoid string, bound time.Duration, cond func(*clusterState) string) error {
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	why := "no answer yet"
+	for {
+		if st, _, err := lv.read(ctx, avoid); err != nil {
+			why = err.Error()
+		} else if why = cond(st); why == "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("still not so after %s: %s", bound, why)
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+// maintenanceOn turns maintenance mode on, unless it is on already.
+func (lv *liveRotation) maintenanceOn(ctx context.Context) error {
+	if lv.before.Maintenance {
+		lv.log("", "maintenance mode", "already on")
+		return nil
+	}
+	_, from, err := lv.clusterExec(ctx, "", maintenanceRW+" --update true")
+	if err != nil {
+		lv.log(from, "maintenance mode on", "failed: "+err.Error())
+		return err
+	}
+	lv.maintOn = true
+	lv.log(from, "maintenance mode on", "ok")
+	return lv.waitFor(ctx, "", time.Minute, func(st *clusterState) string {
+		if !st.Maintenance {
+			return "maintenance mode is not on yet"
+		}
+		return ""
+	})
+}
+
+// maintenanceRestore puts maintenance mode back to what it was. A failure
+// is said loudly: the cluster must never stay in maintenance mode unsaid.
+func (lv *liveRotation) maintenanceRestore(ctx context.Context) error {
+	if !lv.maintOn {
+		return nil
+	}
+	cmd := maintenanceRW + " --delete"
+	if lv.maint != "" {
+		cmd = maintenanceRW + " --update " + shellQuote(lv.maint)
+	}
+	_, from, err := lv.clusterExec(context.WithoutCancel(ctx), "", cmd)
+	if err != nil {
+		lv.log(from, "maintenance mode back", "failed: "+err.Error())
+		lv.rep.Notes = append(lv.rep.Notes, "THE CLUSTER IS STILL IN MAINTENANCE MODE: resources are not managed. On a full node run: "+cmd)
+		return err
+	}
+	lv.maintOn = false
+	lv.log(from, "maintenance mode back", "ok ("+map[bool]string{true: "unset", false: lv.maint}[lv.maint == ""]+")")
+	return nil
+}
+
+// restart restarts the daemon of one host and waits until the cluster
+// sees it back: a remote node online with its connection active, a full
+// node online in a quorate cluster.
+func (lv *liveRotation) restart(ctx context.Context, s RestartStep) error {
+	h := lv.hosts[s.Host]
+	conn, err := lv.e.connect(ctx, h)
+	if err == nil {
+		var out string
+		out, err = conn.Exec(ctx, s.Command)
+		conn.Close()
+		if err != nil {
+			err = fmt.Errorf("%s: %w %s", s.Command, err, oneLine(out))
+		}
+	}
+	if err != nil {
+		lv.log(h.Name, "restart", "failed: "+err.Error())
+		return fmt.Errorf("restart on %s: %w", h.Name, err)
+	}
+	lv.log(h.Name, "restart ("+s.Command+")", "done; waiting for the cluster to see it back")
+	err = lv.waitFor(ctx, h.Name, restartBound, func(st *clusterState) string {
+		n, ok := st.node(h.Name)
+		switch {
+		case !ok || !n.Online || n.Pending || n.Unclean:
+			return h.Name + " is not online in the cluster's view"
+		case !st.Quorate:
+			return "the cluster has no quorum"
+		case h.Role == config.RoleRemoteNode && !st.remoteConnections()[h.Name].Active:
+			return "the connection to " + h.Name + " is not active"
+		}
+		return ""
+	})
+	if err != nil {
+		lv.log(h.Name, "back in the cluster", "failed: "+err.Error())
+		return fmt.Errorf("%s after its restart: %w", h.Name, err)
+	}
+	lv.log(h.Name, "back in the cluster", "ok")
+	return nil
+}
+
+// restartAll restarts, in the plan's order (remote nodes first, then full
+// nodes one at a time), every daemon that reads the authkey only at start,
+// and waits out the cache of the others.
+func (lv *liveRotation) restartAll(ctx context.Context, committed time.Time) error {
+	reread := false
+	for _, role := range []config.Role{config.RoleRemoteNode, config.RoleNode} {
+		for i := range lv.plan {
+			s := &lv.plan[i]
+			if lv.hosts[s.Host].Role != role {
+				continue
+			}
+			if !s.Needed {
+				reread = true
+				continue
+			}
+			if err := lv.restart(ctx, *s); err != nil {
+				s.Result = "failed: " + err.Error()
+				return err
+			}
+			s.Result = "restarted"
+			lv.done = append(lv.done, lv.hosts[s.Host])
+		}
+	}
+	if wait := time.Until(committed.Add(cacheWindow)); reread && wait > 0 {
+		lv.log("", "wait for 2.1.x / 3.0.0–3.0.1 to re-read the key", fmt.Sprintf("%.0f s", wait.Seconds()))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+	return nil
+}
+
+// settle waits, after maintenance mode is back, until every node and
+// remote node is online and every resource runs where it ran before, and
+// then checks that no fencing and no failed action happened meanwhile.
+func (lv *liveRotation) settle(ctx context.Context) error {
+	want := lv.before.activeResources()
+	err := lv.waitFor(ctx, "", settleBound, func(st *clusterState) string {
+		for _, n := range st.Nodes {
+			if !n.Online || n.Pending || n.Unclean {
+				return n.Name + " is not online"
+			}
+		}
+		have := st.activeResources()
+		for r := range want {
+			if !have[r] {
+				return "resource " + r + " does not run there (yet)"
+			}
+		}
+		return ""
+	})
+	if err != nil {
+		lv.log("", "cluster settled", "failed: "+err.Error())
+		return err
+	}
+	lv.log("", "cluster settled", "ok: every node online, every resource where it was")
+	return nil
+}
+
+// postChecks compares the cluster with the one before: no fencing, no new
+// failed action.
+func (lv *liveRotation) postChecks(ctx context.Context) error {
+	st, from, err := lv.read(ctx, "")
+	if err != nil {
+		return err
+	}
+	var problems []string
+	for _, f := range st.newFencing(lv.before) {
+		problems = append(problems, "fencing during the run: "+f.String())
+	}
+	for _, f := range st.newFailures(lv.before) {
+		problems = append(problems, "a new failed action: "+f.String())
+	}
+	if len(problems) > 0 {
+		lv.log(from, "post-checks", "failed: "+strings.Join(problems, "; "))
+		return errors.New(strings.Join(problems, "; "))
+	}
+	lv.log(from, "post-checks", "ok: no fencing, no new failed action")
+	return nil
+}
+
+// rollback puts the old key back everywhere, in the store as a new version
+// over the rotated one (cas), restarts again the daemons that were
+// restarted with the new key, all inside maintenance mode, and then
+// restores maintenance mode. What it could not do is said with the step
+// that finishes it by hand.
+func (lv *liveRotation) rollback(ctx context.Context, old keys.Secret, cas int, cause error) error {
+	ctx = context.WithoutCancel(ctx)
+	e := lv.e
+	lv.log("", "rollback", "because: "+cause.Error())
+	if !lv.maintOn && !lv.before.Maintenance {
+		if err := lv.maintenanceOn(ctx); err != nil {
+			lv.rep.Notes = append(lv.rep.Notes, "rollback: could not turn maintenance mode on: "+err.Error())
+		}
+	}
+	var errs []error
+	if v, err := e.Store.Put(ctx, keystore.AuthkeyID, old, keystore.PutOptions{CAS: cas, CreatedBy: e.Operator + " (rollback)"}); err != nil {
+		errs = append(errs, fmt.Errorf("store the old authkey again: %w", err))
+	} else {
+		lv.rep.Credentials = append(lv.rep.Credentials, CredentialChange{ID: keystore.AuthkeyID, Version: v.Version, Fingerprint: v.Fingerprint, Created: true})
+		lv.log("", "old authkey in the store", fmt.Sprintf("version %d", v.Version))
+	}
+	ds, err := e.serverDeliveries(nil, old, writeAlways)
+	if err == nil {
+		res, derr := e.deliver(ctx, ds)
+		lv.rep.Hosts = append(lv.rep.Hosts, res...)
+		if derr != nil {
+			errs = append(errs, fmt.Errorf("write the old authkey back: %w", derr))
+		}
+		lv.log("", "old authkey on every host", errString(derr))
+	}
+	for _, h := range lv.done {
+		for _, s := range lv.plan {
+			if s.Host == h.Name {
+				if err := lv.restart(ctx, s); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	if err := lv.maintenanceRestore(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		if err := lv.settle(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		lv.rep.Notes = append(lv.rep.Notes, "THE ROLLBACK DID NOT FINISH: check the cluster (crm_mon), put the authkey of the store's current version on every node (pcmkeys push), restart the daemons that hold another, then clear maintenance mode")
+		return err
+	}
+	lv.log("", "rollback", "done: the old key is in force everywhere")
+	return nil
+}
+
+func overrideSet(names []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, n := range names {
+		known := false
+		for _, k := range PrecheckNames {
+			known = known || k == n
+		}
+		if !known {
+			return nil, badInput("--override %q: the checks are %s", n, strings.Join(PrecheckNames, ", "))
+		}
+		out[n] = true
+	}
+	return out, nil
+}
