@@ -35,8 +35,11 @@ type Record struct {
 	Credentials   []Credential `json:"credentials,omitempty"`
 	HostsOK       []string     `json:"hosts_ok,omitempty"`
 	HostsFailed   []HostError  `json:"hosts_failed,omitempty"`
-	Result        string       `json:"result"` // ok, partial, failed
-	Error         string       `json:"error,omitempty"`
+	// Steps are a live rotation's prechecks, plan and timeline, one line
+	// each ("+12.3s node1: restart: ok").
+	Steps  []string `json:"steps,omitempty"`
+	Result string   `json:"result"` // ok, partial, failed
+	Error  string   `json:"error,omitempty"`
 }
 
 // Credential is a credential version an action used or made.

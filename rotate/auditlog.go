@@ -2,6 +2,7 @@ package rotate
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/pcmkeys/pcmkeys/audit"
 )
@@ -34,6 +35,15 @@ func (e *Env) record(rep *Report, args []string, runErr error) error {
 		} else {
 			r.HostsFailed = append(r.HostsFailed, audit.HostError{Host: h.Host, Error: h.Status + ": " + h.Error})
 		}
+	}
+	for _, c := range rep.Prechecks {
+		r.Steps = append(r.Steps, fmt.Sprintf("precheck %s: %v: %s", c.Name, c.OK, c.Detail))
+	}
+	for _, s := range rep.Restart {
+		r.Steps = append(r.Steps, fmt.Sprintf("plan %s: %s: %s", s.Host, s.Version, s.Result))
+	}
+	for _, s := range rep.Timeline {
+		r.Steps = append(r.Steps, fmt.Sprintf("%s %s: %s: %s", s.At, s.Host, s.Step, s.Result))
 	}
 	switch {
 	case errors.Is(runErr, ErrPartial):

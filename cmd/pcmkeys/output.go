@@ -76,6 +76,29 @@ func reportText(rep *rotate.Report) string {
 			fmt.Fprintf(&b, "    error: %s\n", h.Error)
 		}
 	}
+	if len(rep.Prechecks) > 0 {
+		b.WriteString("\nthe live cluster before anything changed:\n")
+		for _, c := range rep.Prechecks {
+			mark := "ok  "
+			switch {
+			case c.Overridden:
+				mark = "OVERRIDDEN"
+			case !c.OK:
+				mark = "FAIL"
+			}
+			fmt.Fprintf(&b, "  %s %s: %s\n", mark, c.Name, c.Detail)
+		}
+	}
+	if len(rep.Timeline) > 0 {
+		b.WriteString("\ntimeline:\n")
+		for _, s := range rep.Timeline {
+			host := s.Host
+			if host == "" {
+				host = "-"
+			}
+			fmt.Fprintf(&b, "  %8s  %-10s %s: %s\n", s.At, host, s.Step, s.Result)
+		}
+	}
 	for _, n := range rep.Notes {
 		fmt.Fprintf(&b, "  note: %s\n", n)
 	}

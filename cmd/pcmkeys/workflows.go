@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -64,7 +65,8 @@ the scheduled job.`,
 	cmd.Flags().BoolVar(&req.CIB, "cib", false, "rotate the CIB keys")
 	cmd.Flags().BoolVar(&req.Authkey, "authkey", false, "rotate the Pacemaker Remote authkey")
 	cmd.Flags().BoolVar(&req.Due, "due", false, "only keys older than the policy allows")
-	cmd.Flags().BoolVar(&req.Restart, "restart", false, "after --authkey, restart the nodes whose Pacemaker needs it (config restart.*), one at a time")
+	cmd.Flags().BoolVar(&req.Restart, "restart", false, "with --authkey: rotate on the live cluster — check it, maintenance mode, commit, restart what needs it (config restart.*) one at a time, settle, roll back on failure")
+	cmd.Flags().StringSliceVar(&req.Override, "override", nil, "with --restart: go past a failed precheck ("+strings.Join(rotate.PrecheckNames, ", ")+")")
 	return cmd
 }
 
