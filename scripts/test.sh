@@ -14,6 +14,7 @@ for target in credfile:FuzzParseCIBCredentials credfile:FuzzParseClientKey credf
 	go test -run '^$' -fuzz "^$fn\$" -fuzztime "$fuzztime" -fuzzminimizetime 2s "./$pkg" 2>&1 | grep -v '^fuzz: elapsed'
 done
 ./scripts/peers.sh # the real Pacemaker 3.0.2 peer for internal/pcmklab: built once per machine (minutes), then cached
+./scripts/clusterlab-deps.sh # Debian's pacemaker (Conflicts with pacemaker-remote) unpacked for internal/clusterlab: once per machine, then cached
 # A cold build of the test Vault (internal/vaultdev) takes minutes inside
 # the first test package that needs it: allow for it.
 go test -count=1 -timeout 40m ./...
