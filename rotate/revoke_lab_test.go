@@ -384,3 +384,43 @@ func TestLabRevokeClosesLiveSessions(t *testing.T) {
 		}
 	})
 }
+
+// TestLabRevokeSessionsCannotClose (issue 9): on a node where ss cannot
+// close sockets (a kernel without sock_destroy: here an ss that ignores
+// -K), revoke cuts every node but exits 3 naming that node with the manual
+// step; once ss works again, the rerun closes the session and finishes,
+// without rotating again.
+func TestLabRevokeSessionsCannotClose(t *testing.T) {
+	e, rl := newRevokeLab(t, "file", "shared", "")
+	ctx := context.Background()
+	if _, err := Init(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Onboard(ctx, e, OnboardRequest{User: "alice", Clients: []string{"host02"}}); err != nil {
+		t.Fatal(err)
+	}
+	node := rl.lab.Hosts[0]
+	holdSession(t, node, "hacluster", rl.clientKey(t, 2, "alice"))
+	fake := `mount -t tmpfs tmpfs /usr/local/sbin
+real=$(command -v ss)
+printf '#!/bin/sh\ncase " $* " in *" -K "*) exit 0 ;; esac\nexec %s "$@"\n' "$real" > /usr/local/sbin/ss
+chmod 755 /usr/local/sbin/ss`
+	if out, err := node.Exec(ctx, fake); err != nil {
+		t.Fatal(err, out)
+	}
+	_, err := Revoke(ctx, e, []string{"alice"})
+	failed := failedByHost(err)
+	if len(failed) != 1 || !strings.Contains(failed["host00"].Error, "could not be closed") || !strings.Contains(failed["host00"].Error, "ss -K") {
+		t.Fatalf("revoke where ss cannot close sessions: %v", err)
+	}
+	v := sharedVersion(t, e)
+	if out, err := node.Exec(ctx, "umount /usr/local/sbin"); err != nil {
+		t.Fatal(err, out)
+	}
+	if _, err := Revoke(ctx, e, []string{"alice"}); err != nil {
+		t.Fatalf("rerun: %v", err)
+	}
+	if established(t, node) != 0 || sharedVersion(t, e) != v {
+		t.Error("the rerun left the session, or rotated again")
+	}
+}
