@@ -103,3 +103,5 @@ func smoke(t *testing.T, version string) {
 }
 
 func TestSmoke215(t *testing.T) { smoke(t, "2.1.5") }
+
+func TestSmoke302(t *testing.T) { smoke(t, "3.0.2") }

@@ -119,6 +119,13 @@ func (c *Cluster) disk(n *Node) error {
 		{"var-log-pacemaker", 0o770, uid, gid, nil}, {"var-log-corosync", 0o755, 0, 0, nil},
 		{"root", 0o700, 0, 0, nil}, {"home", 0o755, 0, 0, nil},
 	}
+	for i := range entries {
+		if entries[i].path == "root" && c.peer != "" {
+			// The 3.0.2 build lives under /root/.cache: hacluster's daemons
+			// must pass through the node's /root to run it.
+			entries[i].mode = 0o701
+		}
+	}
 	for _, d := range []string{"cib", "pengine", "blackbox", "cores"} {
 		entries = append(entries, entry{"var-lib-pacemaker/" + d, 0o750, uid, gid, nil})
 	}

@@ -58,9 +58,11 @@ func fencing(t *testing.T, version string) {
 	// Put the right key back and restart node2's pacemaker (its controller
 	// may keep the wrong key 60 s), clean up: the remote node is back.
 	writeAuthkey(t, c.Nodes[1], c.PacemakerAuthkey())
+	restart := time.Now()
 	if out, err := c.Nodes[1].Exec(ctx, "systemctl restart pacemaker"); err != nil {
 		t.Fatalf("restart pacemaker on %s: %v: %s", c.Nodes[1].Name, err, out)
 	}
+	t.Logf("systemctl restart pacemaker on %s: %v", c.Nodes[1].Name, time.Since(restart).Round(time.Millisecond))
 	deadline := time.Now().Add(2 * time.Minute)
 	for c.Remote.Boots() < 2 && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond)
@@ -128,3 +130,5 @@ func fencing(t *testing.T, version string) {
 }
 
 func TestFencing215(t *testing.T) { fencing(t, "2.1.5") }
+
+func TestFencing302(t *testing.T) { fencing(t, "3.0.2") }

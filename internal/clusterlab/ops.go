@@ -109,9 +109,11 @@ func (c *Cluster) Cleanup(ctx context.Context, rsc string) error {
 	if rsc != "" {
 		args = append(args, "--resource", rsc)
 	}
+	began := time.Now()
 	out, err := c.Exec(ctx, `crm_resource --cleanup "$@" 2>&1`, args...)
 	if err != nil {
 		return fmt.Errorf("crm_resource --cleanup %s: %v: %s", rsc, err, out)
 	}
+	c.logf("crm_resource --cleanup %s: %v: %s", rsc, time.Since(began).Round(time.Millisecond), strings.TrimSpace(out))
 	return nil
 }

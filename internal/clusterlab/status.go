@@ -207,8 +207,12 @@ func (c *Cluster) WaitSettled(ctx context.Context) error {
 func (c *Cluster) waitSettled(ctx context.Context) (*Status, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	why := ""
+	why, logged := "", time.Now()
 	for {
+		if time.Since(logged) > 10*time.Second {
+			c.logf("waiting for the cluster to settle: %s", why)
+			logged = time.Now()
+		}
 		s, err := c.Status(ctx)
 		if err == nil {
 			if why = c.Unsettled(s); why == "" {
