@@ -22,18 +22,17 @@ import (
 //     is re-read on every handshake, so a file newer than based is normal:
 //     doctor tells anonymous TLS apart by offering it one, keyless
 //     (gnutls-cli, anonymous DH, TLS 1.2: based in PSK mode refuses it).
-//   - pacemaker-remoted and the controller of 3.0.2+ read the authkey once;
-//     doctor asks the daemon listening on 3121 whether it accepts the file's
-//     key with a TLS-PSK handshake (identity lrmd) run on the node.
+//   - pacemaker-remoted and the controller of 3.0.2+ read the authkey once:
+//     a daemon that started before the file last changed holds the old key
+//     ("restart pending"). The probe compares the file's change time with
+//     the daemon's start. It never offers pacemaker-remoted a handshake of
+//     its own: verified on a live 3.0.2 cluster, a second TLS client on
+//     3121 — even one with the right key — makes remoted drop the cluster's
+//     own connection when it leaves ("Cleaning up after remote client
+//     pacemaker-remote-…"), and the remote node is fenced.
 //
-// The probe runs as one shell script per node through Host.Exec. Key
-// material never leaves the node and never enters an argv: the authkey is
-// hex-encoded by od into a pipe and gnutls-cli, given no --pskkey, reads it
-// from that pipe at its "Enter key:" prompt (getpass falls back to stdin
-// without a terminal, and setsid makes sure there is none). gnutls-cli has
-// no option that reads a key from a file, and --pskkey would put the key in
-// /proc/PID/cmdline, readable by every local user for as long as the
-// handshake lasts. Daemons are looked for in the probe's own network
+// The probe runs as one shell script per node through Host.Exec; it
+// reads no key. Daemons are looked for in the probe's own network
 // namespace (a host with several namespaces, such as a lab, runs one node
 // per namespace), and every command the probe runs is bounded by timeout.
 const nodeProbeScript = `PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; export LC_ALL=C
@@ -80,9 +79,6 @@ verdict() { case $2 in *"Handshake was completed"*) echo "$1 yes" ;;
 if [ -n "$gcli" ] && ss -Hltn "( sport = :$port )" 2>/dev/null | grep -q .; then
 	verdict anon "$(timeout -s KILL 15 $sd gnutls-cli --priority 'NORMAL:-VERS-TLS1.3:-KX-ALL:+ANON-DH' -p "$port" "$(addr "$port")" </dev/null 2>&1)"
 fi
-if [ -n "$gcli" ] && [ -r "$authkey" ] && ss -Hltn '( sport = :3121 )' 2>/dev/null | grep -q .; then
-	verdict authkey "$({ od -An -tx1 -v "$authkey" | tr -d ' \n'; echo; } | timeout -s KILL 15 $sd gnutls-cli --priority 'NORMAL:+ECDHE-PSK:+DHE-PSK:+PSK' --pskusername lrmd -p 3121 "$(addr 3121)" 2>&1)"
-fi
 exit 0`
 
 // nodeProbe is what the probe saw on one node.
@@ -97,7 +93,6 @@ type nodeProbe struct {
 	listen  map[int]string      // port → ss line of its listener
 	cibPort struct{ source, value string }
 	anon    *probeVerdict // based's port answered anonymous TLS
-	authkey *probeVerdict // 3121 accepted the file's key
 }
 
 type probedDaemon struct {
@@ -183,13 +178,8 @@ func parseNodeProbe(out string) *nodeProbe {
 			if len(f) > 1 {
 				p.cibPort.value = f[1]
 			}
-		case kind == "anon" || kind == "authkey":
-			v := &probeVerdict{yes: len(f) > 0 && f[0] == "yes", detail: strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(rest, "yes"), "no"))}
-			if kind == "anon" {
-				p.anon = v
-			} else {
-				p.authkey = v
-			}
+		case kind == "anon":
+			p.anon = &probeVerdict{yes: len(f) > 0 && f[0] == "yes", detail: strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(rest, "yes"), "no"))}
 		}
 	}
 	return p
@@ -314,28 +304,14 @@ func checkAuthkeyInUse(p *nodeProbe, path string, add func(Check)) {
 	}
 	ctime, exists := p.ctime[path]
 	who := fmt.Sprintf("%s (%s, pid %d, started %s)", d.name, versionRE.FindString(d.version), d.pid, p.when(d.start))
-	caches := cachesAuthkey(d.version)
-	restart := fmt.Sprintf("restart pending: %s still holds the key it read at its start and refuses the file's (changed %s); restart it (rotate --authkey --restart runs the config's restart commands)", who, p.when(ctime))
 	switch {
 	case !exists:
 		add(Check{Name: name, OK: false, Detail: who + " runs, but " + path + " is missing"})
-	case p.authkey != nil && p.authkey.yes:
-		add(Check{Name: name, OK: true, Detail: who + " accepts the file's key (TLS-PSK handshake on 3121)"})
-	case p.authkey != nil && caches:
-		add(Check{Name: name, OK: false, Detail: restart})
-	case p.authkey != nil && p.now-ctime < 90:
-		add(Check{Name: name, OK: true, Detail: fmt.Sprintf("%s refuses the file's key, changed %.0f s ago: this version re-reads it within 60 s; rerun doctor in a minute", who, p.now-ctime)})
-	case p.authkey != nil:
-		add(Check{Name: name, OK: false, Detail: fmt.Sprintf("%s refuses the file's key (%s); check that every node holds the same authkey", who, p.authkey.detail)})
+	case cachesAuthkey(d.version) && ctime > d.start:
+		add(Check{Name: name, OK: false, Detail: fmt.Sprintf("restart pending: the authkey changed %s, after %s started, and this version reads it only at start: it still holds the old key; restart it (rotate --authkey --restart does it safely)", p.when(ctime), who)})
+	case !cachesAuthkey(d.version) && ctime > d.start && p.now-ctime < 90:
+		add(Check{Name: name, OK: true, Detail: fmt.Sprintf("%s re-reads the authkey within 60 s; it changed %.0f s ago: rerun doctor in a minute", who, p.now-ctime)})
 	default:
-		why := "nothing listens on 3121 here"
-		if !p.gnutls {
-			why = "no gnutls-cli here for a handshake (gnutls-bin)"
-		}
-		if caches && ctime > d.start {
-			add(Check{Name: name, OK: false, Detail: fmt.Sprintf("restart pending: the authkey changed %s, after %s started, and it reads the file only at start (%s to check by a handshake); restart it", p.when(ctime), who, why)})
-		} else {
-			add(Check{Name: name, OK: true, Detail: fmt.Sprintf("%s started after the authkey last changed (%s to check by a handshake)", who, why)})
-		}
+		add(Check{Name: name, OK: true, Detail: fmt.Sprintf("%s holds the file's key (it started after the file last changed, or re-reads it)", who)})
 	}
 }
