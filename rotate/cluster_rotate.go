@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/keys"
 	"github.com/pcmkeys/pcmkeys/keystore"
+	"github.com/pcmkeys/pcmkeys/policies"
 )
 
 // An authkey rotation on a live cluster (rotate --authkey --restart).
@@ -59,12 +62,16 @@ type liveRotation struct {
 	plan    []RestartStep
 	hosts   map[string]config.Host
 	done    []config.Host // restarted with the new key
+	// starts is when each host's key-holding daemon (controller or
+	// pacemaker-remoted) started, as of the last look: one that started
+	// again without pcmkeys restarting it was restarted or fenced.
+	starts map[string]float64
 }
 
 // startLive reads the live cluster and checks it, and makes the plan
 // (each node's version and whether it needs a restart). Nothing changes.
 func (e *Env) startLive(ctx context.Context, override map[string]bool, rep *Report) (*liveRotation, error) {
-	lv := &liveRotation{e: e, rep: rep, began: time.Now(), hosts: map[string]config.Host{}}
+	lv := &liveRotation{e: e, rep: rep, began: time.Now(), hosts: map[string]config.Host{}, starts: map[string]float64{}}
 	for _, h := range e.Config.Hosts {
 		lv.hosts[h.Name] = h
 	}
@@ -81,6 +88,11 @@ func (e *Env) startLive(ctx context.Context, override map[string]bool, rep *Repo
 	out, _, err := lv.clusterExec(ctx, "", maintenanceRW+" --query --quiet")
 	if err == nil {
 		lv.maint = strings.TrimSpace(out)
+	}
+	for _, h := range lv.hosts {
+		if h.Role == config.RoleNode || h.Role == config.RoleRemoteNode {
+			lv.starts[h.Name] = lv.daemonStart(ctx, h)
+		}
 	}
 	lv.plan = e.restartPlan(ctx, false)
 	for i := range lv.plan {
@@ -130,11 +142,7 @@ func (lv *liveRotation) read(ctx context.Context, avoid string) (*clusterState, 
 	if err != nil {
 		return nil, "", err
 	}
-	i := strings.Index(out, "<pacemaker-result")
-	if i < 0 {
-		return nil, from, fmt.Errorf("crm_mon on %s said no XML: %s", from, oneLine(out))
-	}
-	st, err := parseClusterState([]byte(out[i:]))
+	st, err := parseClusterOutput(out, from)
 	return st, from, err
 }
 
@@ -200,9 +208,14 @@ func (lv *liveRotation) maintenanceRestore(ctx context.Context) error {
 	return nil
 }
 
-// restart restarts the daemon of one host and waits until the cluster
-// sees it back: a remote node online with its connection active, a full
-// node online in a quorate cluster.
+// remotedUp is true on a host where pacemaker-remoted listens (3121).
+const remotedUp = "ss -Hltn '( sport = :3121 )' | grep -q . && echo up || echo down"
+
+// restart restarts the daemon of one host and waits until it is back: a
+// full node online in a quorate cluster's view; a remote node's
+// pacemaker-remoted listening again. (In maintenance mode the cluster does
+// not reconnect a remote node by itself: the controllers, restarted next
+// with the new key, reconnect it once maintenance mode is lifted.)
 func (lv *liveRotation) restart(ctx context.Context, s RestartStep) error {
 	h := lv.hosts[s.Host]
 	conn, err := lv.e.connect(ctx, h)
@@ -211,32 +224,83 @@ func (lv *liveRotation) restart(ctx context.Context, s RestartStep) error {
 		out, err = conn.Exec(ctx, s.Command)
 		conn.Close()
 		if err != nil {
-			err = fmt.Errorf("%s: %w %s", s.Command, err, oneLine(out))
+			err = fmt.Errorf("%w %s", err, oneLine(out)) // Exec's error names the command
 		}
 	}
 	if err != nil {
 		lv.log(h.Name, "restart", "failed: "+err.Error())
-		return fmt.Errorf("restart on %s: %w", h.Name, err)
+		return fmt.Errorf("restart: %w", err)
+	}
+	if !slices.Contains(lv.done, h) {
+		lv.done = append(lv.done, h) // it holds the new key now, whatever follows
+	}
+	if h.Role == config.RoleRemoteNode {
+		lv.log(h.Name, "restart ("+s.Command+")", "done; waiting for pacemaker-remoted to listen")
+		return lv.waitRemoted(ctx, h)
 	}
 	lv.log(h.Name, "restart ("+s.Command+")", "done; waiting for the cluster to see it back")
 	err = lv.waitFor(ctx, h.Name, restartBound, func(st *clusterState) string {
 		n, ok := st.node(h.Name)
-		switch {
-		case !ok || !n.Online || n.Pending || n.Unclean:
+		if !ok || !n.Online || n.Pending || n.Unclean {
 			return h.Name + " is not online in the cluster's view"
-		case !st.Quorate:
-			return "the cluster has no quorum"
-		case h.Role == config.RoleRemoteNode && !st.remoteConnections()[h.Name].Active:
-			return "the connection to " + h.Name + " is not active"
 		}
-		return ""
+		return st.idle() // rejoined: the DC has finished with it
 	})
 	if err != nil {
 		lv.log(h.Name, "back in the cluster", "failed: "+err.Error())
 		return fmt.Errorf("%s after its restart: %w", h.Name, err)
 	}
 	lv.log(h.Name, "back in the cluster", "ok")
+	lv.starts[h.Name] = lv.daemonStart(ctx, h)
 	return nil
+}
+
+// keyDaemon is the daemon of a probe that holds the authkey.
+func keyDaemon(p *nodeProbe) (probedDaemon, bool) {
+	if d, ok := p.daemons["pacemaker-remoted"]; ok {
+		return d, true
+	}
+	d, ok := p.daemons["pacemaker-controld"]
+	return d, ok
+}
+
+// daemonStart is when h's key-holding daemon started (0: unknown).
+func (lv *liveRotation) daemonStart(ctx context.Context, h config.Host) float64 {
+	conn, err := lv.e.connect(ctx, h)
+	if err != nil {
+		return 0
+	}
+	defer conn.Close()
+	p, err := lv.e.probeNode(ctx, conn, h)
+	if err != nil {
+		return 0
+	}
+	d, _ := keyDaemon(p)
+	return d.start
+}
+
+// waitRemoted waits until pacemaker-remoted listens on h again.
+func (lv *liveRotation) waitRemoted(ctx context.Context, h config.Host) error {
+	ctx, cancel := context.WithTimeout(ctx, restartBound)
+	defer cancel()
+	for {
+		conn, err := lv.e.connect(ctx, h)
+		if err == nil {
+			out, _ := conn.Exec(ctx, remotedUp)
+			conn.Close()
+			if strings.TrimSpace(out) == "up" {
+				lv.log(h.Name, "pacemaker-remoted listens", "ok")
+				lv.starts[h.Name] = lv.daemonStart(ctx, h)
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			lv.log(h.Name, "pacemaker-remoted listens", "failed: not after "+restartBound.String())
+			return fmt.Errorf("pacemaker-remoted on %s does not listen %s after its restart", h.Name, restartBound)
+		case <-time.After(pollInterval):
+		}
+	}
 }
 
 // restartAll restarts, in the plan's order (remote nodes first, then full
@@ -259,7 +323,6 @@ func (lv *liveRotation) restartAll(ctx context.Context, committed time.Time) err
 				return err
 			}
 			s.Result = "restarted"
-			lv.done = append(lv.done, lv.hosts[s.Host])
 		}
 	}
 	if wait := time.Until(committed.Add(cacheWindow)); reread && wait > 0 {
@@ -279,6 +342,9 @@ func (lv *liveRotation) restartAll(ctx context.Context, committed time.Time) err
 func (lv *liveRotation) settle(ctx context.Context) error {
 	want := lv.before.activeResources()
 	err := lv.waitFor(ctx, "", settleBound, func(st *clusterState) string {
+		if why := st.idle(); why != "" {
+			return why
+		}
 		for _, n := range st.Nodes {
 			if !n.Online || n.Pending || n.Unclean {
 				return n.Name + " is not online"
@@ -314,12 +380,49 @@ func (lv *liveRotation) postChecks(ctx context.Context) error {
 	for _, f := range st.newFailures(lv.before) {
 		problems = append(problems, "a new failed action: "+f.String())
 	}
+	problems = append(problems, lv.keyInUse(ctx)...)
 	if len(problems) > 0 {
 		lv.log(from, "post-checks", "failed: "+strings.Join(problems, "; "))
 		return errors.New(strings.Join(problems, "; "))
 	}
-	lv.log(from, "post-checks", "ok: no fencing, no new failed action")
+	lv.log(from, "post-checks", "ok: no fencing, no new failed action, every key-holding daemon started after the new key and not again since")
 	return nil
+}
+
+// keyInUse asks every node and remote node (doctor's probe: a TLS-PSK
+// handshake to 3121 with the key on disk) whether its running daemon
+// accepts the authkey its file holds.
+func (lv *liveRotation) keyInUse(ctx context.Context) []string {
+	var problems []string
+	path := lv.e.Config.Policy.Files[policies.Authkey].Path
+	for _, h := range lv.hosts {
+		if h.Role != config.RoleNode && h.Role != config.RoleRemoteNode {
+			continue
+		}
+		conn, err := lv.e.connect(ctx, h)
+		if err != nil {
+			problems = append(problems, h.Name+": "+err.Error())
+			continue
+		}
+		p, err := lv.e.probeNode(ctx, conn, h)
+		conn.Close()
+		if err != nil {
+			problems = append(problems, h.Name+": "+err.Error())
+			continue
+		}
+		checkAuthkeyInUse(p, path, func(c Check) {
+			if !c.OK {
+				problems = append(problems, h.Name+": "+c.Detail)
+			}
+		})
+		// Fencing history does not survive a restart of every node: a
+		// daemon that started again behind pcmkeys's back says it.
+		if d, ok := keyDaemon(p); ok && lv.starts[h.Name] != 0 && d.start-lv.starts[h.Name] > 1 {
+			problems = append(problems, fmt.Sprintf("%s: %s started again during the run (fenced or restarted outside the plan)", h.Name, d.name))
+		}
+	}
+	sort.Strings(problems)
+	return problems
 }
 
 // rollback puts the old key back everywhere, in the store as a new version
@@ -350,7 +453,7 @@ func (lv *liveRotation) rollback(ctx context.Context, old keys.Secret, cas int, 
 		if derr != nil {
 			errs = append(errs, fmt.Errorf("write the old authkey back: %w", derr))
 		}
-		lv.log("", "old authkey on every host", errString(derr))
+		lv.log("", "old authkey on every host", okOr(derr))
 	}
 	for _, h := range lv.done {
 		for _, s := range lv.plan {
@@ -390,4 +493,11 @@ func overrideSet(names []string) (map[string]bool, error) {
 		out[n] = true
 	}
 	return out, nil
+}
+
+func okOr(err error) string {
+	if err != nil {
+		return "failed: " + err.Error()
+	}
+	return "ok"
 }

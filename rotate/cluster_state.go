@@ -21,12 +21,19 @@ import (
 
 // clusterCommand asks a full node for the cluster's state, fencing
 // history included (level 3: every event, with its time).
-const clusterCommand = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; crm_mon --one-shot --output-as=xml --fence-history=3 2>/dev/null || crm_mon -1 --output-as=xml --fence-history=3"
+// After the XML, "DCSTATE" and the DC's controller state (crmadmin): a
+// cluster settles only when its DC is idle.
+const clusterCommand = `PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+x=$(crm_mon --one-shot --output-as=xml --fence-history=3 2>/dev/null || crm_mon -1 --output-as=xml --fence-history=3) || { printf '%s\n' "$x"; exit 1; }
+printf '%s\n' "$x"
+dc=$(printf '%s\n' "$x" | sed -n 's/.*<current_dc [^>]* name="\([^"]*\)".*/\1/p')
+[ -z "$dc" ] || echo "DCSTATE $(crmadmin -q -S "$dc" 2>&1 | tail -n1)"`
 
 // clusterState is what crm_mon said.
 type clusterState struct {
 	Quorate     bool
 	DC          string
+	DCState     string // the DC's controller state, such as S_IDLE
 	Maintenance bool
 	Nodes       []clusterNode
 	Resources   []clusterResource
@@ -125,11 +132,35 @@ func readCluster(ctx context.Context, conn distribute.Host) (*clusterState, erro
 	if err != nil {
 		return nil, fmt.Errorf("crm_mon on %s: %w", conn.Name(), err)
 	}
+	return parseClusterOutput(out, conn.Name())
+}
+
+// parseClusterOutput reads clusterCommand's output.
+func parseClusterOutput(out, from string) (*clusterState, error) {
 	i := strings.Index(out, "<pacemaker-result")
 	if i < 0 {
-		return nil, fmt.Errorf("crm_mon on %s said no XML: %s", conn.Name(), oneLine(out))
+		return nil, fmt.Errorf("crm_mon on %s said no XML: %s", from, oneLine(out))
 	}
-	return parseClusterState([]byte(out[i:]))
+	x, state, _ := strings.Cut(out[i:], "\nDCSTATE ")
+	st, err := parseClusterState([]byte(x))
+	if err == nil {
+		st.DCState = strings.TrimSpace(state)
+	}
+	return st, err
+}
+
+// idle reports why the cluster is not quiet yet, or "": quorate, with a DC
+// whose controller is idle (no transition under way).
+func (s *clusterState) idle() string {
+	switch {
+	case !s.Quorate:
+		return "the cluster has no quorum"
+	case s.DC == "":
+		return "the cluster has no DC"
+	case !strings.Contains(s.DCState, "S_IDLE"):
+		return "the DC " + s.DC + " is busy (" + s.DCState + ")"
+	}
+	return ""
 }
 
 func (s *clusterState) node(name string) (clusterNode, bool) {

@@ -184,7 +184,7 @@ func (e *Env) rotate(ctx context.Context, req RotateRequest, rep *Report) error 
 // restarts, maintenance mode back, the cluster settled, post-checks; a
 // failure anywhere rolls the old key back.
 func (e *Env) finishLive(ctx context.Context, lv *liveRotation, old keys.Secret, committed time.Time, rep *Report) error {
-	lv.log("", "new authkey committed", errString(partial(rep.Hosts)))
+	lv.log("", "new authkey committed everywhere", okOr(partial(rep.Hosts)))
 	newVersion := 0
 	for _, c := range rep.Credentials {
 		if c.ID == keystore.AuthkeyID && c.Created {
@@ -194,6 +194,10 @@ func (e *Env) finishLive(ctx context.Context, lv *liveRotation, old keys.Secret,
 	err := partial(rep.Hosts)
 	if err == nil {
 		err = lv.restartAll(ctx, committed)
+	}
+	if err == nil {
+		// Lift maintenance mode only on a quiet cluster.
+		err = lv.waitFor(ctx, "", restartBound, func(st *clusterState) string { return st.idle() })
 	}
 	if err == nil {
 		err = lv.maintenanceRestore(ctx)
