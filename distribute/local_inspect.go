@@ -74,7 +74,7 @@ func (l *Local) Inspect(ctx context.Context, path, owner string) (FileState, err
 		return fs, l.fail("inspect", t.full, err)
 	}
 	fs.Exists = true
-	l.fillState(&fs, st)
+	l.fillState(&fs, st, t.owner)
 	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
 		fs.Symlink = true
 		return fs, nil
@@ -89,22 +89,27 @@ func (l *Local) Inspect(ctx context.Context, path, owner string) (FileState, err
 	}
 	st2, sum, err := readNoFollow(dirfd, t.base)
 	if errors.Is(err, errTooLarge) { // it grew meanwhile
-		l.fillState(&fs, st2)
+		l.fillState(&fs, st2, t.owner)
 		fs.TooLarge = true
 		return fs, nil
 	}
 	if err != nil {
 		return fs, l.fail("inspect", t.full, err)
 	}
-	l.fillState(&fs, st2)
+	l.fillState(&fs, st2, t.owner)
 	fs.SHA256 = sum
 	return fs, nil
 }
 
-func (l *Local) fillState(fs *FileState, st unix.Stat_t) {
+// fillState fills fs from st. A uid that several accounts share (an
+// image's test users mapped to one) is named as the owner asked about.
+func (l *Local) fillState(fs *FileState, st unix.Stat_t, owner Account) {
 	fs.Regular = st.Mode&unix.S_IFMT == unix.S_IFREG
 	fs.UID, fs.GID = int(st.Uid), int(st.Gid)
 	un, gn := l.acct.names(fs.UID, fs.GID)
+	if fs.UID == owner.UID && owner.Name != "" {
+		un = owner.Name
+	}
 	fs.Owner, fs.Group = Escape(un), Escape(gn)
 	fs.Mode = permOf(st.Mode)
 	fs.Size = st.Size

@@ -371,6 +371,9 @@ inspect)
 		exit 0
 	fi
 	st=$(stat -c '%u %g %a %s %U %G' -- "$t")
+	# A uid that several accounts share is named as the owner asked about.
+	set -- $st
+	[ "$1" != "$uid" ] || st="$1 $2 $3 $4 $owner $6"
 	if [ -L "$t" ]; then
 		echo symlink $st
 	elif [ ! -f "$t" ]; then
