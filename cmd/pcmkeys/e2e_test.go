@@ -27,7 +27,7 @@ func quickstart(t *testing.T, mode string) (string, *testroot.Root) {
 	t.Helper()
 	root := testroot.New(t)
 	dir := t.TempDir()
-	cfg := fmt.Sprintf("cluster: quickstart\nstore: {type: file, path: store}\nidentity_mode: %s\ncib: {server: localhost, port: 5403}\nnodes:\n  - {name: localhost, local: true, root: %s}\n", mode, root.Dir)
+	cfg := fmt.Sprintf("cluster: quickstart\nstore: {type: file, path: store}\naudit: {path: audit.jsonl}\nidentity_mode: %s\ncib: {server: localhost, port: 5403}\nnodes:\n  - {name: localhost, local: true, root: %s}\n", mode, root.Dir)
 	p := filepath.Join(dir, "pcmkeys.yaml")
 	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -206,7 +206,7 @@ func TestMainJobVault(t *testing.T) {
 	t.Setenv("VAULT_TOKEN", srv.RootToken)
 	root := testroot.New(t)
 	cfg := filepath.Join(t.TempDir(), "pcmkeys.yaml")
-	doc := fmt.Sprintf("cluster: prod\nstore: {type: vault, mount: %s}\ncib: {port: 5403}\nnodes:\n  - {name: node1, local: true, root: %s}\n", m, root.Dir)
+	doc := fmt.Sprintf("cluster: prod\nstore: {type: vault, mount: %s}\naudit: {path: audit.jsonl}\ncib: {port: 5403}\nnodes:\n  - {name: node1, local: true, root: %s}\n", m, root.Dir)
 	if err := os.WriteFile(cfg, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
