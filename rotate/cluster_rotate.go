@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/pcmkeys/pcmkeys/config"
-	"github.com/pcmkeys/pcmkeys/keys"
-	"github.com/pcmkeys/pcmkeys/keystore"
 	"github.com/pcmkeys/pcmkeys/policies"
 )
 
@@ -62,6 +61,7 @@ type liveRotation struct {
 	plan    []RestartStep
 	hosts   map[string]config.Host
 	done    []config.Host // restarted with the new key
+	resumed bool          // maintenance mode was left on by a killed run
 	// starts is when each host's key-holding daemon (controller or
 	// pacemaker-remoted) started, as of the last look: one that started
 	// again without pcmkeys restarting it was restarted or fenced.
@@ -81,6 +81,18 @@ func (e *Env) startLive(ctx context.Context, override map[string]bool, rep *Repo
 	}
 	lv.before = st
 	lv.log(from, "read the cluster (crm_mon)", "ok")
+	saved, killed := lv.readMarker(ctx)
+	if killed && st.Maintenance {
+		// A killed run's maintenance mode: this run finishes its job. Its
+		// remote nodes may be disconnected (remoted restarted with the new
+		// key while maintenance mode stopped the cluster reconnecting):
+		// that is what this run repairs, not a reason to refuse.
+		lv.resumed = true
+		lv.log("", "an earlier run was killed midway", "maintenance mode is its doing: this run rotates again and then puts it back to "+map[bool]string{true: "unset", false: saved}[saved == ""])
+		rep.Notes = append(rep.Notes, "an earlier authkey rotation was killed midway (its marker was on the nodes): this run finishes it")
+		override = maps.Clone(override)
+		override["remote-nodes"] = true
+	}
 	rep.Prechecks = e.prechecks(st, override)
 	if err := precheckError(rep.Prechecks); err != nil {
 		return nil, err
@@ -89,6 +101,10 @@ func (e *Env) startLive(ctx context.Context, override map[string]bool, rep *Repo
 	if err == nil {
 		lv.maint = strings.TrimSpace(out)
 	}
+	if lv.resumed {
+		lv.maint = saved
+	}
+
 	for _, h := range lv.hosts {
 		if h.Role == config.RoleNode || h.Role == config.RoleRemoteNode {
 			lv.starts[h.Name] = lv.daemonStart(ctx, h)
@@ -168,9 +184,18 @@ func (lv *liveRotation) waitFor(ctx context.Context, avoid string, bound time.Du
 
 // maintenanceOn turns maintenance mode on, unless it is on already.
 func (lv *liveRotation) maintenanceOn(ctx context.Context) error {
+	if lv.resumed {
+		lv.maintOn = true // the killed run's: ours to put back
+		lv.log("", "maintenance mode", "already on (left by the killed run)")
+		return nil
+	}
 	if lv.before.Maintenance {
 		lv.log("", "maintenance mode", "already on")
 		return nil
+	}
+	if err := lv.writeMarker(ctx); err != nil {
+		lv.log("", "the run's marker", "failed: "+err.Error())
+		return err
 	}
 	_, from, err := lv.clusterExec(ctx, "", maintenanceRW+" --update true")
 	if err != nil {
@@ -205,6 +230,7 @@ func (lv *liveRotation) maintenanceRestore(ctx context.Context) error {
 	}
 	lv.maintOn = false
 	lv.log(from, "maintenance mode back", "ok ("+map[bool]string{true: "unset", false: lv.maint}[lv.maint == ""]+")")
+	lv.removeMarker(ctx)
 	return nil
 }
 
@@ -277,6 +303,16 @@ func (lv *liveRotation) daemonStart(ctx context.Context, h config.Host) float64 
 	}
 	d, _ := keyDaemon(p)
 	return d.start
+}
+
+// planVersion is the Pacemaker version the plan found on host.
+func (lv *liveRotation) planVersion(host string) string {
+	for _, s := range lv.plan {
+		if s.Host == host {
+			return s.Version
+		}
+	}
+	return ""
 }
 
 // waitRemoted waits until pacemaker-remoted listens on h again.
@@ -385,7 +421,7 @@ func (lv *liveRotation) postChecks(ctx context.Context) error {
 		lv.log(from, "post-checks", "failed: "+strings.Join(problems, "; "))
 		return errors.New(strings.Join(problems, "; "))
 	}
-	lv.log(from, "post-checks", "ok: no fencing, no new failed action, every key-holding daemon started after the new key and not again since")
+	lv.log(from, "post-checks", "ok: no fencing, no new failed action, no key-holding daemon on an old key (by version and start time), none started again behind the run")
 	return nil
 }
 
@@ -410,7 +446,7 @@ func (lv *liveRotation) keyInUse(ctx context.Context) []string {
 			problems = append(problems, h.Name+": "+err.Error())
 			continue
 		}
-		checkAuthkeyInUse(p, path, func(c Check) {
+		checkAuthkeyInUse(p, path, lv.planVersion(h.Name), func(c Check) {
 			if !c.OK {
 				problems = append(problems, h.Name+": "+c.Detail)
 			}
@@ -423,81 +459,4 @@ func (lv *liveRotation) keyInUse(ctx context.Context) []string {
 	}
 	sort.Strings(problems)
 	return problems
-}
-
-// rollback puts the old key back everywhere, in the store as a new version
-// over the rotated one (cas), restarts again the daemons that were
-// restarted with the new key, all inside maintenance mode, and then
-// restores maintenance mode. What it could not do is said with the step
-// that finishes it by hand.
-func (lv *liveRotation) rollback(ctx context.Context, old keys.Secret, cas int, cause error) error {
-	ctx = context.WithoutCancel(ctx)
-	e := lv.e
-	lv.log("", "rollback", "because: "+cause.Error())
-	if !lv.maintOn && !lv.before.Maintenance {
-		if err := lv.maintenanceOn(ctx); err != nil {
-			lv.rep.Notes = append(lv.rep.Notes, "rollback: could not turn maintenance mode on: "+err.Error())
-		}
-	}
-	var errs []error
-	if v, err := e.Store.Put(ctx, keystore.AuthkeyID, old, keystore.PutOptions{CAS: cas, CreatedBy: e.Operator + " (rollback)"}); err != nil {
-		errs = append(errs, fmt.Errorf("store the old authkey again: %w", err))
-	} else {
-		lv.rep.Credentials = append(lv.rep.Credentials, CredentialChange{ID: keystore.AuthkeyID, Version: v.Version, Fingerprint: v.Fingerprint, Created: true})
-		lv.log("", "old authkey in the store", fmt.Sprintf("version %d", v.Version))
-	}
-	ds, err := e.serverDeliveries(nil, old, writeAlways)
-	if err == nil {
-		res, derr := e.deliver(ctx, ds)
-		lv.rep.Hosts = append(lv.rep.Hosts, res...)
-		if derr != nil {
-			errs = append(errs, fmt.Errorf("write the old authkey back: %w", derr))
-		}
-		lv.log("", "old authkey on every host", okOr(derr))
-	}
-	for _, h := range lv.done {
-		for _, s := range lv.plan {
-			if s.Host == h.Name {
-				if err := lv.restart(ctx, s); err != nil {
-					errs = append(errs, err)
-				}
-			}
-		}
-	}
-	if err := lv.maintenanceRestore(ctx); err != nil {
-		errs = append(errs, err)
-	}
-	if len(errs) == 0 {
-		if err := lv.settle(ctx); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		lv.rep.Notes = append(lv.rep.Notes, "THE ROLLBACK DID NOT FINISH: check the cluster (crm_mon), put the authkey of the store's current version on every node (pcmkeys push), restart the daemons that hold another, then clear maintenance mode")
-		return err
-	}
-	lv.log("", "rollback", "done: the old key is in force everywhere")
-	return nil
-}
-
-func overrideSet(names []string) (map[string]bool, error) {
-	out := map[string]bool{}
-	for _, n := range names {
-		known := false
-		for _, k := range PrecheckNames {
-			known = known || k == n
-		}
-		if !known {
-			return nil, badInput("--override %q: the checks are %s", n, strings.Join(PrecheckNames, ", "))
-		}
-		out[n] = true
-	}
-	return out, nil
-}
-
-func okOr(err error) string {
-	if err != nil {
-		return "failed: " + err.Error()
-	}
-	return "ok"
 }

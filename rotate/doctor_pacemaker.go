@@ -213,7 +213,7 @@ func (e *Env) pacemakerChecks(ctx context.Context, conn distribute.Host, h confi
 			checkPerUserPAM(p, add)
 		}
 	}
-	checkAuthkeyInUse(p, e.Config.Policy.Files[policies.Authkey].Path, add)
+	checkAuthkeyInUse(p, e.Config.Policy.Files[policies.Authkey].Path, version, add)
 }
 
 func (e *Env) checkCredVersion(p *nodeProbe, v string, add func(Check)) {
@@ -292,7 +292,11 @@ const listenerGrace = 6 * time.Second
 
 // checkAuthkeyInUse asks whether the daemon that uses the authkey on this
 // node holds the file's key.
-func checkAuthkeyInUse(p *nodeProbe, path string, add func(Check)) {
+//
+// version is the node's Pacemaker version from elsewhere (pacemakerd
+// --version), for a daemon that does not say its own (Debian's 2.1.5
+// controller prints nothing).
+func checkAuthkeyInUse(p *nodeProbe, path, version string, add func(Check)) {
 	const name = "authkey in use"
 	d, ok := p.daemons["pacemaker-remoted"]
 	if !ok {
@@ -303,6 +307,9 @@ func checkAuthkeyInUse(p *nodeProbe, path string, add func(Check)) {
 		return
 	}
 	ctime, exists := p.ctime[path]
+	if !versionRE.MatchString(d.version) {
+		d.version = version
+	}
 	who := fmt.Sprintf("%s (%s, pid %d, started %s)", d.name, versionRE.FindString(d.version), d.pid, p.when(d.start))
 	switch {
 	case !exists:

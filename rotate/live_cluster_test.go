@@ -1,10 +1,15 @@
 package rotate
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -37,6 +42,9 @@ nodes:
 %sremote_nodes:
   - {name: %s, address: 127.0.0.1, port: %d}
 `, dir, c.KnownHosts, c.IdentityFile, dir, nodes.String(), c.Remote.Name, c.Remote.Port)
+	if err := os.WriteFile(dir+"/pcmkeys.yaml", []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cfg, err := config.Parse([]byte(doc), dir+"/pcmkeys.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -233,5 +241,71 @@ func TestLiveAuthkeyRollback(t *testing.T) {
 		if a := after[id]; a != b {
 			t.Errorf("%s restarted or moved: %+v -> %+v", id, b, a)
 		}
+	}
+}
+
+// TestLiveAuthkeyKilledRun (issue 11): a live rotation killed (SIGKILL)
+// after its first full-node restart leaves maintenance mode on and the
+// daemons on mixed keys; the next run finds the killed run's marker,
+// rotates again and puts maintenance mode back to what it was before the
+// killed run: the cluster ends healthy, no fencing, every node on the
+// store's key.
+func TestLiveAuthkeyKilledRun(t *testing.T) {
+	e, c := liveCluster(t, "3.0.2")
+	ctx := context.Background()
+	bin := filepath.Join(t.TempDir(), "pcmkeys")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/pcmkeys").CombinedOutput(); err != nil {
+		t.Fatalf("build pcmkeys: %v\n%s", err, out)
+	}
+	fenced := len(c.FenceHistory())
+	cmd := exec.Command(bin, "--config", e.Config.Source, "-v", "rotate", "--authkey", "--restart")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		if !killed && strings.Contains(sc.Text(), "host=node1") && strings.Contains(sc.Text(), `step="back in the cluster"`) {
+			cmd.Process.Signal(syscall.SIGKILL)
+			killed = true
+		}
+	}
+	cmd.Wait()
+	if !killed {
+		t.Fatal("the run ended before node1 was restarted")
+	}
+	if out, _ := c.Nodes[1].Exec(ctx, "crm_attribute --type crm_config --name maintenance-mode --query --quiet"); strings.TrimSpace(out) != "true" {
+		t.Fatalf("after the kill, maintenance mode is %q, want true", out)
+	}
+	rep, err := Rotate(ctx, e, RotateRequest{Authkey: true, Restart: true})
+	for _, s := range rep.Timeline {
+		t.Logf("%8s %-8s %s: %s", s.At, s.Host, s.Step, s.Result)
+	}
+	if err != nil {
+		t.Fatalf("the run after the killed one: %v %+v", err, rep.Prechecks)
+	}
+	if out, _ := c.Nodes[1].Exec(ctx, "crm_attribute --type crm_config --name maintenance-mode --query --quiet 2>/dev/null || echo unset"); out != "unset\n" {
+		t.Errorf("maintenance mode after the finishing run: %q, want unset as before the killed run", out)
+	}
+	if err := c.WaitSettled(ctx); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := e.Store.Get(ctx, keystore.AuthkeyID)
+	for _, n := range c.All() {
+		if out, _ := n.Exec(ctx, "sha256sum < /etc/pacemaker/authkey | cut -c1-64; ls /etc/pacemaker"); !strings.HasPrefix(out, sha(key.Key)) || strings.Contains(out, "pcmkeys-live-rotation") {
+			t.Errorf("%s: %q", n.Name, out)
+		}
+	}
+	if _, err := c.ForceReconnect(ctx); err != nil {
+		t.Errorf("a new connection to the remote node: %v", err)
+	} else if err := c.WaitSettled(ctx); err != nil {
+		t.Error(err)
+	}
+	if ev := c.FenceHistory(); len(ev) != fenced {
+		t.Errorf("fencing: %+v", ev[fenced:])
 	}
 }
