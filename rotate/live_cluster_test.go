@@ -309,3 +309,51 @@ func TestLiveAuthkeyKilledRun(t *testing.T) {
 		t.Errorf("fencing: %+v", ev[fenced:])
 	}
 }
+
+// TestLiveAuthkeyNodeDown (issue 11): with a full node powered off, the
+// rotation is refused before anything changes (the node is not online, or
+// its fencing is pending); once the cluster has fenced and taken it back,
+// the rotation goes through.
+func TestLiveAuthkeyNodeDown(t *testing.T) {
+	e, c := liveCluster(t, "3.0.2")
+	ctx := context.Background()
+	before, _ := e.Store.Get(ctx, keystore.AuthkeyID)
+	c.Nodes[2].PowerOff()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		s, err := c.Status(ctx)
+		if err == nil {
+			if n := s.Node(c.Nodes[2].Name); n != nil && (!n.Online || n.Unclean) {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the cluster did not see node3 go")
+		}
+		time.Sleep(time.Second)
+	}
+	_, err := Rotate(ctx, e, RotateRequest{Authkey: true, Restart: true})
+	if !errors.Is(err, ErrClusterUnhealthy) || !(strings.Contains(err.Error(), "nodes: not online: node3") || strings.Contains(err.Error(), "fencing")) {
+		t.Errorf("rotate with node3 down: %v", err)
+	}
+	if now, _ := e.Store.Get(ctx, keystore.AuthkeyID); now.Version.Version != before.Version.Version {
+		t.Error("the store changed")
+	}
+	if !c.Nodes[2].Up() {
+		if err := c.Nodes[2].PowerOn(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.WaitSettled(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Cleanup(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitSettled(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Rotate(ctx, e, RotateRequest{Authkey: true, Restart: true}); err != nil {
+		t.Errorf("rotate once node3 is back: %v", err)
+	}
+}
