@@ -404,6 +404,11 @@ func TestLifecycleDryRunsChangeNothing(t *testing.T) {
 	shownNew := 0
 	for _, h := range rep.Hosts {
 		for _, f := range h.Files {
+			if f.Action != ActionWrite {
+				// The real run writes every file of a rotation, the env
+				// file included: the plan must say so.
+				t.Errorf("dry-run rotate: %s on %s %q, want %q", f.Path, h.Host, f.Action, ActionWrite)
+			}
 			switch {
 			case f.Fingerprint == NewKeyMarker:
 				shownNew++
