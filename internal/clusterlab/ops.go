@@ -103,8 +103,20 @@ func (c *Cluster) ForceReconnect(ctx context.Context) (string, error) {
 
 // Cleanup runs crm_resource --cleanup for a resource (all when rsc is
 // ""): failed actions and fail-counts go, and the cluster tries again (a
-// remote node that failed its handshake stays offline until then).
+// remote node that failed its handshake stays offline until then). It
+// first waits (at most a minute) until every full node that is up is
+// online and the DC idle: right after a node's pacemaker restarted,
+// crm_resource --cleanup blocked for 60 s here.
 func (c *Cluster) Cleanup(ctx context.Context, rsc string) error {
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	for wctx.Err() == nil {
+		s, err := c.Status(wctx)
+		if err == nil && strings.Contains(s.DCState, "S_IDLE") && c.fullNodesOnline(s) {
+			break
+		}
+		sleep(wctx, 300*time.Millisecond)
+	}
+	cancel()
 	args := []string{}
 	if rsc != "" {
 		args = append(args, "--resource", rsc)
@@ -116,4 +128,14 @@ func (c *Cluster) Cleanup(ctx context.Context, rsc string) error {
 	}
 	c.logf("crm_resource --cleanup %s: %v: %s", rsc, time.Since(began).Round(time.Millisecond), strings.TrimSpace(out))
 	return nil
+}
+
+// fullNodesOnline reports whether every full node that is up is online in s.
+func (c *Cluster) fullNodesOnline(s *Status) bool {
+	for _, n := range c.Nodes {
+		if ns := s.Node(n.Name); n.Up() && (ns == nil || !ns.Online) {
+			return false
+		}
+	}
+	return true
 }

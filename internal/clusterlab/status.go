@@ -207,11 +207,13 @@ func (c *Cluster) WaitSettled(ctx context.Context) error {
 func (c *Cluster) waitSettled(ctx context.Context) (*Status, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	why, logged := "", time.Now()
+	why, said, saidAt := "", "", time.Now()
 	for {
-		if time.Since(logged) > 10*time.Second {
+		// What it waits for, after 10 s, then when that changes (at most
+		// every 10 s) or every 30 s.
+		if wait := time.Since(saidAt); why != "" && wait > 10*time.Second && (why != said || wait > 30*time.Second) {
 			c.logf("waiting for the cluster to settle: %s", why)
-			logged = time.Now()
+			said, saidAt = why, time.Now()
 		}
 		s, err := c.Status(ctx)
 		if err == nil {
