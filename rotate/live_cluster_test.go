@@ -142,6 +142,20 @@ func TestLiveAuthkeyRefusals(t *testing.T) {
 		}
 	}
 
+	// A bare write of the authkey on a live cluster: refused (exit 2); the
+	// scheduled --due leaves the authkey to the live procedure.
+	if _, err := Rotate(ctx, e, RotateRequest{Authkey: true}); !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), "--restart") {
+		t.Errorf("rotate --authkey without --restart on a live cluster: %v", err)
+	}
+	unchanged("a bare write")
+	e.Now = func() time.Time { return time.Now().Add(400 * 24 * time.Hour) }
+	rep, err := Rotate(ctx, e, RotateRequest{Due: true})
+	e.Now = nil
+	if err != nil || strings.Contains(fmt.Sprint(rep.Credentials), "authkey") || !strings.Contains(strings.Join(rep.Notes, " "), "rotate --authkey --restart") {
+		t.Errorf("rotate --due on a live cluster with the authkey due: %v %+v %v", err, rep.Credentials, rep.Notes)
+	}
+	unchanged("rotate --due")
+
 	// A remote node the config does not list would keep the old key.
 	cfg := *e.Config
 	cfg.Hosts = nil
@@ -152,7 +166,7 @@ func TestLiveAuthkeyRefusals(t *testing.T) {
 	}
 	partialEnv := &Env{Config: &cfg, Store: e.Store, Operator: "tester", Parallel: 8}
 	defer partialEnv.Close()
-	rep, err := Rotate(ctx, partialEnv, RotateRequest{Authkey: true, Restart: true})
+	rep, err = Rotate(ctx, partialEnv, RotateRequest{Authkey: true, Restart: true})
 	if !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), "remote connection resources not in remote_nodes: remote1") {
 		t.Errorf("a remote node missing from the config: %v %+v", err, rep.Prechecks)
 	}

@@ -64,6 +64,17 @@ func (e *Env) rotate(ctx context.Context, req RotateRequest, rep *Report) error 
 	if err != nil {
 		return err
 	}
+	if slices.Contains(ids, keystore.AuthkeyID) && !req.Restart {
+		// A bare write of the authkey on a live cluster fences remote nodes
+		// at the next reconnect: only the live procedure may do it.
+		if node, live := e.liveCluster(ctx); live {
+			if !req.Due {
+				return badInput("%s answers crm_mon: this is a live cluster, and a bare write of the authkey fences its remote nodes at the next reconnect; use rotate --authkey --restart (maintenance mode, restarts, rollback), or stop the cluster first", node)
+			}
+			ids = slices.DeleteFunc(ids, func(id keystore.ID) bool { return id == keystore.AuthkeyID })
+			rep.Notes = append(rep.Notes, "the authkey is due, but the cluster is live: run pcmkeys rotate --authkey --restart (the scheduled job rotates only the CIB keys)")
+		}
+	}
 	if len(ids) == 0 {
 		rep.Notes = append(rep.Notes, "nothing to rotate: no selected key is due")
 		return nil
