@@ -148,6 +148,9 @@ func TestVersionAndCompletion(t *testing.T) {
 	if code, out, _ := cli(t, false, "version"); code != 0 || !strings.HasPrefix(out, "pcmkeys ") {
 		t.Errorf("version: %d %q", code, out)
 	}
+	if code, out, _ := cli(t, false, "--version"); code != 0 || !strings.HasPrefix(out, "pcmkeys version ") {
+		t.Errorf("--version: %d %q", code, out)
+	}
 	if code, out, _ := cli(t, false, "completion", "bash"); code != 0 || !strings.Contains(out, "pcmkeys") {
 		t.Errorf("completion bash: exit %d", code)
 	}

@@ -90,6 +90,7 @@ cluster, keeps them in a store (Vault, or an age-encrypted local directory),
 and delivers them as atomically written files with strict owners and modes.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       buildVersion(),
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			if g.output != "text" && g.output != "json" {
 				return flagErrorf("--output must be text or json, not %q", g.output)
@@ -128,14 +129,38 @@ func newVersionCmd(g *globals) *cobra.Command {
 	}
 }
 
+// buildVersion is the version set at build time, else the module's, with
+// the commit it was built from when the build recorded one.
 func buildVersion() string {
-	if version != "" {
-		return version
+	v := version
+	bi, ok := debug.ReadBuildInfo()
+	if v == "" && ok && bi.Main.Version != "" {
+		v = bi.Main.Version
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
+	if v == "" {
+		v = "(devel)"
 	}
-	return "(devel)"
+	if !ok {
+		return v
+	}
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = ", modified"
+			}
+		}
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev != "" {
+		v += " (commit " + rev + modified + ")"
+	}
+	return v
 }
 
 func isTerminal(w io.Writer) bool {

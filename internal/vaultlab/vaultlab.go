@@ -183,6 +183,13 @@ func start(bin string) (*Server, error) {
 	return s, nil
 }
 
+// Build compiles the test Vault into the cache (see build) and returns
+// its path: for a visible step before the tests.
+func Build() (string, error) {
+	buildOnce.Do(func() { binPath, buildErr = build() })
+	return binPath, buildErr
+}
+
 // build compiles internal/vaultdev into the cache, unless a binary for the
 // same sources is there.
 func build() (string, error) {
