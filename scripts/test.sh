@@ -17,4 +17,5 @@ done
 ./scripts/clusterlab-deps.sh # Debian's pacemaker (Conflicts with pacemaker-remote) unpacked for internal/clusterlab: once per machine, then cached
 echo "the test Vault (internal/vaultdev): built once per machine into the cache (about 8 minutes cold on 2 cores), then seconds"
 go run ./internal/vaultbuild
-go test -count=1 -timeout 40m ./...
+# Each package's result, every failure in full, then every skip and why.
+go test -json -count=1 -timeout 40m ./... | go run ./internal/testsummary
