@@ -48,13 +48,20 @@ committed everywhere at once. If staging fails anywhere, everything staged is
 removed and the old keys stay in force (exit 3, naming the hosts). Admins'
 client files follow the commit; push finishes any that could not be reached.
 
-With no selection the CIB keys are rotated: the shared key, or in per-user mode
-every admin's. USER... (per-user mode) rotates those admins' keys. --authkey
-rotates the Pacemaker Remote authkey. Pacemaker 3.0.2 and later read it only at
-start: the report shows each node's version and whether it needs a restart, and
---restart runs the configured restart command on those nodes, one at a time. --due keeps only the selected keys
+With no selection the CIB keys are rotated: the shared key (and hacluster's
+password, when pcmkeys manages it), or in per-user mode every admin's. USER...
+(per-user mode) rotates those admins' keys. --due keeps only the selected keys
 (all, when nothing else is selected) that are older than policy.rotate_after:
-the scheduled job.`,
+the scheduled job.
+
+--authkey --restart rotates the Pacemaker Remote authkey on the live cluster:
+it checks the cluster first (quorum, nodes, remote connections, fencing, failed
+actions; --override CHECK), turns maintenance mode on, commits the new key,
+restarts what reads it only at start (remote nodes, then each full node, each
+waited until the cluster sees it back), restores maintenance mode, waits until
+the cluster has settled, and rolls the old key back if a step fails. Without
+--restart, --authkey is refused on a cluster that answers crm_mon: a bare write
+fences remote nodes at the next reconnect.`,
 		RunE: func(_ *cobra.Command, args []string) error {
 			req.Users = args
 			return runWorkflow(g, func(ctx context.Context, env *rotate.Env) (*rotate.Report, error) {
