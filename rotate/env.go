@@ -31,7 +31,10 @@ type Env struct {
 	Parallel int
 	// DryRun plans without changing the store or any host.
 	DryRun bool
-	Log    *slog.Logger
+	// LockWait is how long a workflow waits for the cluster's lock that
+	// another run holds (0: it fails at once, naming the holder).
+	LockWait time.Duration
+	Log      *slog.Logger
 	// Now is the clock; time.Now by default.
 	Now func() time.Time
 	// Progress, if set, is called as each host finishes, one call at a time.

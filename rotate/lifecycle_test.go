@@ -385,6 +385,15 @@ func TestLockKeepsRunsApart(t *testing.T) {
 	if _, err := Rotate(ctx, c.env, RotateRequest{}); err != nil {
 		t.Errorf("rotate after the lock was released: %v", err)
 	}
+	// --wait: a run waits for the holder to finish, and then runs.
+	if lease, err = c.env.Store.Lock(ctx, "the scheduled job", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	go func() { time.Sleep(1500 * time.Millisecond); c.env.Store.Unlock(context.Background(), lease) }()
+	c.env.LockWait = 30 * time.Second
+	if _, err := Revoke(ctx, c.env, []string{"bob"}); err != nil {
+		t.Errorf("revoke --wait while the scheduled job holds the lock: %v", err)
+	}
 }
 
 func TestLifecycleDryRunsChangeNothing(t *testing.T) {

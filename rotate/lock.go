@@ -23,6 +23,17 @@ func (e *Env) withLock(ctx context.Context, action string, fn func() error) erro
 	owner := fmt.Sprintf("%s@%s pid %d (%s)", e.Operator, host, os.Getpid(), action)
 	lease, err := e.Store.Lock(ctx, owner, keystore.DefaultLockTTL)
 	var le *keystore.LockedError
+	for deadline := time.Now().Add(e.LockWait); errors.As(err, &le) && !deadHereHolder(le.Holder, host) && time.Now().Before(deadline); {
+		// --wait: another run holds it; wait for it to end (a crashed
+		// run's lease expires within a minute).
+		e.log().Info("waiting for the cluster's lock", "holder", le.Holder)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+		lease, err = e.Store.Lock(ctx, owner, keystore.DefaultLockTTL)
+	}
 	if errors.As(err, &le) && deadHereHolder(le.Holder, host) {
 		// A run on this machine that no longer exists: waiting for its
 		// lease to expire would only delay, say, a revocation.

@@ -12,12 +12,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/credfile"
 	"github.com/pcmkeys/pcmkeys/internal/testroot"
+	"github.com/pcmkeys/pcmkeys/keystore/filestore"
 	"github.com/pcmkeys/pcmkeys/internal/vaultlab"
 )
 
@@ -274,5 +276,33 @@ func TestAdoptRunningCluster(t *testing.T) {
 	json.Unmarshal([]byte(out), &st)
 	if got := fmt.Sprint(st.Credentials); got != "[{authkey 1} {cib/hacluster 1} {password/hacluster 1}]" {
 		t.Errorf("store after init: %s: init made keys nobody uses", got)
+	}
+}
+
+// TestLockContention (issue 13): a run that finds the cluster's lock held
+// by another run exits 5, naming the holder; with --wait it waits for the
+// holder to finish and then runs.
+func TestLockContention(t *testing.T) {
+	cfg, _ := quickstart(t, "shared")
+	if code, _, stderr := cli(t, false, "--config", cfg, "init"); code != 0 {
+		t.Fatal(stderr)
+	}
+	dir := filepath.Dir(cfg)
+	st, err := filestore.Open(filepath.Join(dir, "store"), filepath.Join(dir, "store.agekey"), filestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	lease, err := st.Lock(ctx, "the scheduled job", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := cli(t, false, "--config", cfg, "push"); code != 5 || !strings.Contains(stderr, "the scheduled job") {
+		t.Errorf("push while locked: exit %d: %s", code, stderr)
+	}
+	go func() { time.Sleep(time.Second); st.Unlock(context.Background(), lease) }()
+	if code, _, stderr := cli(t, false, "--config", cfg, "--wait", "30s", "push"); code != 0 {
+		t.Errorf("push --wait 30s: exit %d: %s", code, stderr)
 	}
 }

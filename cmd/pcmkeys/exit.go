@@ -8,6 +8,7 @@ import (
 	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/distribute"
 	"github.com/pcmkeys/pcmkeys/keys"
+	"github.com/pcmkeys/pcmkeys/keystore"
 	"github.com/pcmkeys/pcmkeys/policies"
 	"github.com/pcmkeys/pcmkeys/rotate"
 )
@@ -19,6 +20,8 @@ const (
 	exitBadInput = 2
 	exitPartial  = 3
 	exitFindings = 4
+	// exitLocked is another run holding the cluster's lock (--wait waits).
+	exitLocked = 5
 	// exitInterrupted follows the shell's 128+SIGINT.
 	exitInterrupted = 130
 )
@@ -38,6 +41,8 @@ func exitCode(err error) int {
 		errors.Is(err, keys.ErrSize),
 		errors.Is(err, distribute.ErrExists):
 		return exitBadInput
+	case errors.Is(err, keystore.ErrLocked):
+		return exitLocked
 	case errors.Is(err, rotate.ErrPartial):
 		return exitPartial
 	case errors.Is(err, rotate.ErrFindings):

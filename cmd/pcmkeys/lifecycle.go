@@ -46,7 +46,7 @@ func openEnv(ctx context.Context, g *globals, createStore bool) (*rotate.Env, fu
 	}
 	env := &rotate.Env{
 		Config: cfg, Store: store, Operator: rotate.CurrentOperator(),
-		Parallel: g.parallel, DryRun: g.dryRun, Log: g.logger(), Progress: newProgress(g),
+		Parallel: g.parallel, DryRun: g.dryRun, LockWait: g.lockWait, Log: g.logger(), Progress: newProgress(g),
 		Audit: audit.Open(cfg.AuditPath),
 	}
 	if vs, ok := store.(*vaultstore.Store); ok {

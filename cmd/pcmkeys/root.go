@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -26,6 +27,7 @@ type globals struct {
 	dryRun     bool
 	parallel   int
 	verbose    bool
+	lockWait   time.Duration
 	// interrupted is set by the first SIGINT or SIGTERM.
 	interrupted atomic.Bool
 
@@ -111,6 +113,7 @@ and delivers them as atomically written files with strict owners and modes.`,
 	f.BoolVar(&g.dryRun, "dry-run", false, "print the plan and change nothing")
 	f.IntVar(&g.parallel, "parallel", distribute.DefaultParallel, "how many hosts to work on at once")
 	f.BoolVarP(&g.verbose, "verbose", "v", false, "log each step to stderr")
+	f.DurationVar(&g.lockWait, "wait", 0, "wait up to this long for the cluster's lock another run holds (default: fail at once, exit 5)")
 
 	root.AddCommand(newVersionCmd(g), newKeygenCmd(g), newInitCmd(g), newOnboardCmd(g),
 		newRotateCmd(g), newRevokeCmd(g), newFetchCmd(g), newPushCmd(g), newStatusCmd(g), newImportCmd(g), newDoctorCmd(g), newAuditCmd(g), newPolicyCmd(g))
