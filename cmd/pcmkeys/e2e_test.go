@@ -19,8 +19,8 @@ import (
 	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/credfile"
 	"github.com/pcmkeys/pcmkeys/internal/testroot"
-	"github.com/pcmkeys/pcmkeys/keystore/filestore"
 	"github.com/pcmkeys/pcmkeys/internal/vaultlab"
+	"github.com/pcmkeys/pcmkeys/keystore/filestore"
 )
 
 // quickstart writes a config like testdata/quickstart's, with the host root
