@@ -196,9 +196,6 @@ func inSync(st distribute.FileState, f distribute.File) bool {
 
 func (e *Env) deliverFile(ctx context.Context, h distribute.Host, w wanted) (FileStep, error) {
 	step := w.step
-	if w.password != nil {
-		return e.setNodePassword(ctx, h, w)
-	}
 	switch w.mode {
 	case leaveAlone:
 		step.Action = ActionNotTheirs
@@ -237,7 +234,12 @@ func (e *Env) deliverFile(ctx context.Context, h distribute.Host, w wanted) (Fil
 		step.Action = ActionWrite
 		return step, nil
 	}
-	if err := distribute.Write(ctx, h, f); err != nil {
+	if w.password != nil {
+		err = e.setNodePassword(ctx, h, w)
+	} else {
+		err = distribute.Write(ctx, h, f)
+	}
+	if err != nil {
 		return step, err
 	}
 	step.Action = ActionWritten

@@ -247,19 +247,27 @@ func recordedClient(a keystore.Admin, host string) (keystore.Client, bool) {
 // clientDelivered reports whether every one of paths was written on host,
 // or found in sync.
 func clientDelivered(results []HostResult, host string, paths []string) bool {
-	written := map[string]bool{}
+	return allFiles(results, host, paths, func(f FileStep) bool {
+		return f.Action == ActionWritten || f.Action == ActionInSync
+	})
+}
+
+// allFiles reports whether every one of paths has a step on host for which
+// ok holds.
+func allFiles(results []HostResult, host string, paths []string, ok func(FileStep) bool) bool {
+	done := map[string]bool{}
 	for _, r := range results {
 		if r.Host != host {
 			continue
 		}
 		for _, f := range r.Files {
-			if f.Action == ActionWritten || f.Action == ActionInSync {
-				written[f.Path] = true
+			if ok(f) {
+				done[f.Path] = true
 			}
 		}
 	}
 	for _, p := range paths {
-		if !written[p] {
+		if !done[p] {
 			return false
 		}
 	}

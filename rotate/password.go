@@ -96,38 +96,19 @@ func (e *Env) withNodePassword(ds []delivery, pw keys.Secret, mode deliveryMode)
 	return ds
 }
 
-// setNodePassword sets hacluster's password on a node unless the marker
-// says pcmkeys already set this one (or, for init, set any).
-func (e *Env) setNodePassword(ctx context.Context, h distribute.Host, w wanted) (FileStep, error) {
-	step := w.step
-	if w.mode != writeAlways || e.DryRun {
-		st, err := h.Inspect(ctx, w.file.Path, w.file.Owner)
-		if err != nil {
-			return step, err
-		}
-		switch {
-		case inSync(st, w.file):
-			step.Action = ActionInSync
-			return step, nil
-		case st.Exists && w.mode == keepExisting:
-			step.Action = ActionKept
-			return step, nil
-		}
-	}
-	if e.DryRun {
-		step.Action = ActionWrite
-		return step, nil
-	}
+// setNodePassword sets hacluster's password on a node with chpasswd, then
+// records it in the marker (w.file). deliverFile decides, from the marker,
+// whether it is needed.
+func (e *Env) setNodePassword(ctx context.Context, h distribute.Host, w wanted) error {
 	text := w.password.PasswordText()
 	defer clear(text)
 	if err := distribute.SetPassword(ctx, h, policies.SharedIdentity, text); err != nil {
-		return step, err
+		return err
 	}
 	if err := distribute.Write(ctx, h, w.file); err != nil {
-		return step, fmt.Errorf("hacluster's password is set, but recording it failed: %w", err)
+		return fmt.Errorf("hacluster's password is set, but recording it failed: %w", err)
 	}
-	step.Action = ActionWritten
-	return step, nil
+	return nil
 }
 
 // afterCut is what runs on a node once its new cib-credentials is in
@@ -141,7 +122,7 @@ func (e *Env) afterCut(h config.Host, pw keys.Secret) func(ctx context.Context, 
 	}
 	return func(ctx context.Context, conn distribute.Host, res *HostResult) {
 		if setPW {
-			step, err := e.setNodePassword(ctx, conn, e.nodePasswordWanted(pw, writeAlways))
+			step, err := e.deliverFile(ctx, conn, e.nodePasswordWanted(pw, writeAlways))
 			step.Fingerprint = e.shown(step.Fingerprint)
 			if err != nil {
 				step.Action, step.Error = ActionFailed, err.Error()

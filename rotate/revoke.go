@@ -315,23 +315,9 @@ func (e *Env) finishRevocations(ctx context.Context, plan *revocation, nodesCut 
 // clientFilesGone reports whether the wave removed every one of paths on
 // host (or found them gone, or not the admin's).
 func clientFilesGone(results []HostResult, user string, paths []string, host string) bool {
-	gone := map[string]bool{}
-	for _, r := range results {
-		if r.Host != host {
-			continue
-		}
-		for _, f := range r.Files {
-			if f.Owner == user && (f.Action == ActionRemoved || f.Action == ActionNotTheirs) {
-				gone[f.Path] = true
-			}
-		}
-	}
-	for _, p := range paths {
-		if !gone[p] {
-			return false
-		}
-	}
-	return true
+	return allFiles(results, host, paths, func(f FileStep) bool {
+		return f.Owner == user && (f.Action == ActionRemoved || f.Action == ActionNotTheirs)
+	})
 }
 
 // destroyKey erases every version of a revoked admin's key.
