@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/internal/pcmklab"
 	"github.com/pcmkeys/pcmkeys/internal/sshlab"
 	"github.com/pcmkeys/pcmkeys/keystore"
@@ -75,16 +74,7 @@ remote_nodes:
   - {name: host02, address: 127.0.0.1, port: %d}
 `, storeYAML(t, store, dir), lab.KnownHosts, lab.IdentityFile, acc302Port, dir,
 		lab.Hosts[0].Port, lab.Hosts[1].Port, lab.Hosts[2].Port)
-	cfg, err := config.Parse([]byte(doc), dir+"/pcmkeys.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := OpenStore(ctx, cfg, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &Env{Config: cfg, Store: st, Operator: "tester", Parallel: 8}
-	t.Cleanup(func() { e.Close(); st.Close() })
+	e := labEnv(t, doc, dir)
 	c := &acc302{e: e, nodes: lab.Hosts[:2], remote: lab.Hosts[2]}
 	// fact logs what a step showed, unless an assertion of it failed.
 	fact := func(format string, args ...any) {

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/internal/pcmklab"
 	"github.com/pcmkeys/pcmkeys/internal/sshlab"
 )
@@ -39,16 +38,7 @@ nodes:
 remote_nodes:
   - {name: host02, address: 127.0.0.1, port: %d}
 `, dir, mode, lab.KnownHosts, lab.IdentityFile, d302Port, dir, lab.Hosts[0].Port, lab.Hosts[1].Port, lab.Hosts[2].Port)
-	cfg, err := config.Parse([]byte(doc), dir+"/pcmkeys.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := OpenStore(context.Background(), cfg, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &Env{Config: cfg, Store: st, Operator: "tester", Parallel: 8}
-	t.Cleanup(func() { e.Close(); st.Close() })
+	e := labEnv(t, doc, dir)
 	if _, err := Init(context.Background(), e); err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/internal/sshlab"
 	"github.com/pcmkeys/pcmkeys/keystore"
 )
@@ -31,16 +30,7 @@ nodes:
 clients:
   - {name: host03, address: 127.0.0.1, port: %d}
 `, dir, lab.KnownHosts, lab.IdentityFile, commandTimeout, lab.Hosts[0].Port, lab.Hosts[1].Port, lab.Hosts[2].Port, lab.Hosts[3].Port)
-	cfg, err := config.Parse([]byte(doc), dir+"/pcmkeys.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := OpenStore(context.Background(), cfg, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &Env{Config: cfg, Store: st, Operator: "tester", Parallel: 8}
-	t.Cleanup(func() { e.Close(); st.Close() })
+	e := labEnv(t, doc, dir)
 	ctx := context.Background()
 	if _, err := Init(ctx, e); err != nil {
 		t.Fatal(err)

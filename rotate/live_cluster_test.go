@@ -45,16 +45,7 @@ nodes:
 	if err := os.WriteFile(dir+"/pcmkeys.yaml", []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Parse([]byte(doc), dir+"/pcmkeys.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := OpenStore(context.Background(), cfg, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &Env{Config: cfg, Store: st, Operator: "tester", Parallel: 8}
-	t.Cleanup(func() { e.Close(); st.Close() })
+	e := labEnv(t, doc, dir)
 	if _, err := Import(context.Background(), e, ImportRequest{Host: c.Nodes[0].Name}); err != nil {
 		t.Fatalf("adopt the running cluster's authkey: %v", err)
 	}

@@ -1,11 +1,13 @@
 package rotate
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"testing"
 
+	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/internal/vaultlab"
 )
 
@@ -38,4 +40,22 @@ func storeYAML(t *testing.T, kind, dir string) string {
 	rand.Read(b)
 	t.Setenv("VAULT_TOKEN", vaultSrv.RootToken)
 	return fmt.Sprintf("{type: vault, address: %q, mount: %s, prefix: pcmkeys/t%s}", vaultSrv.Addr, vaultMount, hex.EncodeToString(b))
+}
+
+// labEnv parses a lab's config doc (as DIR/pcmkeys.yaml), opens its store
+// (creating a file store) and returns an Env over them, closed when the
+// test ends.
+func labEnv(t *testing.T, doc, dir string) *Env {
+	t.Helper()
+	cfg, err := config.Parse([]byte(doc), dir+"/pcmkeys.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := OpenStore(context.Background(), cfg, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Env{Config: cfg, Store: st, Operator: "tester", Parallel: 8}
+	t.Cleanup(func() { e.Close(); st.Close() })
+	return e
 }

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/internal/pcmklab"
 	"github.com/pcmkeys/pcmkeys/internal/sshlab"
 )
@@ -56,16 +55,7 @@ nodes:
   - {name: host00, address: 127.0.0.1, port: %d}
   - {name: host01, address: 127.0.0.1, port: %d}
 `, storeYAML(t, store, dir), lab.KnownHosts, lab.IdentityFile, p302Port, dir, lab.Hosts[0].Port, lab.Hosts[1].Port)
-	cfg, err := config.Parse([]byte(doc), dir+"/pcmkeys.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := OpenStore(context.Background(), cfg, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &Env{Config: cfg, Store: st, Operator: "tester", Parallel: 8}
-	t.Cleanup(func() { e.Close(); st.Close() })
+	e := labEnv(t, doc, dir)
 	ctx := context.Background()
 	if _, err := Init(ctx, e); err != nil {
 		t.Fatal(err)

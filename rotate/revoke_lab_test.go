@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/internal/sshlab"
 	"github.com/pcmkeys/pcmkeys/keystore"
 )
@@ -48,16 +47,7 @@ nodes:
   - {name: host01, address: 127.0.0.1, port: %d}
 clients:
 %s`, storeDoc, mode, lab.KnownHosts, lab.IdentityFile, dir, extra, lab.Hosts[0].Port, lab.Hosts[1].Port, cl.String())
-		cfg, err := config.Parse([]byte(doc), dir+"/pcmkeys.yaml")
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := OpenStore(context.Background(), cfg, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e := &Env{Config: cfg, Store: st, Operator: "tester", Parallel: 8}
-		t.Cleanup(func() { e.Close(); st.Close() })
+		e := labEnv(t, doc, dir)
 		return e
 	}
 	return rl.env(t, "host02", "host03"), rl
