@@ -256,7 +256,7 @@ func (c *Cluster) Stop() {
 			continue
 		}
 		if n.fwd != nil {
-			n.fwd.close()
+			n.fwd.Close()
 		}
 		n.mu.Lock()
 		n.kill()

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pcmkeys/pcmkeys/internal/sshfwd"
 )
 
 // Node is one machine of the lab: a full cluster node (corosync and
@@ -27,7 +29,7 @@ type Node struct {
 	lab   *Cluster
 	netns string // its persistent network namespace (ip netns)
 	dir   string // its files on the machine: disk/, host key, ready
-	fwd   *forwarder
+	fwd   *sshfwd.Forwarder
 
 	mu     sync.Mutex // guards the fields below
 	holder int        // pid of its init (pid 1 of its pid namespace), 0 when off

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pcmkeys/pcmkeys/internal/sshfwd"
 )
 
 // Host is one lab host. Its methods are safe for concurrent use (a test may
@@ -30,9 +32,9 @@ type Host struct {
 
 	mu     sync.Mutex // guards the fields below
 	slowBy time.Duration
-	cmd    *exec.Cmd     // sshd, or with OwnNetwork the namespace holder
-	exited chan struct{} // closed when cmd has exited
-	fwd    *forwarder    // with OwnNetwork: the 127.0.0.1 listener
+	cmd    *exec.Cmd         // sshd, or with OwnNetwork the namespace holder
+	exited chan struct{}     // closed when cmd has exited
+	fwd    *sshfwd.Forwarder // with OwnNetwork: the 127.0.0.1 listener
 }
 
 // hostScript sets up a host's namespaces and becomes its sshd, or with
@@ -259,7 +261,7 @@ func (h *Host) Stop() {
 // stop is Stop with h.mu held.
 func (h *Host) stop() {
 	if h.fwd != nil {
-		h.fwd.close()
+		h.fwd.Close()
 		h.fwd = nil
 	}
 	if h.cmd == nil || h.cmd.Process == nil {
