@@ -31,7 +31,6 @@ type Record struct {
 	VaultIdentity string       `json:"vault_identity,omitempty"`
 	Action        string       `json:"action"`
 	Args          []string     `json:"args,omitempty"` // user and host names, never keys
-	DryRun        bool         `json:"dry_run,omitempty"`
 	Credentials   []Credential `json:"credentials,omitempty"`
 	HostsOK       []string     `json:"hosts_ok,omitempty"`
 	HostsFailed   []HostError  `json:"hosts_failed,omitempty"`
