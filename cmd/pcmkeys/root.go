@@ -118,6 +118,7 @@ and delivers them as atomically written files with strict owners and modes.`,
 	root.AddCommand(newVersionCmd(g), newKeygenCmd(g), newInitCmd(g), newOnboardCmd(g),
 		newRotateCmd(g), newRevokeCmd(g), newFetchCmd(g), newPushCmd(g), newStatusCmd(g), newImportCmd(g), newDoctorCmd(g), newAuditCmd(g), newPolicyCmd(g))
 	root.AddCommand(newManCmd(g))
+	registerCompletions(g, root)
 	return root
 }
 
