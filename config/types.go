@@ -173,15 +173,6 @@ type Host struct {
 	Role  Role `json:"role"`
 }
 
-// Role is what a host is in the cluster.
-type Role string
-
-const (
-	RoleNode       Role = "node"        // full cluster node: cib-credentials and authkey
-	RoleRemoteNode Role = "remote_node" // Pacemaker Remote node: authkey
-	RoleClient     Role = "client"      // an admin's workstation: client files only
-)
-
 // Store says where keys are kept.
 type Store struct {
 	Type string `json:"type"` // "file" or "vault"

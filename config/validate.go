@@ -12,7 +12,6 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/pcmkeys/pcmkeys/keys"
 	"github.com/pcmkeys/pcmkeys/policies"
 )
 
@@ -388,26 +387,19 @@ func (v *validator) cib(c cibFile, cfg *Config) CIB {
 	return out
 }
 
+// policy builds the cluster's policy from the file's policy section and
+// identity_mode; policies.Policy.Validate judges it, and the rules that
+// need the cluster's name (no two files at one path) are checked here.
 func (v *validator) policy(raw policyFile, identityMode, cluster string) policies.Policy {
 	pol := policies.Default()
 	if identityMode != "" {
-		m, err := policies.ParseIdentityMode(identityMode)
-		if err != nil {
-			v.add(p("identity_mode"), err)
-		}
-		pol.IdentityMode = m
+		pol.IdentityMode = policies.IdentityMode(identityMode)
 	}
 	if raw.PSKBytes != 0 {
 		pol.PSKBytes = raw.PSKBytes
-		if err := keys.CheckSize(keys.PSK, raw.PSKBytes); err != nil {
-			v.add(p("policy", "psk_bytes"), err)
-		}
 	}
 	if raw.AuthkeyBytes != 0 {
 		pol.AuthkeyBytes = raw.AuthkeyBytes
-		if err := keys.CheckSize(keys.Authkey, raw.AuthkeyBytes); err != nil {
-			v.add(p("policy", "authkey_bytes"), err)
-		}
 	}
 	for _, age := range []struct {
 		key string
@@ -443,11 +435,9 @@ func (v *validator) policy(raw policyFile, identityMode, cluster string) policie
 		if fp.Mode.set {
 			cur.Mode = fp.Mode.m
 		}
-		if err := cur.Validate(kind); err != nil {
-			v.add(p("policy", "files", name), err)
-		}
 		pol.Files[kind] = cur
 	}
+	v.policyProblems(pol.Validate())
 	for _, k := range []policies.FileKind{policies.ClientKey, policies.ClientEnv, policies.ClientPassword} {
 		fp := pol.Files[k]
 		fp.Path = strings.ReplaceAll(fp.Path, "{cluster}", cluster)
@@ -472,4 +462,27 @@ func (v *validator) policy(raw policyFile, identityMode, cluster string) policie
 		}
 	}
 	return pol
+}
+
+// policyProblems places each problem policies.Policy.Validate found at its
+// field: identity_mode at the top level, the others in the policy section.
+func (v *validator) policyProblems(err error) {
+	if err == nil {
+		return
+	}
+	for _, e := range splitJoined(err) {
+		var fe *policies.FieldError
+		if !errors.As(e, &fe) {
+			v.add(p("policy"), e)
+			continue
+		}
+		var path []any
+		if fe.Field != "identity_mode" {
+			path = p("policy")
+		}
+		for _, f := range strings.Split(fe.Field, ".") {
+			path = append(path, f)
+		}
+		v.add(path, fe.Err)
+	}
 }

@@ -5,7 +5,10 @@
 // the cluster uses.
 //
 // Everything here is pure: no I/O, no network. The config package builds a
-// [Policy] from the YAML file; the lifecycle workflows ask it questions.
+// [Policy] from the YAML file and [Policy.Validate] judges it; the
+// lifecycle workflows ask it questions: how big a new key is
+// ([Policy.KeySize]), how old a key may get ([Policy.MaxAge],
+// [Policy.Due]), which identity an admin uses ([Policy.Identity]).
 //
 // # Names
 //

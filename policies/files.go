@@ -46,7 +46,8 @@ type FilePolicy struct {
 // ErrUnsafeMode is wrapped when a policy would loosen a secret file's mode.
 var ErrUnsafeMode = errors.New("unsafe file mode")
 
-// Defaults from Pacemaker (see DESIGN.md).
+// Defaults from Pacemaker: its own paths, owner and group for these files
+// (docs/design.md, "Pacemaker facts").
 const (
 	DefaultCIBCredentialsPath = "/etc/pacemaker/cib-credentials"
 	DefaultAuthkeyPath        = "/etc/pacemaker/authkey"

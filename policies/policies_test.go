@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pcmkeys/pcmkeys/keys"
 )
 
 func TestValidateNames(t *testing.T) {
@@ -135,11 +137,103 @@ func TestPolicy(t *testing.T) {
 	if p.Identity("alice") != "alice" {
 		t.Error("per-user identity")
 	}
-	p.PSKBytes, p.AuthkeyBytes, p.IdentityMode = 8, 1, "x"
-	err := p.Validate()
-	for _, want := range []string{"psk_bytes", "authkey_bytes", "identity_mode"} {
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("Validate = %v, want it to name %s", err, want)
+}
+
+// TestPolicyValidate: every problem is a *FieldError naming its field as
+// the config file does, and one field's problems stay together.
+func TestPolicyValidate(t *testing.T) {
+	cases := []struct {
+		name   string
+		change func(p *Policy)
+		fields map[string]string // field -> a part of its message
+	}{
+		{"identity mode", func(p *Policy) { p.IdentityMode = "x" }, map[string]string{"identity_mode": `identity_mode "x"`}},
+		{"psk size", func(p *Policy) { p.PSKBytes = 8 }, map[string]string{"psk_bytes": "16 to 512 bytes, got 8"}},
+		{"authkey size", func(p *Policy) { p.AuthkeyBytes = 1 }, map[string]string{"authkey_bytes": "got 1"}},
+		{"file mode and path", func(p *Policy) {
+			p.Files[Authkey] = FilePolicy{Path: "rel", Owner: "hacluster", Group: "haclient", Mode: 0o644}
+		}, map[string]string{"files.authkey": "group or other"}},
+		{"missing file", func(p *Policy) { delete(p.Files, ClientEnv) }, map[string]string{"files.client_env": "missing"}},
+		{"all at once", func(p *Policy) {
+			p.IdentityMode, p.PSKBytes, p.AuthkeyBytes = "", 8, 1
+			p.Files[ClientKey] = FilePolicy{Path: "~/k", Owner: "root", Mode: 0o600}
+		}, map[string]string{"identity_mode": "want", "psk_bytes": "got 8", "authkey_bytes": "got 1", "files.client_key": "admin's own"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := Default()
+			tc.change(&p)
+			err := p.Validate()
+			if err == nil {
+				t.Fatal("Validate accepted it")
+			}
+			got := map[string]string{}
+			for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+				var fe *FieldError
+				if !errors.As(e, &fe) {
+					t.Fatalf("%v is not a *FieldError", e)
+				}
+				if _, dup := got[fe.Field]; dup {
+					t.Errorf("field %s reported twice", fe.Field)
+				}
+				got[fe.Field] = fe.Err.Error()
+				if !strings.HasPrefix(e.Error(), fe.Field+": ") {
+					t.Errorf("%q does not start with its field", e)
+				}
+			}
+			for f, msg := range tc.fields {
+				if !strings.Contains(got[f], msg) {
+					t.Errorf("%s: %q, want it to say %q", f, got[f], msg)
+				}
+			}
+			if len(got) != len(tc.fields) {
+				t.Errorf("fields %v, want %v", got, tc.fields)
+			}
+		})
+	}
+	// Two problems with one file are two errors in its Err.
+	p := Default()
+	p.Files[CIBCredentials] = FilePolicy{Path: "rel", Owner: "hacluster", Group: "haclient", Mode: 0o644}
+	var fe *FieldError
+	if !errors.As(p.Validate(), &fe) || len(fe.Err.(interface{ Unwrap() []error }).Unwrap()) != 2 {
+		t.Errorf("cib_credentials with a bad path and mode: %v", p.Validate())
+	}
+}
+
+func TestKeySize(t *testing.T) {
+	p := Default()
+	p.PSKBytes, p.AuthkeyBytes = 64, 1024
+	for _, tc := range []struct {
+		kind keys.Kind
+		want int
+	}{
+		{keys.PSK, 64},
+		{keys.Authkey, 1024},
+		{keys.Password, keys.DefaultPasswordBytes},
+	} {
+		if got := p.KeySize(tc.kind); got != tc.want {
+			t.Errorf("KeySize(%s) = %d, want %d", tc.kind, got, tc.want)
+		}
+	}
+}
+
+func TestMaxAgeAndDue(t *testing.T) {
+	p := Default()
+	p.RotateAfter = Rotation{CIB: 30 * Day, Authkey: 400 * Day}
+	made := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		kind keys.Kind
+		want time.Duration
+	}{
+		{keys.PSK, 30 * Day},
+		{keys.Password, 30 * Day}, // hacluster's password rotates with the shared key
+		{keys.Authkey, 400 * Day},
+	} {
+		if got := p.MaxAge(tc.kind); got != tc.want {
+			t.Errorf("MaxAge(%s) = %v, want %v", tc.kind, got, tc.want)
+		}
+		if got := p.Due(tc.kind, made); !got.Equal(made.Add(tc.want)) {
+			t.Errorf("Due(%s, %v) = %v, want %v", tc.kind, made, got, made.Add(tc.want))
 		}
 	}
 }

@@ -2,7 +2,6 @@ package policies
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/pcmkeys/pcmkeys/keys"
 )
@@ -30,29 +29,55 @@ func Default() Policy {
 	}
 }
 
-// Validate reports every problem with p at once.
+// FieldError is a problem with one field of a Policy. Field names it as
+// the config file does: "identity_mode" (a top-level key), or a key of
+// the file's policy section such as "psk_bytes" or "files.authkey".
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
+
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Validate reports every problem with p at once, each a *[FieldError]
+// (joined with errors.Join; one field's several problems are joined in
+// its Err): the identity mode, the key sizes, and the policy of every
+// file kind. The config package calls it for the policy it builds, and
+// places each problem at its field's line.
 func (p Policy) Validate() error {
 	var errs []error
-	if _, err := ParseIdentityMode(string(p.IdentityMode)); err != nil {
-		errs = append(errs, err)
+	add := func(field string, err error) {
+		if err != nil {
+			errs = append(errs, &FieldError{Field: field, Err: err})
+		}
 	}
-	if err := keys.CheckSize(keys.PSK, p.PSKBytes); err != nil {
-		errs = append(errs, fmt.Errorf("psk_bytes: %w", err))
-	}
-	if err := keys.CheckSize(keys.Authkey, p.AuthkeyBytes); err != nil {
-		errs = append(errs, fmt.Errorf("authkey_bytes: %w", err))
-	}
+	_, err := ParseIdentityMode(string(p.IdentityMode))
+	add("identity_mode", err)
+	add("psk_bytes", keys.CheckSize(keys.PSK, p.PSKBytes))
+	add("authkey_bytes", keys.CheckSize(keys.Authkey, p.AuthkeyBytes))
 	for _, k := range []FileKind{CIBCredentials, Authkey, ClientKey, ClientEnv, ClientPassword} {
 		fp, ok := p.Files[k]
 		if !ok {
-			errs = append(errs, fmt.Errorf("files.%s: missing", k))
+			add("files."+string(k), errors.New("missing"))
 			continue
 		}
-		if err := fp.Validate(k); err != nil {
-			errs = append(errs, fmt.Errorf("files.%s: %w", k, err))
-		}
+		add("files."+string(k), fp.Validate(k))
 	}
 	return errors.Join(errs...)
+}
+
+// KeySize returns how many bytes a new key of kind k has: the policy's
+// sizes for PSKs and the authkey, the default for hacluster's password.
+func (p Policy) KeySize(k keys.Kind) int {
+	switch k {
+	case keys.Authkey:
+		return p.AuthkeyBytes
+	case keys.Password:
+		return keys.DefaultPasswordBytes
+	}
+	return p.PSKBytes
 }
 
 // Identity returns the PSK identity an admin uses under p's identity mode.

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pcmkeys/pcmkeys/keys"
 )
 
 // IdentityMode says whether all admins share the identity "hacluster"
@@ -67,4 +69,20 @@ func FormatAge(d time.Duration) string {
 type Rotation struct {
 	CIB     time.Duration `json:"cib"`
 	Authkey time.Duration `json:"authkey"`
+}
+
+// MaxAge returns how old a key of kind k may get before it is due for
+// rotation: the authkey's age for the authkey, the CIB's for PSKs and for
+// hacluster's password, which rotates with the shared key.
+func (p Policy) MaxAge(k keys.Kind) time.Duration {
+	if k == keys.Authkey {
+		return p.RotateAfter.Authkey
+	}
+	return p.RotateAfter.CIB
+}
+
+// Due returns when a key of kind k made at created is due for rotation:
+// it is overdue from that instant on.
+func (p Policy) Due(k keys.Kind, created time.Time) time.Time {
+	return created.Add(p.MaxAge(k))
 }
