@@ -60,7 +60,8 @@ var (
 	binErr  error
 )
 
-// pcmkeysBinary builds the command once per test process.
+// pcmkeysBinary builds the command once per test process (TestMain
+// removes it).
 func pcmkeysBinary(t *testing.T) string {
 	t.Helper()
 	binOnce.Do(func() {
@@ -361,12 +362,4 @@ func validContents(t *testing.T, s keystore.Store) map[string]map[string]bool {
 		}
 	}
 	return out
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
-	}
-	os.Exit(code)
 }
