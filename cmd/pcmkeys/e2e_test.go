@@ -280,8 +280,8 @@ func TestAdoptRunningCluster(t *testing.T) {
 }
 
 // TestLockContention (issue 13): a run that finds the cluster's lock held
-// by another run exits 5, naming the holder; with --wait it waits for the
-// holder to finish and then runs.
+// by another run exits 5, naming the holder; with --wait it waits (and
+// says so with -v) for the holder to finish, and then runs.
 func TestLockContention(t *testing.T) {
 	cfg, _ := quickstart(t, "shared")
 	if code, _, stderr := cli(t, false, "--config", cfg, "init"); code != 0 {
@@ -301,8 +301,25 @@ func TestLockContention(t *testing.T) {
 	if code, _, stderr := cli(t, false, "--config", cfg, "push"); code != 5 || !strings.Contains(stderr, "the scheduled job") {
 		t.Errorf("push while locked: exit %d: %s", code, stderr)
 	}
-	go func() { time.Sleep(time.Second); st.Unlock(context.Background(), lease) }()
-	if code, _, stderr := cli(t, false, "--config", cfg, "--wait", "30s", "push"); code != 0 {
-		t.Errorf("push --wait 30s: exit %d: %s", code, stderr)
+	stderr := &syncBuffer{}
+	exited := make(chan int, 1)
+	go func() {
+		code, _ := cliTo(stderr, false, "--config", cfg, "--wait", "30s", "-v", "push")
+		exited <- code
+	}()
+	// Release the lock once the run waits for it, not before.
+	if !stderr.WaitFor("waiting for the cluster's lock", 20*time.Second) {
+		t.Fatalf("push --wait says nothing of waiting for the lock:\n%s", stderr.String())
+	}
+	if err := st.Unlock(ctx, lease); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-exited:
+		if code != 0 {
+			t.Errorf("push --wait 30s: exit %d: %s", code, stderr.String())
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatalf("push --wait 30s still running 40 s after the lock was released:\n%s", stderr.String())
 	}
 }

@@ -56,9 +56,17 @@ func TestInterruptLeavesNoTempFile(t *testing.T) {
 	if err == nil {
 		t.Errorf("an interrupted run exited 0:\n%s", log.String())
 	}
-	time.Sleep(100 * time.Millisecond) // sessions the server still runs
 	written := 0
 	for _, h := range lab.Hosts {
+		// The host's sessions end once they see the client gone: look
+		// after they have, not while one may still be writing.
+		sessions, err := hostProcs(h, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := waitExited(sessions, 10*time.Second); err != nil {
+			t.Fatalf("%s: %v", h.Name, err)
+		}
 		out, err := h.Exec(t.Context(), "ls -A /etc/pacemaker; [ ! -f /etc/pacemaker/authkey ] || wc -c < /etc/pacemaker/authkey")
 		if err != nil {
 			t.Fatal(err)
@@ -81,8 +89,8 @@ func TestInterruptLeavesNoTempFile(t *testing.T) {
 
 // slowInit starts pcmkeys init against two lab nodes whose every SSH
 // session first sleeps 20 s, with command_timeout 30s, and returns the
-// running command once its first session is under way.
-func slowInit(t *testing.T) *exec.Cmd {
+// running command, with its stderr, once a session is asleep on a host.
+func slowInit(t *testing.T) (*exec.Cmd, *syncBuffer) {
 	t.Helper()
 	lab := sshlab.Start(t, 2, sshlab.Options{Slow: []int{0, 1}, SlowBy: 20 * time.Second})
 	dir := t.TempDir()
@@ -96,12 +104,17 @@ func slowInit(t *testing.T) *exec.Cmd {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(pcmkeysBinary(t), "--config", cfg, "init")
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill() })
-	time.Sleep(2 * time.Second) // connected, its sessions asleep on the hosts
-	return cmd
+	// The hosts' ForceCommand: sleep 20.000; eval "$SSH_ORIGINAL_COMMAND".
+	if err := waitStarted(lab.Hosts, "sleep\x00", 20*time.Second); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	return cmd, stderr
 }
 
 // waitExit waits at most limit for cmd and returns its exit code and how
@@ -126,7 +139,7 @@ func waitExit(t *testing.T, cmd *exec.Cmd, limit time.Duration) (int, time.Durat
 // host hangs ends the run, cleaned up, with exit 130 within one
 // command_timeout (30 s), not when the hosts answer.
 func TestInterruptEndsWithinCommandTimeout(t *testing.T) {
-	cmd := slowInit(t)
+	cmd, _ := slowInit(t)
 	cmd.Process.Signal(syscall.SIGINT)
 	code, took := waitExit(t, cmd, 40*time.Second)
 	t.Logf("exit %d, %s after one SIGINT", code, took.Round(100*time.Millisecond))
@@ -137,9 +150,12 @@ func TestInterruptEndsWithinCommandTimeout(t *testing.T) {
 
 // TestInterruptTwiceExitsAtOnce (issue 9): a second Ctrl-C exits at once.
 func TestInterruptTwiceExitsAtOnce(t *testing.T) {
-	cmd := slowInit(t)
+	cmd, stderr := slowInit(t)
 	cmd.Process.Signal(syscall.SIGINT)
-	time.Sleep(200 * time.Millisecond)
+	// The second interrupt must come after the first was taken.
+	if !stderr.WaitFor("pcmkeys: interrupted:", 10*time.Second) {
+		t.Fatalf("no word of the first SIGINT on stderr:\n%s", stderr.String())
+	}
 	cmd.Process.Signal(syscall.SIGINT)
 	code, took := waitExit(t, cmd, 5*time.Second)
 	t.Logf("exit %d, %s after the second SIGINT", code, took.Round(100*time.Millisecond))
