@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -68,6 +69,31 @@ func (a accounts) group(name string) (int, error) {
 		return 0, unknown(ErrUnknownGroup, name, nil)
 	}
 	return strconv.Atoi(g.Gid)
+}
+
+// groupIDs returns the ids of a's groups: its primary group and those
+// that list it as a member.
+func (a accounts) groupIDs(acct Account) []int {
+	ids := []int{acct.GID}
+	if p, ok := a.dbFile("group"); ok {
+		// name:password:gid:members
+		scanLines(p, 4, func(f []string) bool {
+			if gid, err := strconv.Atoi(f[2]); err == nil && slices.Contains(strings.Split(f[3], ","), acct.Name) {
+				ids = append(ids, gid)
+			}
+			return false
+		})
+		return ids
+	}
+	if u, err := user.Lookup(acct.Name); err == nil {
+		gs, _ := u.GroupIds()
+		for _, g := range gs {
+			if gid, err := strconv.Atoi(g); err == nil {
+				ids = append(ids, gid)
+			}
+		}
+	}
+	return ids
 }
 
 // names returns the user and group names of uid and gid, or their numbers.

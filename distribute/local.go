@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -222,7 +223,7 @@ func (s *localStaged) Abort(context.Context) error {
 	s.done = true
 	err := s.pf.Cleanup()
 	s.release()
-	if err != nil {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) { // swept meanwhile: gone is gone
 		return s.host.fail("abort", s.t.full, err)
 	}
 	return nil
@@ -279,19 +280,20 @@ func readFileNoFollow(dirfd int, name string) (unix.Stat_t, []byte, error) {
 	return st, data, nil
 }
 
-// isTempOf reports whether name is one of renameio's temporary names for
-// base: "." + base + decimal digits.
+// isTempOf reports whether name is a temporary file of base, made by
+// either transport: "." + base + decimal digits (renameio's, here), or
+// "." + base + ".pcmkeys-" + lowercase hex digits (ssh_script.sh's, which
+// sweeps both kinds too): a host written both ways is swept either way.
 func isTempOf(name, base string) bool {
 	rest, ok := strings.CutPrefix(name, "."+base)
-	if !ok || rest == "" {
+	if !ok {
 		return false
 	}
-	for _, c := range rest {
-		if c < '0' || c > '9' {
-			return false
-		}
+	digits := "0123456789"
+	if hex, ok := strings.CutPrefix(rest, ".pcmkeys-"); ok {
+		rest, digits = hex, "0123456789abcdef"
 	}
-	return true
+	return rest != "" && strings.Trim(rest, digits) == ""
 }
 
 // sweepIn removes the temporary files of base in dirfd (regular files

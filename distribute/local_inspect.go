@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -35,7 +36,7 @@ func (l *Local) Remove(ctx context.Context, path, owner string) error {
 		return l.fail("remove", t.full, err)
 	}
 	if typ := st.Mode & unix.S_IFMT; typ != unix.S_IFREG && typ != unix.S_IFLNK {
-		return l.fail("remove", t.full, fmt.Errorf("%w: it is %s", ErrUnsafe, fileType(st.Mode)))
+		return l.fail("remove", t.full, fmt.Errorf("%w: %s is not a regular file (%s)", ErrUnsafe, t.full, fileType(st.Mode)))
 	}
 	if err := unix.Unlinkat(dirfd, t.base, 0); err != nil && !errors.Is(err, unix.ENOENT) {
 		return l.fail("remove", t.full, err)
@@ -87,6 +88,11 @@ func (l *Local) Inspect(ctx context.Context, path, owner string) (FileState, err
 		fs.TooLarge = true
 		return fs, nil
 	}
+	// In a home, SSH reads the file as its owner: what the owner may not
+	// read is not hashed there, and so not here either.
+	if t.homeDepth > 0 && !l.ownerMayRead(st, t.owner) {
+		return fs, nil
+	}
 	st2, sum, err := readNoFollow(dirfd, t.base)
 	if errors.Is(err, errTooLarge) { // it grew meanwhile
 		l.fillState(&fs, st2, t.owner)
@@ -113,6 +119,21 @@ func (l *Local) fillState(fs *FileState, st unix.Stat_t, owner Account) {
 	fs.Owner, fs.Group = Escape(un), Escape(gn)
 	fs.Mode = permOf(st.Mode)
 	fs.Size = st.Size
+}
+
+// ownerMayRead reports whether owner may read a file by its mode: the
+// owner's bits if it is theirs, the group's if its group is one of the
+// owner's (primary or supplementary), the others' otherwise.
+func (l *Local) ownerMayRead(st unix.Stat_t, owner Account) bool {
+	switch {
+	case owner.UID == 0:
+		return true
+	case int(st.Uid) == owner.UID:
+		return st.Mode&0o400 != 0
+	case slices.Contains(l.acct.groupIDs(owner), int(st.Gid)):
+		return st.Mode&0o040 != 0
+	}
+	return st.Mode&0o004 != 0
 }
 
 // Exec implements Host. A host with a root prefix is an image, not a

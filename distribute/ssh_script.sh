@@ -182,19 +182,28 @@ target() {
 }
 
 # sweep removes the temporary files an interrupted write of the target
-# left beside it (the caller holds the cluster lock). It prints how many.
+# left beside it (the caller holds the cluster lock), and sets n to how
+# many. Those are .BASE.pcmkeys-HEX (this script's) and .BASE followed by
+# decimal digits (the Go side's, writing on its own machine), regular
+# files or links (removed, never followed).
 sweep() {
 	n=0
 	set +f
 	for f in "$r$dir"/.*; do
-		case ${f##*/} in
-		".$base.pcmkeys-"*)
-			if [ -L "$f" ] || [ -f "$f" ]; then
-				rm -f -- "$f"
-				n=$((n + 1))
-			fi
+		s=${f##*/}
+		case $s in
+		".$base.pcmkeys-"*) s=${s#".$base.pcmkeys-"} ;;
+		".$base"[0-9]*)
+			s=${s#".$base"}
+			case $s in *[!0-9]*) continue ;; esac
 			;;
+		*) continue ;;
 		esac
+		case $s in *[!0-9a-f]* | '') continue ;; esac
+		if [ -L "$f" ] || [ -f "$f" ]; then
+			rm -f -- "$f"
+			n=$((n + 1))
+		fi
 	done
 	set -f
 	if [ "$n" -gt 0 ]; then sync -- "$r$dir"; fi
