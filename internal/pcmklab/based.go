@@ -2,6 +2,7 @@ package pcmklab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -94,19 +95,53 @@ func (d *daemon) log() string {
 }
 
 // waitListening waits (bounded by timeout) until the daemon listens on
-// port inside its host's network.
+// port inside its host's network, and stops waiting the moment it exits.
 func (d *daemon) waitListening(port int, timeout time.Duration) error {
+	d.mu.Lock()
+	exited := d.exited
+	d.mu.Unlock()
 	filter := fmt.Sprintf("( sport = :%d )", port)
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if !d.running() {
-			return fmt.Errorf("%s on %s exited before listening on %d; its log:\n%s", d.name, d.host.Name, port, tail(d.log(), 30))
-		}
+	err := waitFor(timeout, 100*time.Millisecond, exited, func() bool {
 		out, err := d.host.Exec(context.Background(), `ss -Htln "$1"`, filter)
-		if err == nil && strings.Contains(out, ":"+strconv.Itoa(port)) {
-			return nil
+		return err == nil && strings.Contains(out, ":"+strconv.Itoa(port))
+	})
+	switch {
+	case errors.Is(err, errExited):
+		return fmt.Errorf("%s on %s exited before listening on %d; its log:\n%s", d.name, d.host.Name, port, tail(d.log(), 30))
+	case err != nil:
+		return fmt.Errorf("%s on %s does not listen on %d after %v; its log:\n%s", d.name, d.host.Name, port, timeout, tail(d.log(), 30))
+	}
+	return nil
+}
+
+var (
+	errExited  = errors.New("the process exited")
+	errTimeout = errors.New("timed out")
+)
+
+// waitFor waits until cond holds (nil), the process behind exited ends
+// (errExited; a nil channel never does) or timeout passes (errTimeout).
+// What it waits for has no event of its own (a socket that listens, a
+// connection that closes, a file another process fills), so cond is
+// asked every interval; a process's exit ends the wait at once.
+func waitFor(timeout, interval time.Duration, exited <-chan struct{}, cond func() bool) error {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-exited:
+			return errExited
+		case <-deadline.C:
+			if cond() {
+				return nil
+			}
+			return errTimeout
+		case <-tick.C:
 		}
 	}
-	return fmt.Errorf("%s on %s does not listen on %d after %v; its log:\n%s", d.name, d.host.Name, port, timeout, tail(d.log(), 30))
+	return nil
 }
 
 func tail(s string, n int) string {

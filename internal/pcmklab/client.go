@@ -2,6 +2,7 @@ package pcmklab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"regexp"
@@ -151,22 +152,21 @@ func HoldSession(t testing.TB, host *sshlab.Host, user, envFile string) *Session
 	if s.port, err = strconv.Atoi(strings.TrimSpace(env)); err != nil {
 		t.Fatalf("CIB_port from %s on %s: %q", envFile, host.Name, env)
 	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		select {
-		case <-s.exited:
-			t.Fatalf("crm_mon as %s on %s ended: %s", user, host.Name, stderr.String())
-		default:
-		}
-		xml, _ := host.Exec(t.Context(), `cat "$1"`, out)
+	var xml string
+	err = waitFor(30*time.Second, 200*time.Millisecond, s.exited, func() bool {
+		xml, _ = host.Exec(t.Context(), `cat "$1"`, out)
 		if strings.Contains(xml, "<summary") {
-			if s.local = s.find(t); s.local != 0 {
-				return s
-			}
+			s.local = s.find(t)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("crm_mon as %s on %s holds no CIB session after 30s: %s\n%s", user, host.Name, stderr.String(), xml)
-		}
+		return s.local != 0
+	})
+	switch {
+	case errors.Is(err, errExited):
+		t.Fatalf("crm_mon as %s on %s ended: %s", user, host.Name, stderr.String())
+	case err != nil:
+		t.Fatalf("crm_mon as %s on %s holds no CIB session after 30s: %s\n%s", user, host.Name, stderr.String(), xml)
 	}
+	return s
 }
 
 // find returns the local port of crm_mon's established connection to
@@ -201,12 +201,7 @@ func (s *Session) Connected() bool {
 
 // WaitDisconnected waits up to timeout for the session to be gone.
 func (s *Session) WaitDisconnected(timeout time.Duration) bool {
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if !s.Connected() {
-			return true
-		}
-	}
-	return !s.Connected()
+	return waitFor(timeout, 100*time.Millisecond, nil, func() bool { return !s.Connected() }) == nil
 }
 
 type lockedBuffer struct {

@@ -118,3 +118,21 @@ func TestRemotedAuthkey(t *testing.T) {
 		t.Fatal("a wrong authkey completed the handshake")
 	}
 }
+
+// waitFor ends when the condition holds, at once when the process exits,
+// and at the deadline otherwise.
+func TestWaitFor(t *testing.T) {
+	n := 0
+	if err := waitFor(5*time.Second, time.Millisecond, nil, func() bool { n++; return n == 3 }); err != nil || n != 3 {
+		t.Errorf("condition met on the third look: %v after %d looks", err, n)
+	}
+	exited := make(chan struct{})
+	close(exited)
+	began := time.Now()
+	if err := waitFor(5*time.Second, time.Hour, exited, func() bool { return false }); err != errExited || time.Since(began) > time.Second {
+		t.Errorf("process gone: %v after %v", err, time.Since(began))
+	}
+	if err := waitFor(50*time.Millisecond, time.Hour, nil, func() bool { return false }); err != errTimeout {
+		t.Errorf("never: %v", err)
+	}
+}
