@@ -7,8 +7,28 @@ import (
 
 	"github.com/pcmkeys/pcmkeys/keys"
 	"github.com/pcmkeys/pcmkeys/keystore"
-	"github.com/pcmkeys/pcmkeys/keystore/vaultstore"
 )
+
+// countVaultRequests reopens c's Vault store the way the commands open it,
+// on the address of a proxy in front of the test Vault that counts the
+// requests passing through, and returns that count so far.
+func countVaultRequests(t *testing.T, c *cluster) func() int64 {
+	t.Helper()
+	addr, requests := vaultSrv.CountingProxy(t)
+	cfg := *c.env.Config
+	cfg.Store.Address = addr
+	st, err := OpenStore(context.Background(), &cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if requests() == 0 { // opening checks the mount: through the proxy
+		t.Fatal("the store did not open through the counting proxy")
+	}
+	c.env.Store.Close()
+	c.env.Config, c.env.Store = &cfg, st
+	t.Cleanup(func() { st.Close() })
+	return requests
+}
 
 // TestVaultRequestCounts counts the Vault requests that init and onboard
 // make, prints them, and holds them to the reads and writes each workflow
@@ -17,15 +37,15 @@ func TestVaultRequestCounts(t *testing.T) {
 	for _, mode := range []string{"shared", "per-user"} {
 		t.Run(mode, func(t *testing.T) {
 			c := newClusterIn(t, "vault", mode, "")
-			vs := c.env.Store.(*vaultstore.Store)
+			requests := countVaultRequests(t, c)
 			ctx := context.Background()
 			count := func(name string, max int64, f func() error) {
 				t.Helper()
-				before := vs.Requests()
+				before := requests()
 				if err := f(); err != nil {
 					t.Fatal(err)
 				}
-				n := vs.Requests() - before
+				n := requests() - before
 				t.Logf("%s %s: %d Vault requests", mode, name, n)
 				if n > max {
 					t.Errorf("%s made %d requests, want at most %d", name, n, max)
@@ -59,7 +79,7 @@ func TestVaultRequestCounts(t *testing.T) {
 			// mode the others for cib-credentials), each new version's
 			// put + metadata.
 			count("rotate --cib", map[string]int64{"shared": 3 + 3 + 1 + 2 + 3, "per-user": 3 + 3 + 2 + 4}[mode], func() error {
-				_, err := Rotate(ctx, c.env, RotateRequest{CIB: true})
+				_, err := Rotate(ctx, c.env, Request{CIB: true})
 				return err
 			})
 			// revoke alice: lock, the admins, mark her, (shared: read and
@@ -80,7 +100,8 @@ func TestVaultRequestCounts(t *testing.T) {
 // a small constant number of Vault requests per admin (printed).
 func TestVaultStatusRequestsPerAdmin(t *testing.T) {
 	c := newClusterIn(t, "vault", "per-user", "")
-	vs := c.env.Store.(*vaultstore.Store)
+	requests := countVaultRequests(t, c)
+	vs := c.env.Store
 	ctx := context.Background()
 	if _, err := Init(ctx, c.env); err != nil {
 		t.Fatal(err)
@@ -96,12 +117,12 @@ func TestVaultStatusRequestsPerAdmin(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	before := vs.Requests()
+	before := requests()
 	st, err := Status(ctx, c.env)
 	if st == nil || len(st.Credentials) != n+1 {
 		t.Fatalf("status: %v", err)
 	}
-	got := vs.Requests() - before
+	got := requests() - before
 	t.Logf("status over %d admins: %d Vault requests, %.2f per admin", n, got, float64(got)/n)
 	if got > 2*n+3 {
 		t.Errorf("%d requests for %d admins: want at most 2 per admin and 3 more", got, n)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	vault "github.com/hashicorp/vault/api"
 
@@ -41,6 +40,20 @@ func vaultCluster(t *testing.T) (*cluster, *vaultlab.Server) {
 	return c, srv
 }
 
+// useToken reopens c's store, as the commands open it, logged in with token
+// instead of the root token the cluster was set up with.
+func useToken(t *testing.T, c *cluster, srv *vaultlab.Server, token string) {
+	t.Helper()
+	cfg := c.env.Config.Store
+	st, err := vaultstore.Open(context.Background(), vaultstore.Options{Address: srv.Addr, Mount: cfg.Mount, Prefix: cfg.Prefix, Auth: vaultstore.Auth{Token: token}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.env.Store.Close()
+	c.env.Store = st
+	t.Cleanup(func() { st.Close() })
+}
+
 // TestVaultFaultsDuringRotation: Vault sealed, or the token revoked, after
 // every node has staged the new key and before the store is written: the
 // rotation fails with a clear error, every staged file is removed, and no
@@ -62,8 +75,8 @@ func TestVaultFaultsDuringRotation(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, vaultstore.ErrAuth, "log in again"},
-		{"token expired", func(t *testing.T, srv *vaultlab.Server, _ string) {
-			time.Sleep(3 * time.Second) // the run's token lives 2 s
+		{"token expired", func(t *testing.T, srv *vaultlab.Server, token string) {
+			srv.AwaitTokenExpiry(t, token) // the run's token lives 2 s
 		}, vaultstore.ErrAuth, "expired"},
 		{"vault stopped", func(t *testing.T, srv *vaultlab.Server, _ string) { srv.Stop() }, vaultstore.ErrUnreachable, "cannot reach vault"},
 	}
@@ -79,7 +92,7 @@ func TestVaultFaultsDuringRotation(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c.env.Store.(*vaultstore.Store).Client().SetToken(tok.Auth.ClientToken)
+			useToken(t, c, srv, tok.Auth.ClientToken)
 			before := treeState(t, c)
 			files := map[string]string{}
 			for _, n := range []string{"node1", "node2"} {
@@ -92,7 +105,7 @@ func TestVaultFaultsDuringRotation(t *testing.T) {
 					tc.fault(t, srv, tok.Auth.ClientToken)
 				}
 			}
-			_, err = Rotate(context.Background(), c.env, RotateRequest{CIB: true})
+			_, err = Rotate(context.Background(), c.env, Request{CIB: true})
 			if !errors.Is(err, tc.want) || !strings.Contains(strings.ToLower(err.Error()), tc.msg) {
 				t.Fatalf("rotate: %v, want %v saying %q", err, tc.want, tc.msg)
 			}
@@ -126,9 +139,9 @@ func TestVaultPermissionDenied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.env.Store.(*vaultstore.Store).Client().SetToken(tok.Auth.ClientToken)
+	useToken(t, c, srv, tok.Auth.ClientToken)
 	before := treeState(t, c)
-	_, err = Rotate(context.Background(), c.env, RotateRequest{CIB: true})
+	_, err = Rotate(context.Background(), c.env, Request{CIB: true})
 	if !errors.Is(err, vaultstore.ErrPermission) || !strings.Contains(err.Error(), "capability") {
 		t.Fatalf("rotate as an auditor: %v", err)
 	}

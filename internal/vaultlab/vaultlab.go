@@ -19,14 +19,20 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -130,6 +136,53 @@ func (s *Server) Client(t testing.TB) *vault.Client {
 	c.SetToken(s.RootToken)
 	c.SetNamespace("")
 	return c
+}
+
+// CountingProxy starts a reverse proxy in front of the server, closed when
+// the test ends, and returns its address and a function that says how
+// many requests have passed through it so far: a store opened on the
+// address makes every request through it, so a test counts what the
+// store asks of Vault without a hook in the store.
+func (s *Server) CountingProxy(t testing.TB) (addr string, count func() int64) {
+	t.Helper()
+	target, err := url.Parse(s.Addr)
+	if err != nil {
+		t.Fatalf("vault address %q: %v", s.Addr, err)
+	}
+	var n atomic.Int64
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, n.Load
+}
+
+// AwaitTokenExpiry returns once the server no longer knows token: its TTL
+// ran out and Vault revoked it (a lookup answers "bad token"). It fails
+// the test if that takes more than a minute or the lookup fails otherwise.
+func (s *Server) AwaitTokenExpiry(t testing.TB, token string) {
+	t.Helper()
+	c := s.Client(t)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(time.Minute)
+	for {
+		_, err := c.Auth().Token().Lookup(token)
+		var re *vault.ResponseError
+		switch {
+		case errors.As(err, &re) && re.StatusCode == 403:
+			return
+		case err != nil:
+			t.Fatalf("look up the token: %v", err)
+		}
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatal("the token did not expire within a minute")
+		}
+	}
 }
 
 // MountKV2 mounts a new KV version 2 engine at a random path and returns

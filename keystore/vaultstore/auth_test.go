@@ -70,8 +70,9 @@ func TestAppRoleLogin(t *testing.T) {
 }
 
 // TestUserpassLoginAndRenewal logs in with a token that lives 3 seconds
-// (renewable up to a minute) and uses the store after 5: the store must
-// have renewed it.
+// (renewable up to a minute), waits for Vault to report the token renewed
+// and for the login's own expiry to pass, and uses the store: it must
+// still write.
 func TestUserpassLoginAndRenewal(t *testing.T) {
 	needVault(t)
 	root := srv.Client(t)
@@ -85,10 +86,21 @@ func TestUserpassLoginAndRenewal(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := mustOpen(t, Options{Auth: Auth{Method: AuthUserpass, Username: "alice", PasswordFile: writeSecretFile(t, "pw", "correct horse")}})
-	time.Sleep(5 * time.Second)
+	login := tokenExpiry(t, root, s.client.Token())
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for tokenExpiry(t, root, s.client.Token()).Equal(login) {
+		if time.Now().After(login) {
+			t.Fatal("the login's token expired: the store did not renew it")
+		}
+		<-tick.C
+	}
+	// Renewed; nothing signals that a moment has passed, so wait until
+	// the login's own expiry is behind us.
+	time.Sleep(time.Until(login) + 500*time.Millisecond)
 	k, _ := keys.Generate(keys.PSK, 32)
 	if _, err := s.Put(context.Background(), keystore.CIB("alice"), k, keystore.PutOptions{}); err != nil {
-		t.Fatalf("write 5s after login with a 3s token: %v", err)
+		t.Fatalf("write after the login's 3s token would have expired: %v", err)
 	}
 	// A token that expires is reported as such, not as a missing capability.
 	short, err := root.Auth().Token().Create(&vault.TokenCreateRequest{Policies: []string{pol}, TTL: "2s", Renewable: new(bool)})
@@ -96,7 +108,7 @@ func TestUserpassLoginAndRenewal(t *testing.T) {
 		t.Fatal(err)
 	}
 	exp := mustOpen(t, Options{Auth: Auth{Token: short.Auth.ClientToken}})
-	time.Sleep(3 * time.Second)
+	srv.AwaitTokenExpiry(t, short.Auth.ClientToken)
 	if _, err := exp.Get(context.Background(), keystore.CIB("alice")); !errors.Is(err, ErrAuth) || !strings.Contains(err.Error(), "expired") {
 		t.Errorf("read with an expired token: %v", err)
 	}
@@ -104,6 +116,21 @@ func TestUserpassLoginAndRenewal(t *testing.T) {
 	if !errors.Is(err, ErrAuth) {
 		t.Errorf("wrong password: %v", err)
 	}
+}
+
+// tokenExpiry asks Vault when token expires.
+func tokenExpiry(t *testing.T, root *vault.Client, token string) time.Time {
+	t.Helper()
+	sec, err := root.Auth().Token().Lookup(token)
+	if err != nil {
+		t.Fatalf("look up the store's token: %v", err)
+	}
+	s, _ := sec.Data["expire_time"].(string)
+	exp, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		t.Fatalf("the token's expire_time %q: %v", s, err)
+	}
+	return exp
 }
 
 // TestSealed runs against a Vault of its own, which it seals.

@@ -35,11 +35,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
@@ -93,23 +91,6 @@ type Store struct {
 	prefix  string
 	now     func() time.Time
 	stopRen context.CancelFunc
-	// requests counts the HTTP requests made to Vault.
-	requests *countingTransport
-}
-
-// Requests returns how many HTTP requests the store has made to Vault,
-// logins and renewals included.
-func (s *Store) Requests() int64 { return s.requests.n.Load() }
-
-// countingTransport counts requests on their way to Vault.
-type countingTransport struct {
-	next http.RoundTripper
-	n    atomic.Int64
-}
-
-func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	c.n.Add(1)
-	return c.next.RoundTrip(r)
 }
 
 var _ keystore.Store = (*Store)(nil)
@@ -126,15 +107,13 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.Address != "" {
 		cfg.Address = opts.Address
 	}
-	counter := &countingTransport{next: cfg.HttpClient.Transport}
-	cfg.HttpClient.Transport = counter
 	client, err := vault.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("vault client: %w", err)
 	}
 	s := &Store{
 		client: client, mount: strings.Trim(opts.Mount, "/"), prefix: strings.Trim(opts.Prefix, "/"),
-		now: opts.Now, stopRen: func() {}, requests: counter,
+		now: opts.Now, stopRen: func() {},
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -149,10 +128,6 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	return s, nil
 }
-
-// Client returns the Vault client, for callers that need the token's
-// identity (the audit) or the request count (benchmarks).
-func (s *Store) Client() *vault.Client { return s.client }
 
 // TokenName returns the display name of the store's token (the Vault
 // identity for the audit trail), or "" if Vault does not say.
