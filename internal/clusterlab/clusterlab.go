@@ -11,7 +11,7 @@
 //	if err := c.WaitSettled(ctx); err != nil { t.Fatal(err) }
 //	if ev := c.FenceHistory(); len(ev) > 0 { t.Fatalf("fenced: %+v", ev) }
 //
-// # Facts it rests on (checked on Debian 12, 2 cores; see TESTING.md)
+// # Facts it rests on (checked on Debian 12, 2 cores; see docs/testing.md)
 //
 //   - Debian's `pacemaker` Conflicts with `pacemaker-remote`. Neither is
 //     forced onto the machine: scripts/clusterlab-deps.sh unpacks both (and
@@ -63,7 +63,7 @@
 //   - Timings here (smoke and fencing tests, both versions alike): namespaces
 //     and boot 0.2–0.3 s; corosync quorate with 3 members 4.5 s; settled
 //     (all online, remote connected, Dummies started) ~15 s after start with
-//     dc-deadtime=5s (TESTING.md's ~30 s is the default 20 s); about 0.42 GB
+//     dc-deadtime=5s (about 30 s with the default 20 s); about 0.42 GB
 //     (proportional set size of every process on the nodes). `systemctl
 //     restart pacemaker` on a full node: 0.3–0.9 s, settled after ~4 s.
 //     Moving the remote connection with the right key: ~1 s. A node with

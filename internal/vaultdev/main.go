@@ -1,8 +1,8 @@
 // Command vaultdev runs a real, unsealed, in-memory Vault core on a
 // loopback port for pcmkeys's tests. It is built from Vault's own Go module
 // (vault.TestCoreUnsealedWithConfig and vaulthttp.TestServer), in a module
-// of its own so that pcmkeys's go.mod stays small. See ../../TESTING.md in
-// shared/ and keystore/vaultstore's tests, which build and start it.
+// of its own so that pcmkeys's go.mod stays small. See docs/testing.md
+// ("A real Vault") and internal/vaultlab, which builds and starts it.
 //
 // It writes one JSON line to stdout once the server is listening:
 //
