@@ -97,18 +97,9 @@ type Version struct {
 	CreatedBy   string    `json:"created_by,omitempty"`
 	Fingerprint string    `json:"fingerprint"`
 	Destroyed   bool      `json:"destroyed,omitempty"`
-	// Holders is the summary of PutOptions.Holders the store kept.
+	// Holders is the summary of PutOptions.Holders the store kept: the
+	// names, comma-separated, or their count past 512 bytes.
 	Holders string `json:"holders,omitempty"`
-}
-
-// HoldersSummary renders holders for metadata that allows 512 bytes: the
-// names, comma-separated, or their count when they do not fit.
-func HoldersSummary(holders []string) string {
-	s := strings.Join(holders, ",")
-	if len(s) > 512 {
-		return fmt.Sprintf("%d admins (see admins/)", len(holders))
-	}
-	return s
 }
 
 // Credential is one version of a credential with its key.

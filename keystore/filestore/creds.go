@@ -12,6 +12,7 @@ import (
 
 	"github.com/pcmkeys/pcmkeys/keys"
 	"github.com/pcmkeys/pcmkeys/keystore"
+	"github.com/pcmkeys/pcmkeys/keystore/internal/holders"
 )
 
 // meta is a credential's meta.json.
@@ -128,7 +129,7 @@ func (s *Store) Put(ctx context.Context, id keystore.ID, key keys.Secret, opts k
 			Created:     s.now().UTC().Truncate(1e6),
 			CreatedBy:   opts.CreatedBy,
 			Fingerprint: keys.Fingerprint(key),
-			Holders:     keystore.HoldersSummary(opts.Holders),
+			Holders:     holders.Summary(opts.Holders),
 		}
 		// The key first, then the metadata that makes it current: a crash
 		// in between leaves an unreferenced file, never a missing key.

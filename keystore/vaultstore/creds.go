@@ -14,6 +14,7 @@ import (
 
 	"github.com/pcmkeys/pcmkeys/keys"
 	"github.com/pcmkeys/pcmkeys/keystore"
+	"github.com/pcmkeys/pcmkeys/keystore/internal/holders"
 )
 
 // keptVersions is how many versions of a credential Vault keeps, and how
@@ -129,7 +130,7 @@ func (s *Store) Put(ctx context.Context, id keystore.ID, key keys.Secret, opts k
 	if err != nil {
 		return ver, s.translate(err, "write", "data/"+p, "create/update")
 	}
-	ver = keystore.Version{Version: sec.VersionMetadata.Version, Created: sec.VersionMetadata.CreatedTime, CreatedBy: opts.CreatedBy, Fingerprint: fp, Holders: keystore.HoldersSummary(opts.Holders)}
+	ver = keystore.Version{Version: sec.VersionMetadata.Version, Created: sec.VersionMetadata.CreatedTime, CreatedBy: opts.CreatedBy, Fingerprint: fp, Holders: holders.Summary(opts.Holders)}
 	// The version's fingerprint and creator go to custom metadata too, so
 	// History needs no key. A failure here leaves the key stored and
 	// readable; History then shows the version without a fingerprint.
