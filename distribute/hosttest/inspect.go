@@ -149,9 +149,15 @@ func testRead(t *testing.T, e env) {
 	if _, err := e.h.Read(ctx, "/etc/pacemaker/none", "hacluster"); err == nil {
 		t.Error("read a missing file")
 	}
-	e.sh(t, `mkdir -m 700 "$R/home/alice/.pcmkeys"; ln -s "$R/root" "$R/home/alice/.pcmkeys/k"; chown -hR $ALICE:$ALICE "$R/home/alice/.pcmkeys"`)
+	e.sh(t, `d=$R/home/alice/.pcmkeys; mkdir -m 700 "$d"; ln -s "$R/root" "$d/k"; truncate -s 4G "$d/huge"; chown -hR $ALICE:$ALICE "$d"`)
 	_, err = e.h.Read(ctx, "~/.pcmkeys/k", "alice")
 	wantErr(t, e.h, "read through a link in a home", err, distribute.ErrUnsafe, "symbolic link")
+	start = time.Now()
+	_, err = e.h.Read(ctx, "~/.pcmkeys/huge", "alice")
+	wantErr(t, e.h, "read of a 4 GB file in a home", err, nil, fmt.Sprintf("larger than %d bytes", 16<<20))
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("read of a 4 GB file in a home took %s", d)
+	}
 }
 
 // testRemove: a file goes, a missing one is no error, a link goes itself

@@ -132,14 +132,18 @@ func testWriteOverHardLink(t *testing.T, e env) {
 }
 
 // testWriteOverTooLargeFile: a huge sparse file at the target is replaced
-// like any other (it is never read).
+// like any other (it is never read), on a server path and in a home.
 func testWriteOverTooLargeFile(t *testing.T, e env) {
-	e.sh(t, `f=$R/etc/pacemaker/cib-credentials; truncate -s 4G "$f"; chown $HAC:$HACG "$f"; chmod 600 "$f"`)
-	f := serverFile("small")
-	if err := distribute.Write(ctx, e.h, f); err != nil {
-		t.Fatal(err)
+	e.sh(t, `f=$R/etc/pacemaker/cib-credentials; truncate -s 4G "$f"; chown $HAC:$HACG "$f"; chmod 600 "$f"
+d=$R/home/alice/.pcmkeys; mkdir -m 700 "$d"; truncate -s 4G "$d/prod.key"; chmod 600 "$d/prod.key"; chown -R $ALICE:$ALICE "$d"`)
+	f, c := serverFile("small"), clientFile("alice", "small")
+	for _, f := range []distribute.File{f, c} {
+		if err := distribute.Write(ctx, e.h, f); err != nil {
+			t.Fatal(err)
+		}
 	}
 	e.fileIs(t, f, f.Path, e.fx.Hacluster, e.fx.Haclient)
+	e.fileIs(t, c, "/home/alice/.pcmkeys/prod.key", e.fx.Alice, e.fx.Alice)
 }
 
 // tempOf returns the one temporary file beside f's target, failing if
