@@ -48,7 +48,9 @@ type Fixture struct {
 	Admin, Hacluster, Haclient, Alice, Bob int
 	// Distinct says the users have distinct ids and Sh may give files
 	// to any of them (the administrator is root). The cases about
-	// files and directories of another user need it and skip without.
+	// files and directories of another user need it and skip without;
+	// and without it, where every user has the same id, the owner and
+	// group names Inspect gives are not compared.
 	Distinct bool
 }
 
