@@ -167,3 +167,31 @@ func TestHelperIncrement(t *testing.T) {
 		done++
 	}
 }
+
+// TestDestroyErasesEveryVersion: a destroyed credential's encrypted key
+// files are gone, every version's; its metadata stays.
+func TestDestroyErasesEveryVersion(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	s := open(t, dir)
+	ctx := context.Background()
+	id := keystore.CIB("bob")
+	for cas := 0; cas < 2; cas++ {
+		k, _ := keys.Generate(keys.PSK, 32)
+		if _, err := s.Put(ctx, id, k, keystore.PutOptions{CAS: cas}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cred := filepath.Join(dir, "credentials", "cib", "bob")
+	if kept, _ := filepath.Glob(filepath.Join(cred, "*.age")); len(kept) != 2 {
+		t.Fatalf("before the destroy: %v, want two versions' key files", kept)
+	}
+	if err := s.Destroy(ctx, id, 2); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(cred, "*.age")); len(left) != 0 {
+		t.Errorf("key files left after the destroy: %v", left)
+	}
+	if _, err := os.Stat(filepath.Join(cred, "meta.json")); err != nil {
+		t.Errorf("the metadata went with the keys: %v", err)
+	}
+}

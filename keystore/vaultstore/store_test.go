@@ -181,3 +181,37 @@ func TestPermissionDenied(t *testing.T) {
 		t.Errorf("denied write: %v\nwant it to say %s", err, want)
 	}
 }
+
+// TestDestroyErasesEveryVersion: after a destroy, Vault itself holds no
+// data for any version of the credential (read with the root token,
+// around the store), and keeps their metadata.
+func TestDestroyErasesEveryVersion(t *testing.T) {
+	needVault(t)
+	prefix := randomPrefix()
+	s := mustOpen(t, Options{Prefix: prefix})
+	ctx := context.Background()
+	id := keystore.CIB("bob")
+	for cas := 0; cas < 2; cas++ {
+		k, _ := keys.Generate(keys.PSK, 32)
+		if _, err := s.Put(ctx, id, k, keystore.PutOptions{CAS: cas}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kv := srv.Client(t).KVv2(mount)
+	p := prefix + "/cib/bob"
+	if sec, err := kv.GetVersion(ctx, p, 1); err != nil || sec.Data["key"] == nil {
+		t.Fatalf("version 1 before the destroy: %v", err)
+	}
+	if err := s.Destroy(ctx, id, 2); err != nil {
+		t.Fatal(err)
+	}
+	for v := 1; v <= 2; v++ {
+		sec, err := kv.GetVersion(ctx, p, v)
+		if err == nil && sec != nil && (sec.Data != nil || !sec.VersionMetadata.Destroyed) {
+			t.Errorf("version %d after the destroy: data %v, destroyed %v", v, sec.Data != nil, sec.VersionMetadata.Destroyed)
+		}
+	}
+	if meta, err := kv.GetMetadata(ctx, p); err != nil || len(meta.Versions) != 2 {
+		t.Errorf("metadata after the destroy: %+v, %v", meta, err)
+	}
+}
