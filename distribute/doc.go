@@ -14,7 +14,10 @@
 //     home directory, its owner), is refused. Missing directories are
 //     created: the file's own directory 0750 root:GROUP for server files
 //     (so /etc/pacemaker becomes 0750 root:haclient), 0700 OWNER:GROUP
-//     inside a home directory, 0755 otherwise.
+//     inside a home directory, 0755 otherwise. Inside a home directory
+//     the owner must also be let into every directory from the home
+//     down, and write in the deepest that exists: a key its owner cannot
+//     reach is refused, not written.
 //  3. An existing target that is a symlink or not a regular file is refused.
 //  4. A temporary file is created beside the target with O_EXCL, mode 0600
 //     from the first moment, never following links; its owner and group are
@@ -32,12 +35,18 @@
 // fsync on the directory's descriptor), and over SSH root only looks the
 // owner up and then runs the rest of the operation as the owner (every
 // stat, listing, write, rename, fsync and removal), whose links lead only
-// where the owner may go anyway.
+// where the owner may go anyway. [Host.Inspect] judges a file there as its
+// owner would see it: one the owner may not read is not hashed, on either
+// transport.
 //
 // A rename is atomic only within one local filesystem; targets on NFS are
 // not supported.
 //
 // # Hosts
+//
+// Package distribute/hosttest is the contract every [Host] meets, case by
+// case; this package's tests run it against [Local] and [SSHHost]. What a
+// file's state means for its policy is decided in one place, [Compare].
 //
 // [Local] writes on this machine (with renameio). A host may have a root
 // prefix under which all its paths live: a staging image or a test lab. For

@@ -82,6 +82,9 @@ func (l *Local) resolve(ctx context.Context, path, owner, group string) (target,
 	if err != nil {
 		return t, err
 	}
+	if t.homeDepth > 0 {
+		t.groups = l.acct.groupIDs(acct)
+	}
 	if group != "" {
 		if err := policies.ValidateUser(group); err != nil {
 			return t, err

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
-	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -90,7 +89,7 @@ func (l *Local) Inspect(ctx context.Context, path, owner string) (FileState, err
 	}
 	// In a home, SSH reads the file as its owner: what the owner may not
 	// read is not hashed there, and so not here either.
-	if t.homeDepth > 0 && !l.ownerMayRead(st, t.owner) {
+	if t.homeDepth > 0 && !ownerMay(st, t.owner, t.groups, 0o4) {
 		return fs, nil
 	}
 	st2, sum, err := readNoFollow(dirfd, t.base)
@@ -119,21 +118,6 @@ func (l *Local) fillState(fs *FileState, st unix.Stat_t, owner Account) {
 	fs.Owner, fs.Group = Escape(un), Escape(gn)
 	fs.Mode = permOf(st.Mode)
 	fs.Size = st.Size
-}
-
-// ownerMayRead reports whether owner may read a file by its mode: the
-// owner's bits if it is theirs, the group's if its group is one of the
-// owner's (primary or supplementary), the others' otherwise.
-func (l *Local) ownerMayRead(st unix.Stat_t, owner Account) bool {
-	switch {
-	case owner.UID == 0:
-		return true
-	case int(st.Uid) == owner.UID:
-		return st.Mode&0o400 != 0
-	case slices.Contains(l.acct.groupIDs(owner), int(st.Gid)):
-		return st.Mode&0o040 != 0
-	}
-	return st.Mode&0o004 != 0
 }
 
 // Exec implements Host. A host with a root prefix is an image, not a

@@ -143,10 +143,21 @@ $h"
 		[ $((0$a & 022)) = 0 ] || die 10 "directory $1 is writable by group or other (mode $a)"
 		shift
 	done
-	[ -n "$missing" ] || { IFS=$ifs; return 0; }
-	[ "$create" = 1 ] || { IFS=$ifs; return 1; }
+	# In a home (walked as its owner), the owner must be let into every
+	# directory, and to write, into the deepest that exists.
+	set -- $list
+	for o in $owned; do
+		[ "$o" = 0 ] || [ -x "$1" ] || die 1 "$owner may not enter directory ${1#"$r"}"
+		shift
+	done
 	cur=${shown##*
 }
+	if [ "$create" = 1 ] && [ "$inhome" = 1 ] && [ "${owned##*
+}" = 1 ]; then
+		[ -w "$r$cur" ] || die 1 "$owner may not write in directory $cur"
+	fi
+	[ -n "$missing" ] || { IFS=$ifs; return 0; }
+	[ "$create" = 1 ] || { IFS=$ifs; return 1; }
 	[ "$cur" != / ] || cur=''
 	set -- $missing
 	IFS=$ifs

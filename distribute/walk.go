@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -19,6 +20,7 @@ type target struct {
 	base      string
 	homeDepth int // len of the home dir's components, 0 if not in a home
 	owner     Account
+	groups    []int // in a home, the owner's group ids (see ownerMay)
 	gid       int
 }
 
@@ -66,6 +68,11 @@ var errMissingDir = errors.New("directory does not exist")
 // walk returns an open descriptor of t's parent directory. With create,
 // missing directories are made as the package documentation says; a
 // missing home directory is always an error.
+//
+// In a home, as over SSH where the owner walks it, the owner must be let
+// into every directory from the home down, and with create must be let
+// write in the deepest that exists (where the file or the first missing
+// directory is made).
 func (w walker) walk(t target, create bool, parentGID int) (int, error) {
 	fd, err := unix.Open(w.root, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -74,12 +81,14 @@ func (w walker) walk(t target, create bool, parentGID int) (int, error) {
 		}
 		return -1, fmt.Errorf("open root %s: %w", w.root, err)
 	}
-	if err := w.checkDir(fd, w.root, false, t.owner.UID); err != nil {
+	st, err := w.checkDir(fd, w.root, false, t.owner.UID)
+	if err != nil {
 		unix.Close(fd)
 		return -1, err
 	}
 	at := ""
 	for i, c := range t.dirs {
+		parent := at
 		at += "/" + c
 		inHome := t.homeDepth > 0 && i+1 >= t.homeDepth
 		nfd, err := unix.Openat(fd, c, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -89,6 +98,8 @@ func (w walker) walk(t target, create bool, parentGID int) (int, error) {
 				err = fmt.Errorf("home directory %s of %s does not exist", t.homeDir(), t.owner.Name)
 			case !create:
 				err = fmt.Errorf("%s: %w", at, errMissingDir)
+			case t.homeDepth > 0 && i >= t.homeDepth && !ownerMay(st, t.owner, t.groups, 0o2):
+				err = fmt.Errorf("%s may not write in directory %s", t.owner.Name, parent)
 			default:
 				nfd, err = w.mkdir(fd, c, at, inHome, i == len(t.dirs)-1, t.owner.UID, parentGID)
 			}
@@ -106,12 +117,35 @@ func (w walker) walk(t target, create bool, parentGID int) (int, error) {
 			return -1, err
 		}
 		fd = nfd
-		if err := w.checkDir(fd, at, inHome, t.owner.UID); err != nil {
+		if st, err = w.checkDir(fd, at, inHome, t.owner.UID); err == nil && inHome && !ownerMay(st, t.owner, t.groups, 0o1) {
+			err = fmt.Errorf("%s may not enter directory %s", t.owner.Name, at)
+		}
+		if err != nil {
 			unix.Close(fd)
 			return -1, err
 		}
 	}
+	if create && t.homeDepth > 0 && !ownerMay(st, t.owner, t.groups, 0o2) {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%s may not write in directory %s", t.owner.Name, at)
+	}
 	return fd, nil
+}
+
+// ownerMay reports whether owner may do what perm asks (0o4 read, 0o2
+// write, 0o1 search) with a file, by its mode: the owner's bits if the
+// file is theirs, the group's if its group is one of groups (the owner's),
+// the others' otherwise. Root may do anything.
+func ownerMay(st unix.Stat_t, owner Account, groups []int, perm uint32) bool {
+	switch {
+	case owner.UID == 0:
+		return true
+	case int(st.Uid) == owner.UID:
+		return st.Mode&(perm<<6) != 0
+	case slices.Contains(groups, int(st.Gid)):
+		return st.Mode&(perm<<3) != 0
+	}
+	return st.Mode&perm != 0
 }
 
 // mkdir creates one missing directory with the mode and owner it should
@@ -142,21 +176,22 @@ func (w walker) mkdir(parent int, name, at string, inHome, isParent bool, ownerU
 	return fd, nil
 }
 
-// checkDir refuses a directory that someone untrusted could write to.
-func (w walker) checkDir(fd int, at string, inHome bool, ownerUID int) error {
+// checkDir refuses a directory that someone untrusted could write to,
+// and returns its stat.
+func (w walker) checkDir(fd int, at string, inHome bool, ownerUID int) (unix.Stat_t, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return fmt.Errorf("stat directory %s: %w", at, err)
+		return st, fmt.Errorf("stat directory %s: %w", at, err)
 	}
 	uid := int(st.Uid)
 	trusted := uid == 0 || uid == w.euid || (inHome && uid == ownerUID)
 	if !trusted {
-		return fmt.Errorf("%w: directory %s is owned by uid %d, not root", ErrUnsafe, at, uid)
+		return st, fmt.Errorf("%w: directory %s is owned by uid %d, not root", ErrUnsafe, at, uid)
 	}
 	if st.Mode&0o022 != 0 {
-		return fmt.Errorf("%w: directory %s is writable by group or other (mode %04o)", ErrUnsafe, at, st.Mode&0o7777)
+		return st, fmt.Errorf("%w: directory %s is writable by group or other (mode %04o)", ErrUnsafe, at, st.Mode&0o7777)
 	}
-	return nil
+	return st, nil
 }
 
 // statTarget looks at the target without following links. It returns

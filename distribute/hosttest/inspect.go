@@ -82,6 +82,8 @@ func inspectRows(fx Fixture) []inspectRow {
 			err: distribute.ErrUnsafe, msg: "directory /etc/pacemaker is writable by group or other"},
 		{name: "symlinked directory", path: "/etc/pacemaker/sub/authkey", owner: "hacluster", setup: `mkdir -m 750 "$R/root/elsewhere"; ln -s "$R/root/elsewhere" "$R/etc/pacemaker/sub"`,
 			err: distribute.ErrUnsafe, msg: "directory /etc/pacemaker/sub is a symbolic link"},
+		{name: "root's closed directory in a home", path: "~/.pcmkeys/k", owner: "alice", distinct: true, setup: `mkdir -m 700 "$R/home/alice/.pcmkeys"; printf c > ` + H + `; chown $ALICE:$ALICE ` + H,
+			msg: "alice may not enter directory /home/alice/.pcmkeys"},
 		{name: "home missing", path: "~/.pcmkeys/k", owner: "bob", setup: `rm -rf "$R/home/bob"`, msg: "home directory /home/bob of bob does not exist"},
 		{name: "unknown owner", path: server, owner: "mallory", err: distribute.ErrUnknownUser, msg: `"mallory"`},
 	}

@@ -61,6 +61,12 @@ func refusals(fx Fixture) []refusal {
 			file: client, want: distribute.ErrUnsafe, msg: fmt.Sprintf("directory /home/alice/.pcmkeys is owned by uid %d", fx.Bob)},
 		{name: "another user's file in a home", distinct: true, setup: `mkdir -m 700 "$R/home/alice/.pcmkeys"; chown $ALICE:$ALICE "$R/home/alice/.pcmkeys"; printf x > "$R/home/alice/.pcmkeys/k"; chown $BOB:$BOB "$R/home/alice/.pcmkeys/k"`,
 			file: client, want: distribute.ErrUnsafe, msg: fmt.Sprintf("owned by uid %d, neither root nor alice", fx.Bob)},
+		{name: "root's closed directory in a home", distinct: true, setup: `mkdir -m 700 "$R/home/alice/.pcmkeys"`,
+			file: client, msg: "alice may not enter directory /home/alice/.pcmkeys"},
+		{name: "root's directory in a home", distinct: true, setup: `mkdir -m 755 "$R/home/alice/.pcmkeys"`,
+			file: client, msg: "alice may not write in directory /home/alice/.pcmkeys"},
+		{name: "read-only directory in a home", setup: `mkdir -m 500 "$R/home/alice/.pcmkeys"; chown $ALICE:$ALICE "$R/home/alice/.pcmkeys"`,
+			file: withPath(client, "~/.pcmkeys/sub/k"), msg: "alice may not write in directory /home/alice/.pcmkeys"},
 		// The request itself.
 		{name: "mode for group", file: withMode(good, 0o640), want: policies.ErrUnsafeMode, msg: "gives group or other access"},
 		{name: "setuid mode", file: withMode(good, 0o600|fs.ModeSetuid), want: policies.ErrUnsafeMode, msg: "setuid"},
