@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/pcmkeys/pcmkeys/distribute/internal/escape"
 )
 
 // accounts resolves user and group names for a local host: from
@@ -153,4 +155,14 @@ func scanLines(path string, fields int, match func([]string) bool) ([]string, bo
 		}
 	}
 	return nil, false, sc.Err()
+}
+
+// checkHome refuses an account whose home directory a host wrote with
+// characters that have no place in a path: it would be shown, and used
+// to build paths.
+func checkHome(a Account) error {
+	if escape.String(a.Home) != a.Home {
+		return fmt.Errorf("the home directory of %s holds control characters: %s", a.Name, escape.String(a.Home))
+	}
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/pcmkeys/pcmkeys/distribute/internal/escape"
 	"github.com/pcmkeys/pcmkeys/internal/sshlab"
 )
 
@@ -24,37 +25,14 @@ const hostilePrintf = `\033]0;pwned\007\033[32mall good\033[0m\r\302\2332J\342\2
 // hostileName is hostile as a user or group name (no space, ':' or ',').
 const hostileName = "\x1b]0;pwned\x07\x1b[32mOK\x1b[0m\u009b\u202e"
 
-func TestEscape(t *testing.T) {
-	for _, tc := range []struct{ in, want, lines string }{
-		{"plain text, spaces and a \\ stay", "plain text, spaces and a \\ stay", ""},
-		{"été ✓ 日本", "été ✓ 日本", ""},
-		{"a\nb\tc", `a\nb\tc`, "a\nb\tc"},
-		{hostile, `\x1b]0;pwned\a\x1b[32mall good\x1b[0m\r\u009b2J\u202e\x9b`, ""},
-		{"\x00\x7f\ufffd", `\x00\x7f` + "\ufffd", ""},
-	} {
-		if got := Escape(tc.in); got != tc.want {
-			t.Errorf("Escape(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-		if got := Escape(Escape(tc.in)); got != tc.want {
-			t.Errorf("escaping %q twice gave %q", tc.in, got)
-		}
-		if tc.lines != "" {
-			if got := escapeLines(tc.in); got != tc.lines {
-				t.Errorf("escapeLines(%q) = %q, want %q", tc.in, got, tc.lines)
-			}
-		}
-	}
-}
-
-// TestEscapedErrorUnwraps: an escaped error is still what it wraps.
+// TestEscapedErrorUnwraps: a host's error, escaped, is still a timeout
+// and so an unreachable host.
 func TestEscapedErrorUnwraps(t *testing.T) {
-	err := escapeErr(fmt.Errorf("ssh: disconnect, reason 2: %s: %w", hostile, ErrTimeout))
-	if !errors.Is(err, ErrTimeout) || !errors.Is(err, ErrUnreachable) || err.Error() != Escape(err.Error()) {
+	err := escape.Err(fmt.Errorf("ssh: disconnect, reason 2: %s: %w", hostile, ErrTimeout))
+	if !errors.Is(err, ErrTimeout) || !errors.Is(err, ErrUnreachable) {
 		t.Errorf("escaped error %q", err)
 	}
-	if escapeErr(nil) != nil {
-		t.Error("escapeErr(nil) is not nil")
-	}
+	shownSafely(t, "escaped error", err.Error(), false)
 }
 
 // shownSafely fails the test if s, shown as text or as a JSON string

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+
+	"github.com/pcmkeys/pcmkeys/distribute/internal/escape"
 )
 
 // File is one file to deliver.
@@ -152,9 +154,9 @@ type PathError struct {
 	Err  error
 }
 
-// Error escapes what a host may have said (see [Escape]).
+// Error escapes what a host may have said (see internal/escape).
 func (e *PathError) Error() string {
-	return Escape(fmt.Sprintf("%s %s on %s: %v", e.Op, e.Path, e.Host, e.Err))
+	return escape.String(fmt.Sprintf("%s %s on %s: %v", e.Op, e.Path, e.Host, e.Err))
 }
 
 func (e *PathError) Unwrap() error { return e.Err }

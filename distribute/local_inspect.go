@@ -7,6 +7,8 @@ import (
 	"os/exec"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pcmkeys/pcmkeys/distribute/internal/escape"
 )
 
 // Remove implements Host. path may start with "~/" for owner's home.
@@ -115,7 +117,7 @@ func (l *Local) fillState(fs *FileState, st unix.Stat_t, owner Account) {
 	if fs.UID == owner.UID && owner.Name != "" {
 		un = owner.Name
 	}
-	fs.Owner, fs.Group = Escape(un), Escape(gn)
+	fs.Owner, fs.Group = escape.String(un), escape.String(gn)
 	fs.Mode = permOf(st.Mode)
 	fs.Size = st.Size
 }
@@ -128,9 +130,9 @@ func (l *Local) Exec(ctx context.Context, command string) (string, error) {
 	}
 	out, err := exec.CommandContext(ctx, "sh", "-c", command).CombinedOutput()
 	if err != nil {
-		return escapeLines(string(out)), fmt.Errorf("host %s: %s: %w", l.name, command, err)
+		return escape.Lines(string(out)), fmt.Errorf("host %s: %s: %w", l.name, command, err)
 	}
-	return escapeLines(string(out)), nil
+	return escape.Lines(string(out)), nil
 }
 
 // Read implements Host.

@@ -12,20 +12,15 @@ import (
 	"github.com/pcmkeys/pcmkeys/policies"
 )
 
-// ErrExists is returned by CreateNewFile when the path exists.
+// ErrExists is returned by CreateNewFileOwned when the path exists.
 var ErrExists = errors.New("file exists")
 
-// CreateNewFile writes content to a new file at path on this machine, owned
-// by the current user, with mode: a temp file beside it (mode set before any
-// byte is written), fsynced, then hard-linked to path — which fails if path
-// exists, even a dangling link — and the directory fsynced. A failed run
-// leaves no file behind and never replaces one.
-func CreateNewFile(path string, content []byte, mode fs.FileMode) error {
-	return CreateNewFileOwned(path, content, mode, -1, -1)
-}
-
-// CreateNewFileOwned is CreateNewFile with the file given to uid and gid
-// (-1 keeps the current user's or group) before any byte is written.
+// CreateNewFileOwned writes content to a new file at path on this machine
+// with mode, given to uid and gid (-1 keeps the current user's or group)
+// before any byte is written: a temp file beside it (mode set before any
+// byte is written), fsynced, then hard-linked to path — which fails if
+// path exists, even a dangling link — and the directory fsynced. A failed
+// run leaves no file behind and never replaces one.
 func CreateNewFileOwned(path string, content []byte, mode fs.FileMode, uid, gid int) error {
 	if err := policies.CheckMode(mode); err != nil {
 		return fmt.Errorf("create %s: %w", path, err)

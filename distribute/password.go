@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strings"
 
+	"github.com/pcmkeys/pcmkeys/distribute/internal/escape"
 	"github.com/pcmkeys/pcmkeys/policies"
 )
 
@@ -71,7 +72,7 @@ func (h *SSHHost) SetPassword(ctx context.Context, user string, password []byte)
 	var out limitedBuffer
 	out.max = maxOutput
 	if err := h.session(ctx, c, h.timeout, "sh -c "+shellQuote(chpasswdCommand), bytes.NewReader(in), &out, &out); err != nil {
-		return fmt.Errorf("host %s: set the password of %s with chpasswd: %w: %s", h.name, user, escapeErr(err), Escape(strings.TrimSpace(out.String())))
+		return fmt.Errorf("host %s: set the password of %s with chpasswd: %w: %s", h.name, user, escape.Err(err), escape.String(strings.TrimSpace(out.String())))
 	}
 	return nil
 }
@@ -86,7 +87,7 @@ func (l *Local) SetPassword(ctx context.Context, user string, password []byte) e
 	cmd := exec.CommandContext(ctx, "sh", "-c", chpasswdCommand)
 	cmd.Stdin = bytes.NewReader(in)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("host %s: set the password of %s with chpasswd: %w: %s", l.name, user, err, Escape(strings.TrimSpace(string(out))))
+		return fmt.Errorf("host %s: set the password of %s with chpasswd: %w: %s", l.name, user, err, escape.String(strings.TrimSpace(string(out))))
 	}
 	return nil
 }

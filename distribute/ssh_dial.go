@@ -12,6 +12,8 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/pcmkeys/pcmkeys/distribute/internal/escape"
 )
 
 // SSHConfig is how pcmkeys logs in to hosts.
@@ -200,7 +202,7 @@ func (d *sshDialer) dial(ctx context.Context, e SSHEndpoint) (*ssh.Client, error
 		conn, err := jump.DialContext(ctx, "tcp", e.hostport())
 		if err != nil {
 			jump.Close()
-			return nil, fmt.Errorf("host %s (%s) through jump host %s: %w: %s", e.Name, e.hostport(), d.cfg.Jump.Name, ErrUnreachable, Escape(err.Error()))
+			return nil, fmt.Errorf("host %s (%s) through jump host %s: %w: %s", e.Name, e.hostport(), d.cfg.Jump.Name, ErrUnreachable, escape.String(err.Error()))
 		}
 		c, err := d.handshakeConn(ctx, e, conn)
 		if err != nil {
@@ -236,7 +238,7 @@ func (d *sshDialer) handshakeConn(ctx context.Context, e SSHEndpoint, conn net.C
 			return nil, err
 		}
 		// The server's words (a disconnect message) are escaped.
-		return nil, fmt.Errorf("host %s (%s): ssh login as %s: %w", e.Name, e.hostport(), d.cfg.User, escapeErr(err))
+		return nil, fmt.Errorf("host %s (%s): ssh login as %s: %w", e.Name, e.hostport(), d.cfg.User, escape.Err(err))
 	}
 	conn.SetDeadline(time.Time{})
 	return ssh.NewClient(c, chans, reqs), nil

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/pcmkeys/pcmkeys/distribute/internal/escape"
 	"github.com/pcmkeys/pcmkeys/policies"
 )
 
@@ -294,7 +295,7 @@ func parseInspect(out string, st *FileState) error {
 	if !ok || !strings.HasPrefix(full, "/") {
 		return bad
 	}
-	st.Path = Escape(full)
+	st.Path = escape.String(full)
 	f := strings.Fields(rest)
 	if len(f) == 1 && f[0] == "missing" {
 		return nil
@@ -316,7 +317,7 @@ func parseInspect(out string, st *FileState) error {
 		return bad
 	}
 	st.UID, st.GID, st.Mode, st.Size = uid, gid, permOf(uint32(m)), size
-	st.Owner, st.Group = Escape(f[5]), Escape(f[6])
+	st.Owner, st.Group = escape.String(f[5]), escape.String(f[6])
 	if st.Owner == "UNKNOWN" { // stat's word for an id without a name
 		st.Owner = f[1]
 	}
@@ -346,9 +347,9 @@ func (h *SSHHost) Exec(ctx context.Context, command string) (string, error) {
 	var out limitedBuffer
 	out.max = maxOutput
 	if err := h.session(ctx, c, h.timeout, "sh -c "+shellQuote(command), nil, &out, &out); err != nil {
-		return escapeLines(out.String()), fmt.Errorf("host %s: %s: %w", h.name, command, escapeErr(err))
+		return escape.Lines(out.String()), fmt.Errorf("host %s: %s: %w", h.name, command, escape.Err(err))
 	}
-	return escapeLines(out.String()), nil
+	return escape.Lines(out.String()), nil
 }
 
 // Read implements Host.

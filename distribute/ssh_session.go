@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/pcmkeys/pcmkeys/distribute/internal/escape"
 )
 
 // cleanupTimeout bounds the removal of a temporary file after the run that
@@ -130,7 +132,7 @@ func (h *SSHHost) runOn(ctx context.Context, c *ssh.Client, timeout time.Duratio
 	case err == nil:
 		return stdout.String(), nil
 	case errors.As(err, &ee):
-		msg := Escape(strings.TrimSpace(stderr.String()))
+		msg := escape.String(strings.TrimSpace(stderr.String()))
 		if msg == "" {
 			msg = fmt.Sprintf("remote command exited %d", ee.ExitStatus())
 		}
@@ -141,7 +143,7 @@ func (h *SSHHost) runOn(ctx context.Context, c *ssh.Client, timeout time.Duratio
 	case errors.Is(err, ErrUnreachable), ctx.Err() != nil:
 		return "", err
 	}
-	return "", fmt.Errorf("%w: %s", ErrUnreachable, Escape(err.Error()))
+	return "", fmt.Errorf("%w: %s", ErrUnreachable, escape.String(err.Error()))
 }
 
 // session runs one command on c — with sudo -n when logging in as a sudo
@@ -171,14 +173,14 @@ func (h *SSHHost) session(ctx context.Context, c *ssh.Client, timeout time.Durat
 		sess, err := c.NewSession()
 		if err != nil {
 			started <- nil
-			done <- &notStarted{fmt.Errorf("%w: %s", ErrUnreachable, Escape(err.Error()))}
+			done <- &notStarted{fmt.Errorf("%w: %s", ErrUnreachable, escape.String(err.Error()))}
 			return
 		}
 		defer sess.Close()
 		started <- sess
 		sess.Stdin, sess.Stdout, sess.Stderr = stdin, stdout, stderr
 		if err := sess.Start(command); err != nil {
-			done <- fmt.Errorf("start remote command: %w", escapeErr(err))
+			done <- fmt.Errorf("start remote command: %w", escape.Err(err))
 			return
 		}
 		done <- sess.Wait()

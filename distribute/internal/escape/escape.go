@@ -1,4 +1,11 @@
-package distribute
+// Package escape makes text that comes from a host safe to show. Text a
+// host sends — a remote command's stderr and output, user and group names
+// and home directories from its account databases, an SSH server's
+// messages — is escaped where it enters pcmkeys (package distribute), so
+// that no report, error, JSON document or audit record shows it raw: a
+// hostile host can neither set the operator's window title, colour a fake
+// "all good", move the cursor, nor start a line of its own.
+package escape
 
 import (
 	"fmt"
@@ -7,23 +14,16 @@ import (
 	"unicode/utf8"
 )
 
-// Text that comes from a host — a remote command's stderr and output,
-// user and group names and home directories from its account databases,
-// an SSH server's messages — is escaped where it enters pcmkeys, here, so
-// that no report, error, JSON document or audit record shows it raw: a
-// hostile host can neither set the operator's window title, colour a
-// fake "all good", move the cursor, nor start a line of its own.
-
-// Escape returns s with every control character (C0, DEL and C1), invalid
+// String returns s with every control character (C0, DEL and C1), invalid
 // UTF-8 byte and other non-printable rune (bidirectional overrides, for
 // one) written as a Go escape: \x1b, \r, \n, \u009b, \u202e. Printable
 // text, spaces and backslashes included, stays as it is, so escaping twice
 // changes nothing.
-func Escape(s string) string { return escape(s, false) }
+func String(s string) string { return escape(s, false) }
 
-// escapeLines is Escape keeping newlines and tabs: a command's output,
-// which callers read line by line.
-func escapeLines(s string) string { return escape(s, true) }
+// Lines is String keeping newlines and tabs: a command's output, which
+// callers read line by line.
+func Lines(s string) string { return escape(s, true) }
 
 func escape(s string, lines bool) string {
 	keep := func(r rune) bool {
@@ -66,23 +66,13 @@ func validAt(s string, i int) bool {
 // escaped; errors.Is and errors.As see the error itself.
 type escapedError struct{ err error }
 
-func (e escapedError) Error() string { return Escape(e.err.Error()) }
+func (e escapedError) Error() string { return String(e.err.Error()) }
 func (e escapedError) Unwrap() error { return e.err }
 
-// escapeErr wraps err, if any, so that its text is escaped.
-func escapeErr(err error) error {
+// Err wraps err, if any, so that its text is escaped.
+func Err(err error) error {
 	if err == nil {
 		return nil
 	}
 	return escapedError{err}
-}
-
-// checkHome refuses an account whose home directory a host wrote with
-// characters that have no place in a path: it would be shown, and used
-// to build paths.
-func checkHome(a Account) error {
-	if Escape(a.Home) != a.Home {
-		return fmt.Errorf("the home directory of %s holds control characters: %s", a.Name, Escape(a.Home))
-	}
-	return nil
 }
