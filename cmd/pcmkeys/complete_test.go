@@ -322,3 +322,12 @@ func TestCompleteVaultOnlyWithToken(t *testing.T) {
 		t.Errorf("token: completion against a silent Vault took %s", took)
 	}
 }
+
+// TestCompleteExampleConfig: the example config the packages install as
+// /etc/pcmkeys/pcmkeys.yaml loads, and its hosts are offered.
+func TestCompleteExampleConfig(t *testing.T) {
+	got, d := complete(t, "--config", "../../packaging/pcmkeys.yaml", "push", "--host", "")
+	if want := []string{"node1\tnode", "node2\tnode"}; !slices.Equal(got, want) || d != noFiles {
+		t.Errorf("got %q %s, want %q %s", got, d, want, noFiles)
+	}
+}
