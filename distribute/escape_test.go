@@ -73,7 +73,7 @@ func TestSSHHostileText(t *testing.T) {
 	host := lab.Hosts[0]
 	h := labOpen(t, labDialer(t, lab, nil), host)
 	ctx := context.Background()
-	remote(t, host, `set -e
+	onLab(t, host, `set -e
 printf '%s:x:3000:3000::/home/evil:/bin/sh\nevil2:x:3001:3001::/home/%s:/bin/sh\n' "$1" "$2" >> /etc/passwd
 printf '%s:x:3000:\n' "$1" >> /etc/group
 printf planted > /etc/pacemaker/authkey; chown 3000:3000 /etc/pacemaker/authkey; chmod 600 /etc/pacemaker/authkey`, hostileName, hostileName)
@@ -95,7 +95,7 @@ printf planted > /etc/pacemaker/authkey; chown 3000:3000 /etc/pacemaker/authkey;
 		shownSafely(t, "inspect error in that home", err.Error(), false)
 	}
 	// A program of the host's that writes escapes on stderr and fails.
-	remote(t, host, `set -e
+	onLab(t, host, `set -e
 cat > /home/sha256sum.hostile <<'EOF'
 #!/bin/sh
 printf '`+hostilePrintf+`\n' >&2
@@ -103,7 +103,7 @@ exit 1
 EOF
 chmod 755 /home/sha256sum.hostile
 mount --bind /home/sha256sum.hostile /usr/bin/sha256sum`)
-	remote(t, host, "rm /etc/pacemaker/authkey")
+	onLab(t, host, "rm /etc/pacemaker/authkey")
 	for _, f := range []File{authkeyFile("key"), {Path: "~/.pcmkeys/k", Content: []byte("00"), Owner: "alice", Mode: 0o600}} {
 		err := Write(ctx, h, f)
 		if err == nil || !strings.Contains(err.Error(), `\x1b[32mall good`) {

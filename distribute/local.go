@@ -13,12 +13,13 @@ import (
 	"github.com/google/renameio/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/pcmkeys/pcmkeys/distribute/internal/remote"
 	"github.com/pcmkeys/pcmkeys/policies"
 )
 
 // maxReadBack bounds how much of a file is read to verify or inspect it,
-// locally and over SSH (ssh_script.sh's max).
-const maxReadBack = 16 << 20
+// locally and over SSH (the remote script's max).
+const maxReadBack = remote.MaxRead
 
 // errTooLarge is a file larger than maxReadBack.
 var errTooLarge = fmt.Errorf("file is larger than %d bytes", maxReadBack)
@@ -285,7 +286,7 @@ func readFileNoFollow(dirfd int, name string) (unix.Stat_t, []byte, error) {
 
 // isTempOf reports whether name is a temporary file of base, made by
 // either transport: "." + base + decimal digits (renameio's, here), or
-// "." + base + ".pcmkeys-" + lowercase hex digits (ssh_script.sh's, which
+// "." + base + ".pcmkeys-" + lowercase hex digits (the remote script's, which
 // sweeps both kinds too): a host written both ways is swept either way.
 func isTempOf(name, base string) bool {
 	rest, ok := strings.CutPrefix(name, "."+base)

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/pcmkeys/pcmkeys/distribute/internal/escape"
+	"github.com/pcmkeys/pcmkeys/distribute/internal/remote"
 	"github.com/pcmkeys/pcmkeys/policies"
 )
 
@@ -71,7 +72,7 @@ func (h *SSHHost) SetPassword(ctx context.Context, user string, password []byte)
 	defer wipe(in)
 	var out limitedBuffer
 	out.max = maxOutput
-	if err := h.session(ctx, c, h.timeout, "sh -c "+shellQuote(chpasswdCommand), bytes.NewReader(in), &out, &out); err != nil {
+	if err := h.session(ctx, c, h.timeout, "sh -c "+remote.Quote(chpasswdCommand), bytes.NewReader(in), &out, &out); err != nil {
 		return fmt.Errorf("host %s: set the password of %s with chpasswd: %w: %s", h.name, user, escape.Err(err), escape.String(strings.TrimSpace(out.String())))
 	}
 	return nil

@@ -16,7 +16,7 @@ import (
 	"github.com/pcmkeys/pcmkeys/internal/sshlab"
 )
 
-// hookPrograms are the programs ssh_script.sh may run.
+// hookPrograms are the programs the remote script may run.
 var hookPrograms = []string{"getent", "stat", "mkdir", "chown", "chmod", "dd", "mv", "rm", "sync", "sha256sum", "chroot", "grep"}
 
 // hookWrapper runs in place of each of hookPrograms on a lab host while
@@ -63,7 +63,7 @@ func installHooks(t *testing.T, lab *sshlab.Lab, host *sshlab.Host) string {
 		}
 		fmt.Fprintf(&mounts, "p=$(command -v %s); cp \"$p\" %s/real/%s; mount --bind %s/wrap/%s \"$p\"\n", p, dir, p, dir, p)
 	}
-	remote(t, host, mounts.String())
+	onLab(t, host, mounts.String())
 	mi, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
@@ -115,9 +115,9 @@ func TestSSHHomeSwapRace(t *testing.T) {
 	host := lab.Hosts[0]
 	h := labOpen(t, labDialer(t, lab, nil), host)
 	hook := installHooks(t, lab, host)
-	remote(t, host, `set -e; mkdir -m 700 /root/canarydir; cd /root/canarydir
+	onLab(t, host, `set -e; mkdir -m 700 /root/canarydir; cd /root/canarydir
 printf canary > prod.key; printf canary > .prod.key.pcmkeys-0123456789abcdef; chmod 600 prod.key .prod.key.pcmkeys-0123456789abcdef`)
-	canary := func() string { return remote(t, host, "ls -la --time-style=full-iso /root/canarydir") }
+	canary := func() string { return onLab(t, host, "ls -la --time-style=full-iso /root/canarydir") }
 	before := canary()
 	events := watchDir(t, fmt.Sprintf("/proc/%d/root/root/canarydir", host.PID()))
 	ctx := context.Background()
@@ -153,7 +153,7 @@ printf canary > prod.key; printf canary > .prod.key.pcmkeys-0123456789abcdef; ch
 		reached, rootInHome := false, false
 		for at := 1; ; at++ {
 			os.Remove(state("on"))
-			remote(t, host, `set -e; rm -rf /home/alice/.pcmkeys /home/alice/.pcmkeys.real
+			onLab(t, host, `set -e; rm -rf /home/alice/.pcmkeys /home/alice/.pcmkeys.real
 mkdir -m 700 /home/alice/.pcmkeys; cd /home/alice/.pcmkeys
 printf old > prod.key; printf left > .prod.key.pcmkeys-0123456789abcdef; chmod 600 prod.key .prod.key.pcmkeys-0123456789abcdef
 chown -R alice:alice /home/alice/.pcmkeys`)
@@ -202,7 +202,7 @@ func TestSSHHomeFileWithSudo(t *testing.T) {
 	if err := Write(ctx, h, f); err != nil {
 		t.Fatal(err)
 	}
-	remote(t, lab.Hosts[0], "cd /home/alice/.pcmkeys && touch .prod.key.pcmkeys-0123456789abcdef && chown alice: .prod.key.pcmkeys-0123456789abcdef")
+	onLab(t, lab.Hosts[0], "cd /home/alice/.pcmkeys && touch .prod.key.pcmkeys-0123456789abcdef && chown alice: .prod.key.pcmkeys-0123456789abcdef")
 	if n, err := h.Sweep(ctx, f.Path, "alice"); n != 1 || err != nil {
 		t.Errorf("sweep = %d, %v", n, err)
 	}
@@ -210,7 +210,7 @@ func TestSSHHomeFileWithSudo(t *testing.T) {
 	if want := regular("/home/alice/.pcmkeys/prod.key", "alice", "alice", sshlab.UIDAlice, sshlab.UIDAlice, 0o600, string(f.Content)); err != nil || st != want {
 		t.Errorf("inspect = %+v, %v; want %+v", st, err, want)
 	}
-	if got := remote(t, lab.Hosts[0], "ls -A /home/alice/.pcmkeys"); got != "prod.key\n" {
+	if got := onLab(t, lab.Hosts[0], "ls -A /home/alice/.pcmkeys"); got != "prod.key\n" {
 		t.Errorf("left in the directory: %q", got)
 	}
 }

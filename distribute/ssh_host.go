@@ -3,7 +3,6 @@ package distribute
 import (
 	"context"
 	"crypto/rand"
-	_ "embed"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -16,11 +15,9 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/pcmkeys/pcmkeys/distribute/internal/escape"
+	"github.com/pcmkeys/pcmkeys/distribute/internal/remote"
 	"github.com/pcmkeys/pcmkeys/policies"
 )
-
-//go:embed ssh_script.sh
-var remoteScript string
 
 // SSHDialer opens SSH hosts; it holds what all connections of one run
 // share (keys, known_hosts). Close it when the run is over.
@@ -100,9 +97,6 @@ func (h *SSHHost) Close() error {
 	}
 	return h.client.Close()
 }
-
-// shellQuote single-quotes s for the remote shell.
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 func (h *SSHHost) fail(op, path string, err error) error {
 	return &PathError{Host: h.name, Op: op, Path: path, Err: err}
@@ -346,7 +340,7 @@ func (h *SSHHost) Exec(ctx context.Context, command string) (string, error) {
 	}
 	var out limitedBuffer
 	out.max = maxOutput
-	if err := h.session(ctx, c, h.timeout, "sh -c "+shellQuote(command), nil, &out, &out); err != nil {
+	if err := h.session(ctx, c, h.timeout, "sh -c "+remote.Quote(command), nil, &out, &out); err != nil {
 		return escape.Lines(out.String()), fmt.Errorf("host %s: %s: %w", h.name, command, escape.Err(err))
 	}
 	return escape.Lines(out.String()), nil

@@ -1,9 +1,7 @@
 package distribute
 
 import (
-	"fmt"
 	"io/fs"
-	"strings"
 	"testing"
 )
 
@@ -12,14 +10,6 @@ import (
 
 func regular(path, owner, group string, uid, gid int, mode fs.FileMode, content string) FileState {
 	return FileState{Path: path, Exists: true, Regular: true, Owner: owner, Group: group, UID: uid, GID: gid, Mode: mode, Size: int64(len(content)), SHA256: hashHex([]byte(content))}
-}
-
-// TestScriptReadLimit: the remote script caps reads at the same size as
-// the local transport.
-func TestScriptReadLimit(t *testing.T) {
-	if !strings.Contains(remoteScript, fmt.Sprintf("\nmax=%d\n", maxReadBack)) {
-		t.Errorf("ssh_script.sh's max is not maxReadBack (%d)", maxReadBack)
-	}
 }
 
 // TestParseInspect: answers the remote side should never give are

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/pcmkeys/pcmkeys/distribute/internal/escape"
+	"github.com/pcmkeys/pcmkeys/distribute/internal/remote"
 )
 
 // cleanupTimeout bounds the removal of a temporary file after the run that
@@ -38,13 +39,13 @@ func (e *remoteError) Error() string { return e.msg }
 
 func (e *remoteError) Unwrap() error {
 	switch e.code {
-	case 10:
+	case remote.ExitUnsafe:
 		return ErrUnsafe
-	case 11:
+	case remote.ExitNoUser:
 		return ErrUnknownUser
-	case 12:
+	case remote.ExitNoGroup:
 		return ErrUnknownGroup
-	case 13:
+	case remote.ExitVerify:
 		return ErrVerify
 	}
 	return nil
@@ -106,27 +107,16 @@ func (h *SSHHost) run(ctx context.Context, content []byte, args ...string) (stri
 	return h.runOn(ctx, c, h.timeout, content, args...)
 }
 
-// scriptBoot runs the script given as its first argument. The script
-// needs its own text to run itself again as the owner of a home directory
-// (see ssh_script.sh), and a shell started with -c SCRIPT has no way to
-// name it.
-const scriptBoot = `eval "$1"`
-
 // runOn executes the script on c, bounded by ctx and timeout (0: ctx
 // only), and returns stdout. The command line holds only the script and
 // the (quoted) arguments; content goes to stdin.
 func (h *SSHHost) runOn(ctx context.Context, c *ssh.Client, timeout time.Duration, content []byte, args ...string) (string, error) {
-	var cmd strings.Builder
-	cmd.WriteString("sh -c " + shellQuote(scriptBoot) + " pcmkeys " + shellQuote(remoteScript))
-	for _, a := range args {
-		cmd.WriteString(" " + shellQuote(a))
-	}
 	var stdout, stderr limitedBuffer
 	stdout.max, stderr.max = maxOutput, maxOutput
 	if len(args) > 0 && args[0] == "read" {
 		stdout.max = maxReadBack + 1
 	}
-	err := h.session(ctx, c, timeout, cmd.String(), bytes.NewReader(content), &stdout, &stderr)
+	err := h.session(ctx, c, timeout, remote.Command(args...), bytes.NewReader(content), &stdout, &stderr)
 	var ee *ssh.ExitError
 	switch {
 	case err == nil:

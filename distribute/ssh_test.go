@@ -38,8 +38,8 @@ func labOpen(t *testing.T, d *SSHDialer, h *sshlab.Host) *SSHHost {
 	return c
 }
 
-// remote runs a command inside a lab host's namespace.
-func remote(t *testing.T, h *sshlab.Host, script string, args ...string) string {
+// onLab runs a command inside a lab host's namespace.
+func onLab(t *testing.T, h *sshlab.Host, script string, args ...string) string {
 	t.Helper()
 	out, err := h.Exec(context.Background(), script, args...)
 	if err != nil {
@@ -64,7 +64,7 @@ func TestSSHAbortBySuffix(t *testing.T) {
 	if _, err := h.run(ctx, nil, "abort", "", f.Path, f.Owner, f.Group, "600", "", suffix); err != nil {
 		t.Fatal(err)
 	}
-	if ls := remote(t, lab.Hosts[0], "ls -A /etc/pacemaker"); ls != "" {
+	if ls := onLab(t, lab.Hosts[0], "ls -A /etc/pacemaker"); ls != "" {
 		t.Errorf("abort by suffix left: %q", ls)
 	}
 	for _, bad := range []string{"../../x", "zz", "/etc/passwd"} {
@@ -119,7 +119,7 @@ func TestSSHSudoAndJump(t *testing.T) {
 	if err := Write(context.Background(), h, f); err != nil {
 		t.Fatalf("write with sudo: %v", err)
 	}
-	if got := remote(t, sudoHost, "stat -c '%U:%G %a' /etc/pacemaker/authkey"); got != "hacluster:haclient 600\n" {
+	if got := onLab(t, sudoHost, "stat -c '%U:%G %a' /etc/pacemaker/authkey"); got != "hacluster:haclient 600\n" {
 		t.Errorf("file written with sudo: %s", got)
 	}
 	// Without sudo, deploy cannot write there: a clear failure.
@@ -183,7 +183,7 @@ func TestSSHCommandTimeout(t *testing.T) {
 		t.Errorf("write with a 1µs command timeout: %v", err)
 	}
 	time.Sleep(200 * time.Millisecond)
-	if ls := remote(t, lab.Hosts[0], "ls -A /etc/pacemaker"); strings.Contains(ls, ".pcmkeys-") {
+	if ls := onLab(t, lab.Hosts[0], "ls -A /etc/pacemaker"); strings.Contains(ls, ".pcmkeys-") {
 		t.Errorf("a timed-out write left %q", ls)
 	}
 }

@@ -34,7 +34,7 @@ mount --bind /root/sha256sum.wrap /usr/bin/sha256sum
 
 func installFreeze(t *testing.T, h *sshlab.Host) {
 	t.Helper()
-	remote(t, h, freezeScript)
+	onLab(t, h, freezeScript)
 	mi, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +122,7 @@ func TestSSHStoppedCommand(t *testing.T) {
 				t.Fatal(err)
 			}
 			installFreeze(t, host)
-			remote(t, host, "touch /root/freeze")
+			onLab(t, host, "touch /root/freeze")
 
 			// One-step write: frozen after staging, before the rename.
 			start := time.Now()
@@ -135,7 +135,7 @@ func TestSSHStoppedCommand(t *testing.T) {
 			// connection (a login and one command).
 			t.Logf("a frozen write ended after %s: %v", elapsed.Round(time.Millisecond), err)
 			within(t, "a frozen write", elapsed, labTimeout+closeGrace+8*time.Second)
-			if ls := remote(t, host, "ls -A /etc/pacemaker"); ls != "authkey\n" {
+			if ls := onLab(t, host, "ls -A /etc/pacemaker"); ls != "authkey\n" {
 				t.Errorf("after the frozen write the directory holds %q", ls)
 			}
 			if p := hostProcs(t, host, "\x00pcmkeys\x00write\x00"); len(p) != 0 {
@@ -168,19 +168,19 @@ func TestSSHStoppedCommand(t *testing.T) {
 				t.Fatalf("frozen stage: %v", err)
 			}
 			within(t, "a frozen stage", time.Since(start), labTimeout+closeGrace+8*time.Second)
-			if ls := remote(t, host, "ls -A /etc/pacemaker"); ls != "authkey\n" {
+			if ls := onLab(t, host, "ls -A /etc/pacemaker"); ls != "authkey\n" {
 				t.Errorf("after the frozen stage the directory holds %q", ls)
 			}
 
 			// Whatever was stopped resumes: nothing more is written.
-			remote(t, host, "rm /root/freeze")
+			onLab(t, host, "rm /root/freeze")
 			for _, p := range hostProcs(t, host, "") {
 				if p != host.PID() {
 					syscallCont(p)
 				}
 			}
 			time.Sleep(500 * time.Millisecond)
-			if got := remote(t, host, "ls -A /etc/pacemaker; cat /etc/pacemaker/authkey"); got != "authkey\nold key" {
+			if got := onLab(t, host, "ls -A /etc/pacemaker; cat /etc/pacemaker/authkey"); got != "authkey\nold key" {
 				t.Errorf("after the stopped commands resumed: %q", got)
 			}
 			h3 := labOpen(t, d, host)
@@ -238,7 +238,7 @@ func TestSSHCancel(t *testing.T) {
 	d := labDialer(t, lab, func(c *SSHConfig) { c.CommandTimeout = time.Minute })
 	h := labOpen(t, d, host)
 	installFreeze(t, host)
-	remote(t, host, "touch /root/freeze")
+	onLab(t, host, "touch /root/freeze")
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(500*time.Millisecond, cancel)
 	start := time.Now()
@@ -250,7 +250,7 @@ func TestSSHCancel(t *testing.T) {
 	}
 	// 0.5 s, the grace, and the cleanup over a new connection.
 	within(t, "a cancelled stage", elapsed, 500*time.Millisecond+closeGrace+5*time.Second)
-	if ls := remote(t, host, "ls -A /etc/pacemaker"); ls != "" {
+	if ls := onLab(t, host, "ls -A /etc/pacemaker"); ls != "" {
 		t.Errorf("after the cancelled stage: %q", ls)
 	}
 	// A command that stops itself, cancelled.
@@ -284,7 +284,7 @@ func TestScriptRefusesNewline(t *testing.T) {
 	if _, err := h.run(context.Background(), f.Content, "write", "", "/etc/pacemaker/new\nline/authkey", f.Owner, f.Group, "600", f.SHA256(), tempSuffix()); !errors.Is(err, ErrUnsafe) {
 		t.Errorf("a path with a newline: %v", err)
 	}
-	if ls := remote(t, lab.Hosts[0], "ls -A /etc/pacemaker"); ls != "" {
+	if ls := onLab(t, lab.Hosts[0], "ls -A /etc/pacemaker"); ls != "" {
 		t.Errorf("left: %q", ls)
 	}
 }
@@ -304,7 +304,7 @@ func TestSSHShortStdin(t *testing.T) {
 	if !errors.Is(err, ErrVerify) {
 		t.Errorf("short write: %v", err)
 	}
-	if got := remote(t, host, "ls -A /etc/pacemaker; cat /etc/pacemaker/authkey"); got != "authkey\nold key" {
+	if got := onLab(t, host, "ls -A /etc/pacemaker; cat /etc/pacemaker/authkey"); got != "authkey\nold key" {
 		t.Errorf("after a short write: %q", got)
 	}
 }

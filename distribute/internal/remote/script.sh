@@ -19,7 +19,7 @@
 # 13 verification failed; 14 home directory missing; 15 file too large;
 # others: failure.
 # No file is read or hashed beyond max bytes (the largest file pcmkeys
-# writes, maxReadBack in Go; a test keeps them equal), so a huge or sparse
+# writes, remote.MaxRead in Go; a test keeps them equal), so a huge or sparse
 # file planted at a target costs nothing.
 # Inside a home directory (PATH ~/REL) root only looks OWNER and GROUP up
 # (and kills, for reap); then the script runs itself again as OWNER (chroot
