@@ -101,6 +101,22 @@ func (e env) sh(t *testing.T, script string) string {
 	return e.fx.Sh(t, script)
 }
 
+// shaped returns a new host shaped by setup (a script for [Fixture.Sh]);
+// a case that gives files to other users (distinct) skips where the
+// fixture cannot.
+func shaped(t *testing.T, newHost func(t *testing.T) (distribute.Host, Fixture), distinct bool, setup string) env {
+	t.Helper()
+	h, fx := newHost(t)
+	e := env{h: h, fx: fx}
+	if distinct {
+		e.requireDistinct(t)
+	}
+	if setup != "" {
+		e.sh(t, setup)
+	}
+	return e
+}
+
 // requireDistinct skips a case that gives files to other users.
 func (e env) requireDistinct(t *testing.T) {
 	t.Helper()

@@ -96,14 +96,8 @@ func runInspect(t *testing.T, newHost func(t *testing.T) (distribute.Host, Fixtu
 	_, fx := newHost(t)
 	for _, row := range inspectRows(fx) {
 		t.Run(row.name, func(t *testing.T) {
-			h, fx := newHost(t)
-			e := env{h: h, fx: fx}
-			if row.distinct {
-				e.requireDistinct(t)
-			}
-			if row.setup != "" {
-				e.sh(t, row.setup)
-			}
+			e := shaped(t, newHost, row.distinct, row.setup)
+			h, fx := e.h, e.fx
 			start := time.Now()
 			got, err := h.Inspect(ctx, row.path, row.owner)
 			if d := time.Since(start); d > 5*time.Second {

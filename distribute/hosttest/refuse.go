@@ -86,14 +86,8 @@ func runRefusals(t *testing.T, newHost func(t *testing.T) (distribute.Host, Fixt
 	_, fx := newHost(t)
 	for _, tc := range refusals(fx) {
 		t.Run(tc.name, func(t *testing.T) {
-			h, fx := newHost(t)
-			e := env{h: h, fx: fx}
-			if tc.distinct {
-				e.requireDistinct(t)
-			}
-			if tc.setup != "" {
-				e.sh(t, tc.setup)
-			}
+			e := shaped(t, newHost, tc.distinct, tc.setup)
+			h := e.h
 			before := e.state(t)
 			wantErr(t, h, "write", distribute.Write(ctx, h, tc.file), tc.want, tc.msg)
 			s, err := h.Stage(ctx, tc.file)

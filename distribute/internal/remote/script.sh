@@ -91,6 +91,15 @@ if [ -n "$home" ]; then
 	case $dir/ in "$home"/*) inhome=1 ;; esac
 fi
 
+# athome sets h to 1 if directory $cur is the home directory or inside
+# it, else to 0.
+athome() {
+	h=0
+	if [ -n "$home" ]; then
+		case $cur/ in "$home"/*) h=1 ;; esac
+	fi
+}
+
 # walk checks every directory from the root down, without following links,
 # and refuses one writable by anyone but root (or, from the home directory
 # down, its owner). Only then, with create=1, it makes the missing ones;
@@ -104,10 +113,7 @@ walk() {
 	IFS=$ifs
 	for c; do
 		cur=$cur/$c
-		h=0
-		if [ -n "$home" ]; then
-			case $cur/ in "$home"/*) h=1 ;; esac
-		fi
+		athome
 		if [ -z "$missing" ]; then
 			[ ! -L "$r$cur" ] || die 10 "directory $cur is a symbolic link"
 			if [ -e "$r$cur" ]; then
@@ -163,10 +169,7 @@ $h"
 	IFS=$ifs
 	for c; do
 		cur=$cur/$c
-		h=0
-		if [ -n "$home" ]; then
-			case $cur/ in "$home"/*) h=1 ;; esac
-		fi
+		athome
 		if [ "$h" = 1 ]; then
 			mkdir -m 700 -- "$r$cur"
 		elif [ "$#" = 1 ]; then
