@@ -126,7 +126,7 @@ remote_nodes:
 	// 2. rotate --cib: the old shared key is refused everywhere, the new
 	// one works for both admins, and based was not restarted.
 	old := c.keepKey(t, "alice", "before-rotate")
-	rep, err := Rotate(ctx, e, RotateRequest{CIB: true})
+	rep, err := Rotate(ctx, e, Request{CIB: true})
 	if err != nil {
 		t.Fatalf("rotate --cib: %v (%+v)", err, rep)
 	}
@@ -165,7 +165,7 @@ remote_nodes:
 	if err := c.remoted.Handshake(t, oldKey); err != nil {
 		t.Fatalf("remoted refuses init's authkey: %v", err)
 	}
-	rep, err = Rotate(ctx, e, RotateRequest{Authkey: true})
+	rep, err = Rotate(ctx, e, Request{Authkey: true})
 	if err != nil {
 		t.Fatalf("rotate --authkey: %v (%+v)", err, rep)
 	}
@@ -179,8 +179,8 @@ remote_nodes:
 	// The report must tell the operator that every 3.0.2 node still needs
 	// a restart (no --restart here: the lab restarts remoted itself).
 	for _, s := range rep.Restart {
-		t.Logf("rotate --authkey restart plan: %s: %s: %s", s.Host, s.Version, s.Result)
-		if s.Version != "Pacemaker "+pcmklab.Version || !s.Needed || !strings.HasPrefix(s.Result, "needed") {
+		t.Logf("rotate --authkey restart plan: %s: %s: %s", s.Host, s.Version, s.Text())
+		if s.Version != "Pacemaker "+pcmklab.Version || !s.Needed || s.State != RestartNeeded {
 			t.Errorf("rotate --authkey on %s: restart plan %+v, want a needed restart for %s", s.Host, s, pcmklab.Version)
 		}
 	}

@@ -33,14 +33,14 @@ func (e *Env) record(rep *Report, args []string, runErr error) error {
 		if h.Status == StatusOK {
 			r.HostsOK = append(r.HostsOK, h.Host)
 		} else {
-			r.HostsFailed = append(r.HostsFailed, audit.HostError{Host: h.Host, Error: h.Status + ": " + h.Error})
+			r.HostsFailed = append(r.HostsFailed, audit.HostError{Host: h.Host, Error: string(h.Status) + ": " + h.Error})
 		}
 	}
 	for _, c := range rep.Prechecks {
 		r.Steps = append(r.Steps, fmt.Sprintf("precheck %s: %v: %s", c.Name, c.OK, c.Detail))
 	}
 	for _, s := range rep.Restart {
-		r.Steps = append(r.Steps, fmt.Sprintf("plan %s: %s: %s", s.Host, s.Version, s.Result))
+		r.Steps = append(r.Steps, fmt.Sprintf("plan %s: %s: %s", s.Host, s.Version, s.Text()))
 	}
 	for _, s := range rep.Timeline {
 		r.Steps = append(r.Steps, fmt.Sprintf("%s %s: %s: %s", s.At, s.Host, s.Step, s.Result))

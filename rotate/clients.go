@@ -2,6 +2,9 @@ package rotate
 
 import (
 	"fmt"
+	"slices"
+
+	"github.com/pcmkeys/pcmkeys/rotate/internal/deliver"
 
 	"github.com/pcmkeys/pcmkeys/distribute"
 	"github.com/pcmkeys/pcmkeys/keys"
@@ -9,15 +12,13 @@ import (
 	"github.com/pcmkeys/pcmkeys/policies"
 )
 
-// StatusNotInConfig is a host named in the store's records that the config
-// no longer lists: pcmkeys cannot reach it, so what it holds is a leftover.
-const StatusNotInConfig = "not in config"
-
-// clientDeliveries returns the client files of every active admin whose
-// identity has a key in fresh. An admin's client on a host the config no
-// longer lists gets a note, not a delivery.
-func (e *Env) clientDeliveries(admins []keystore.Admin, fresh map[keystore.ID]keys.Secret, pw keys.Secret, mode deliveryMode) ([]delivery, error) {
-	var ds []delivery
+// clientDeliveries returns the client files that hold keys (the key and
+// the password) of every active admin whose identity has a key in fresh.
+// The env file names paths, not keys: a new key leaves it as it is (push
+// repairs it). An admin's client on a host the config no longer lists gets
+// a note, not a delivery.
+func (e *Env) clientDeliveries(admins []keystore.Admin, fresh map[keystore.ID]keys.Secret, pw keys.Secret, mode deliver.Mode) ([]deliver.Host, error) {
+	var ds []deliver.Host
 	for _, a := range admins {
 		k, ok := fresh[keystore.CIB(a.Identity)]
 		if !ok || !a.Active() {
@@ -33,7 +34,8 @@ func (e *Env) clientDeliveries(admins []keystore.Admin, fresh map[keystore.ID]ke
 			if err != nil {
 				return nil, err
 			}
-			ds = append(ds, delivery{host: h, files: ws})
+			ws = slices.DeleteFunc(ws, func(w deliver.Want) bool { return w.Step.Kind == policies.ClientEnv })
+			ds = append(ds, deliver.Host{Host: h, Files: ws})
 		}
 	}
 	return ds, nil
@@ -42,8 +44,8 @@ func (e *Env) clientDeliveries(admins []keystore.Admin, fresh map[keystore.ID]ke
 // removalDeliveries returns the removal of the client files of admins
 // being revoked, and, as leftovers, those on hosts the config no longer
 // lists. A recorded path that is a server file's is never removed.
-func (e *Env) removalDeliveries(admins []keystore.Admin) ([]delivery, []HostResult) {
-	var ds []delivery
+func (e *Env) removalDeliveries(admins []keystore.Admin) ([]deliver.Host, []HostResult) {
+	var ds []deliver.Host
 	var leftovers []HostResult
 	for _, a := range admins {
 		for _, c := range a.Clients {
@@ -53,14 +55,14 @@ func (e *Env) removalDeliveries(admins []keystore.Admin) ([]delivery, []HostResu
 				res := HostResult{Host: c.Host, Status: StatusNotInConfig,
 					Error: fmt.Sprintf("the config no longer lists %s: %s's files there were not removed; add the host back to the config and run again, or remove them by hand", c.Host, a.User)}
 				for _, w := range ws {
-					step := w.step
+					step := w.Step
 					step.Action = ActionLeftover
 					res.Files = append(res.Files, step)
 				}
 				leftovers = append(leftovers, res)
 				continue
 			}
-			ds = append(ds, delivery{host: h, files: ws})
+			ds = append(ds, deliver.Host{Host: h, Files: ws})
 		}
 	}
 	return ds, leftovers
@@ -68,15 +70,15 @@ func (e *Env) removalDeliveries(admins []keystore.Admin) ([]delivery, []HostResu
 
 // removalWanted removes admin a's files on one client: only files that
 // are a's own (see deliverFile), and never the path of a server file.
-func (e *Env) removalWanted(a keystore.Admin, c keystore.Client) []wanted {
-	var out []wanted
+func (e *Env) removalWanted(a keystore.Admin, c keystore.Client) []deliver.Want {
+	var out []deliver.Want
 	for _, f := range []struct {
 		path string
 		kind policies.FileKind
 	}{{c.KeyFile, policies.ClientKey}, {c.EnvFile, policies.ClientEnv}, {e.passwordPath(c), policies.ClientPassword}} {
-		w := wanted{file: distribute.File{Path: f.path, Owner: a.User}, step: FileStep{Path: f.path, Kind: f.kind, Owner: a.User}, mode: removeFile}
+		w := deliver.Want{File: distribute.File{Path: f.path, Owner: a.User}, Step: FileStep{Path: f.path, Kind: f.kind, Owner: a.User}, Mode: deliver.Remove}
 		if e.isServerPath(f.path) {
-			w.mode = leaveAlone
+			w.Mode = deliver.LeaveAlone
 		}
 		out = append(out, w)
 	}

@@ -35,7 +35,7 @@ func TestConcurrentOperators(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					_, errs[i] = Rotate(ctx, e, RotateRequest{Users: []string{"bob"}})
+					_, errs[i] = Rotate(ctx, e, Request{Users: []string{"bob"}})
 				}()
 			}
 			wg.Wait()
@@ -68,7 +68,7 @@ func TestConcurrentOperators(t *testing.T) {
 		errs := make([]error, 2)
 		wg.Add(2)
 		go func() { defer wg.Done(); _, errs[0] = Revoke(ctx, envs[0], []string{"alice"}) }()
-		go func() { defer wg.Done(); _, errs[1] = Rotate(ctx, envs[1], RotateRequest{CIB: true}) }()
+		go func() { defer wg.Done(); _, errs[1] = Rotate(ctx, envs[1], Request{CIB: true}) }()
 		wg.Wait()
 		for _, err := range errs {
 			if err != nil && !errors.Is(err, keystore.ErrLocked) {

@@ -56,10 +56,14 @@ func Doctor(ctx context.Context, e *Env) (*DoctorReport, error) {
 		return rep, fmt.Errorf("list admins: %w", err)
 	}
 	rep.Hosts = make([]HostChecks, len(e.Config.Hosts))
-	distribute.Each(ctx, indexes(len(e.Config.Hosts)), e.Parallel, func(ctx context.Context, i int) error {
+	for i, err := range e.each(ctx, len(e.Config.Hosts), func(ctx context.Context, i int) {
 		rep.Hosts[i] = e.doctorHost(ctx, e.Config.Hosts[i], admins)
-		return nil
-	})
+	}) {
+		if err != nil {
+			h := e.Config.Hosts[i]
+			rep.Hosts[i] = HostChecks{Host: h.Name, Role: string(h.Role), Checks: []Check{{Name: "checked", Detail: "not checked: " + err.Error()}}}
+		}
+	}
 	for _, h := range rep.Hosts {
 		for _, c := range h.Checks {
 			if !c.OK {
@@ -93,7 +97,7 @@ func (e *Env) doctorHost(ctx context.Context, h config.Host, admins []keystore.A
 	} else {
 		root := err == nil && strings.TrimSpace(out) == "0"
 		add("acts as root", root, firstLine(out+" "+errString(err)))
-		if h.Role != config.RoleClient {
+		if h.Role.RunsPacemaker() {
 			out, err := conn.Exec(ctx, versionCommand)
 			v := versionRE.FindString(out)
 			daemons, version = root && h.Root == "", v
@@ -104,15 +108,11 @@ func (e *Env) doctorHost(ctx context.Context, h config.Host, admins []keystore.A
 			add("pacemaker", err == nil && v != "", detail+errString(err))
 		}
 	}
-	var kinds []policies.FileKind
-	switch h.Role {
-	case config.RoleNode:
-		kinds = []policies.FileKind{policies.CIBCredentials, policies.Authkey}
-	case config.RoleRemoteNode:
-		kinds = []policies.FileKind{policies.Authkey}
-	}
 	var credOK *bool
-	for _, k := range kinds {
+	for _, k := range []policies.FileKind{policies.CIBCredentials, policies.Authkey} {
+		if !h.Role.Holds(k) {
+			continue
+		}
 		fp := e.Config.Policy.Files[k]
 		st, err := conn.Inspect(ctx, fp.Path, fp.Owner)
 		ok, detail := fileChecks(st, err, fp.Owner, fp.Group, fp.Mode)
@@ -153,19 +153,14 @@ func (e *Env) doctorHost(ctx context.Context, h config.Host, admins []keystore.A
 // fileChecks judges a file's existence, owner and mode (not its content:
 // status compares that with the store).
 func fileChecks(st distribute.FileState, err error, owner, group string, mode fs.FileMode) (bool, string) {
-	switch {
-	case err != nil:
+	if err != nil {
 		return false, err.Error()
-	case !st.Exists:
-		return false, "missing"
-	case st.Symlink || !st.Regular:
-		return false, "not a regular file"
-	case st.Owner != owner || (group != "" && st.Group != group):
-		return false, fmt.Sprintf("owned by %s:%s, want %s:%s", st.Owner, st.Group, owner, group)
-	case st.Mode != mode.Perm():
-		return false, fmt.Sprintf("mode %04o, want %04o", policies.UnixMode(st.Mode), uint32(mode.Perm()))
 	}
-	return true, ""
+	finding, detail := distribute.Compare(st, distribute.File{Owner: owner, Group: group, Mode: mode})
+	if finding == distribute.FindingMissing {
+		detail = "missing"
+	}
+	return finding == distribute.FindingOK, detail
 }
 
 func errString(err error) string {

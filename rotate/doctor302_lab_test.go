@@ -187,7 +187,7 @@ func TestLab302DoctorAuthkey(t *testing.T) {
 	e, lab := newDoctorLab(t, "shared")
 	remoted := pcmklab.StartRemoted(t, lab.Hosts[2])
 	doctorSays(t, e, "host02", "authkey in use", true, "holds the file's key")
-	if _, err := Rotate(context.Background(), e, RotateRequest{Authkey: true}); err != nil {
+	if _, err := Rotate(context.Background(), e, Request{Authkey: true}); err != nil {
 		t.Fatal(err)
 	}
 	doctorSays(t, e, "host02", "authkey in use", false, "restart pending: the authkey changed")

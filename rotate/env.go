@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os/user"
-	"strings"
 	"sync"
 	"time"
 
@@ -61,15 +60,15 @@ func (e *Env) connect(ctx context.Context, h config.Host) (distribute.Host, erro
 	if h.Local {
 		return distribute.NewLocal(h.Name, h.Root)
 	}
-	e.sshOnce.Do(func() { e.ssh, e.sshErr = distribute.NewSSHDialer(SSHConfig(e.Config)) })
+	e.sshOnce.Do(func() { e.ssh, e.sshErr = distribute.NewSSHDialer(sshConfig(e.Config)) })
 	if e.sshErr != nil {
 		return nil, e.sshErr
 	}
 	return e.ssh.Open(ctx, h.Name, distribute.SSHEndpoint{Address: h.Address, Port: h.Port}, h.Root)
 }
 
-// SSHConfig maps the config's ssh section for the transport.
-func SSHConfig(c *config.Config) distribute.SSHConfig {
+// sshConfig maps the config's ssh section for the transport.
+func sshConfig(c *config.Config) distribute.SSHConfig {
 	out := distribute.SSHConfig{
 		User: c.SSH.User, KnownHosts: c.SSH.KnownHosts, Sudo: c.SSH.Become == "sudo",
 		IdentityFiles: c.SSH.IdentityFiles, ConnectTimeout: c.SSH.ConnectTimeout, CommandTimeout: c.SSH.CommandTimeout,
@@ -110,29 +109,10 @@ func badInput(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrBadInput, fmt.Sprintf(format, args...))
 }
 
-// ErrPartial marks a run in which some hosts failed.
-var ErrPartial = errors.New("some hosts failed")
-
-// PartialError names the hosts that failed.
-type PartialError struct {
-	Failed []HostResult
-}
-
-func (e *PartialError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d host(s) failed:", len(e.Failed))
-	for _, h := range e.Failed {
-		fmt.Fprintf(&b, "\n  %s: %s: %s", h.Host, h.Status, h.Error)
-	}
-	return b.String()
-}
-
-func (e *PartialError) Unwrap() error { return ErrPartial }
-
-// generate makes a new key; in a dry run it remembers that its
+// generate makes a new key of the policy's size for its kind; in a dry run it remembers that its
 // fingerprint is not to be shown.
-func (e *Env) generate(k keys.Kind, size int) (keys.Secret, error) {
-	key, err := keys.Generate(k, size)
+func (e *Env) generate(k keys.Kind) (keys.Secret, error) {
+	key, err := keys.Generate(k, e.Config.Policy.KeySize(k))
 	if err == nil && e.DryRun {
 		e.dryNew.Store(key.Fingerprint(), true)
 	}

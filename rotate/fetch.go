@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/pcmkeys/pcmkeys/rotate/internal/deliver"
+
 	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/distribute"
 	"github.com/pcmkeys/pcmkeys/keystore"
@@ -68,16 +70,15 @@ func Fetch(ctx context.Context, e *Env, req FetchRequest) (*Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	ws, err := e.clientWanted(admin, entry, cred.Key, pw.Key, writeIfDrift)
+	ws, err := e.clientWanted(admin, entry, cred.Key, pw.Key, deliver.WriteIfDrift)
 	if err != nil {
 		return rep, err
 	}
 	env := e.clientEnv(admin.Identity, entry.KeyFile, entry.PasswordFile, acct.Home)
-	if ws, err = withEnvRendered(ws, env); err != nil {
-		return rep, err
-	}
 	rep.ClientEnv = &env
-	res := e.deliverHost(ctx, delivery{host: config.Host{Name: "localhost", Local: true}, conn: conn, files: ws})
-	rep.Hosts = []HostResult{res}
-	return rep, partial(rep.Hosts)
+	rep.Hosts, err = e.engine().Deliver(ctx, []deliver.Host{{
+		Host: config.Host{Name: "localhost", Local: true}, Conn: conn, Files: ws,
+		Homes: map[string]string{req.User: acct.Home},
+	}})
+	return rep, err
 }

@@ -64,7 +64,7 @@ func failedHosts(err error) []string {
 	}
 	var out []string
 	for _, f := range pe.Failed {
-		out = append(out, f.Host+":"+f.Status)
+		out = append(out, f.Host+":"+string(f.Status))
 	}
 	return out
 }
@@ -80,7 +80,7 @@ func TestHostFaults(t *testing.T) {
 		before := pacemakerDirs(t, lab, 0, 2)
 		ver := mustVersion(t, e, "cib/alice")
 		lab.Hosts[1].Stop()
-		_, err := Rotate(ctx, e, RotateRequest{CIB: true})
+		_, err := Rotate(ctx, e, Request{CIB: true})
 		if got := failedHosts(err); len(got) != 1 || got[0] != "host01:unreachable" {
 			t.Fatalf("rotate with host01 down: %v", err)
 		}
@@ -118,7 +118,7 @@ func TestHostFaults(t *testing.T) {
 		if _, err := lab.Hosts[1].Exec(ctx, "mount -o remount,size=8k /etc/pacemaker"); err != nil {
 			t.Fatal(err)
 		}
-		_, err := Rotate(ctx, e, RotateRequest{Authkey: true})
+		_, err := Rotate(ctx, e, Request{Authkey: true})
 		if got := failedHosts(err); len(got) != 1 || got[0] != "host01:failed" || !strings.Contains(err.Error(), "disk full") {
 			t.Fatalf("rotate with host01's disk full: %v", err)
 		}
@@ -126,7 +126,7 @@ func TestHostFaults(t *testing.T) {
 			t.Errorf("nodes changed, or a temp file stayed:\n%v\n%v", before, after)
 		}
 		lab.Hosts[1].Exec(ctx, "mount -o remount,size=4m /etc/pacemaker")
-		if _, err := Rotate(ctx, e, RotateRequest{Authkey: true}); err != nil {
+		if _, err := Rotate(ctx, e, Request{Authkey: true}); err != nil {
 			t.Fatalf("rotate after recovery: %v", err)
 		}
 	})
@@ -138,7 +138,7 @@ func TestHostFaults(t *testing.T) {
 		if err := lab.Hosts[1].Restart(); err != nil {
 			t.Fatal(err)
 		}
-		_, err := Rotate(ctx, e, RotateRequest{CIB: true})
+		_, err := Rotate(ctx, e, Request{CIB: true})
 		if got := failedHosts(err); len(got) != 1 || !strings.HasPrefix(got[0], "host01:") || !strings.Contains(err.Error(), "no answer within 2s") {
 			t.Fatalf("rotate with host01 too slow: %v", err)
 		}
@@ -155,7 +155,7 @@ func TestHostFaults(t *testing.T) {
 			t.Fatal(err)
 		}
 		go func() { time.Sleep(400 * time.Millisecond); lab.Hosts[1].Stop() }()
-		_, err := Rotate(ctx, e, RotateRequest{CIB: true})
+		_, err := Rotate(ctx, e, Request{CIB: true})
 		if got := failedHosts(err); len(got) != 1 || !strings.HasPrefix(got[0], "host01:") {
 			t.Fatalf("rotate while host01's sshd dies: %v", err)
 		}

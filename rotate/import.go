@@ -29,13 +29,17 @@ type ImportRequest struct {
 // numbers. In shared mode the "hacluster" line is adopted; in per-user mode
 // the lines of admins the store knows. Other lines are named and left out.
 func Import(ctx context.Context, e *Env, req ImportRequest) (*Report, error) {
-	rep := &Report{Action: "import", DryRun: e.DryRun}
 	h, ok := e.Config.Host(req.Host)
-	if !ok || (h.Role != config.RoleNode && h.Role != config.RoleRemoteNode) {
-		return rep, badInput("%q is not a node or remote node in the config", req.Host)
-	}
-	err := e.withLock(ctx, "import", func() error { return e.importFrom(ctx, h, req.Force, rep) })
-	return rep, e.record(rep, []string{req.Host}, err)
+	return e.run(ctx, workflow{
+		action: "import", args: []string{req.Host},
+		validate: func() error {
+			if !ok || !h.Role.Holds(policies.Authkey) {
+				return badInput("%q is not a node or remote node in the config", req.Host)
+			}
+			return nil
+		},
+		act: func(ctx context.Context, rep *Report) error { return e.importFrom(ctx, h, req.Force, rep) },
+	})
 }
 
 // adopted is one file read from the source node.
@@ -51,7 +55,7 @@ func (e *Env) importFrom(ctx context.Context, src config.Host, force bool, rep *
 	}
 	defer conn.Close()
 	kinds := []policies.FileKind{policies.Authkey}
-	if src.Role == config.RoleNode {
+	if src.Role.Holds(policies.CIBCredentials) {
 		kinds = append(kinds, policies.CIBCredentials)
 	}
 	var files []adopted
@@ -95,7 +99,7 @@ func (e *Env) importFrom(ctx context.Context, src config.Host, force bool, rep *
 func (e *Env) checkAgreement(ctx context.Context, src config.Host, files []adopted, force bool, rep *Report) error {
 	var others []config.Host
 	for _, h := range e.Config.Hosts {
-		if h.Name != src.Name && (h.Role == config.RoleNode || h.Role == config.RoleRemoteNode) {
+		if h.Name != src.Name && h.Role.Holds(policies.Authkey) {
 			others = append(others, h)
 		}
 	}
@@ -110,7 +114,7 @@ func (e *Env) checkAgreement(ctx context.Context, src config.Host, files []adopt
 		}
 		defer conn.Close()
 		for _, f := range files {
-			if f.kind == policies.CIBCredentials && h.Role != config.RoleNode {
+			if !h.Role.Holds(f.kind) {
 				continue
 			}
 			fp := e.Config.Policy.Files[f.kind]

@@ -3,6 +3,8 @@ package rotate
 import (
 	"context"
 
+	"github.com/pcmkeys/pcmkeys/rotate/internal/deliver"
+
 	"github.com/pcmkeys/pcmkeys/keys"
 	"github.com/pcmkeys/pcmkeys/keystore"
 	"github.com/pcmkeys/pcmkeys/policies"
@@ -16,43 +18,41 @@ import (
 // with other content is left alone and reported: adopting it is import's
 // job, replacing it push's.
 func Init(ctx context.Context, e *Env) (*Report, error) {
-	rep := &Report{Action: "init", DryRun: e.DryRun}
-	err := e.withLock(ctx, "init", func() error { return e.init(ctx, rep) })
-	return rep, e.record(rep, nil, err)
+	return e.run(ctx, workflow{action: "init", act: e.init})
 }
 
 func (e *Env) init(ctx context.Context, rep *Report) error {
 	pol := e.Config.Policy
-	auth, change, err := e.ensureKey(ctx, keystore.AuthkeyID, pol.AuthkeyBytes, nil)
+	auth, change, err := e.ensureKey(ctx, keystore.AuthkeyID, nil)
 	if err != nil {
 		return err
 	}
 	rep.Credentials = append(rep.Credentials, change)
-	extra := map[string]keys.Secret{}
+	fresh := map[keystore.ID]keys.Secret{}
 	if pol.IdentityMode == policies.Shared {
-		cib, change, err := e.ensureKey(ctx, keystore.CIB(policies.SharedIdentity), pol.PSKBytes, nil)
+		cib, change, err := e.ensureKey(ctx, keystore.CIB(policies.SharedIdentity), nil)
 		if err != nil {
 			return err
 		}
 		rep.Credentials = append(rep.Credentials, change)
-		extra[policies.SharedIdentity] = cib.Key
+		fresh[cib.ID] = cib.Key
 	}
-	entries, err := e.cibEntries(ctx, extra)
+	entries, err := e.cibEntries(ctx, fresh)
 	if err != nil {
 		return err
 	}
-	ds, err := e.serverDeliveries(entries, auth.Key, keepExisting)
+	ds, err := e.serverDeliveries(entries, auth.Key, deliver.KeepExisting)
 	if err != nil {
 		return err
 	}
 	if e.managesPassword() {
-		pw, change, err := e.ensureKey(ctx, sharedPasswordID, keys.DefaultPasswordBytes, nil)
+		pw, change, err := e.ensureKey(ctx, sharedPasswordID, nil)
 		if err != nil {
 			return err
 		}
 		rep.Credentials = append(rep.Credentials, change)
-		ds = e.withNodePassword(ds, pw.Key, keepExisting)
+		ds = e.withNodePassword(ds, pw.Key, deliver.KeepExisting)
 	}
-	rep.Hosts, err = e.deliver(ctx, ds)
+	rep.Hosts, err = e.engine().Deliver(ctx, ds)
 	return err
 }

@@ -194,7 +194,7 @@ func TestLabAcceptanceCIB(t *testing.T) {
 					t.Errorf("%s refuses alice's key after onboard", n.Name)
 				}
 			}
-			if _, err := Rotate(ctx, e, RotateRequest{CIB: true}); err != nil {
+			if _, err := Rotate(ctx, e, Request{CIB: true}); err != nil {
 				t.Fatal(err)
 			}
 			aliceNew := client("alice")
@@ -280,7 +280,7 @@ func TestLabAcceptanceAuthkey(t *testing.T) {
 	if got := remotedAccepts(t, remote, hexs(old.Key)); !got[0] {
 		t.Fatal("pacemaker-remoted refuses the delivered authkey")
 	}
-	rep, err := Rotate(ctx, e, RotateRequest{Authkey: true})
+	rep, err := Rotate(ctx, e, Request{Authkey: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,12 +309,12 @@ func TestLabRestartRefusedWithoutCluster(t *testing.T) {
 	if _, err := Init(ctx, e); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Rotate(ctx, e, RotateRequest{CIB: true, Restart: true}); !errors.Is(err, ErrBadInput) {
+	if _, err := Rotate(ctx, e, Request{CIB: true, Restart: true}); !errors.Is(err, ErrBadInput) {
 		t.Errorf("--restart without --authkey: %v", err)
 	}
 	before, _ := e.Store.Get(ctx, "authkey")
 	files, _ := lab.Hosts[0].Exec(ctx, "sha256sum /etc/pacemaker/authkey")
-	_, err := Rotate(ctx, e, RotateRequest{Authkey: true, Restart: true})
+	_, err := Rotate(ctx, e, Request{Authkey: true, Restart: true})
 	if err == nil || !strings.Contains(err.Error(), "read the live cluster before touching it") {
 		t.Fatalf("rotate --authkey --restart without a cluster: %v", err)
 	}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -62,7 +64,7 @@ func TestRotateShared(t *testing.T) {
 		c := onboarded(t, store, "shared")
 		ctx := context.Background()
 		old := c.key(t, keystore.CIB("hacluster"))
-		rep, err := Rotate(ctx, c.env, RotateRequest{})
+		rep, err := Rotate(ctx, c.env, Request{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -85,7 +87,7 @@ func TestRotateShared(t *testing.T) {
 			t.Errorf("report: %+v", rep.Credentials)
 		}
 		authBefore := c.key(t, keystore.AuthkeyID)
-		if _, err := Rotate(ctx, c.env, RotateRequest{Authkey: true}); err != nil {
+		if _, err := Rotate(ctx, c.env, Request{Authkey: true}); err != nil {
 			t.Fatal(err)
 		}
 		auth := c.key(t, keystore.AuthkeyID)
@@ -109,7 +111,7 @@ func TestRotateStagingFailureKeepsOldKey(t *testing.T) {
 		if err := os.Chmod(c.roots["node2"].Path("etc/pacemaker"), 0o777); err != nil {
 			t.Fatal(err)
 		}
-		rep, err := Rotate(ctx, c.env, RotateRequest{CIB: true})
+		rep, err := Rotate(ctx, c.env, Request{CIB: true})
 		var pe *PartialError
 		if !errors.As(err, &pe) || len(pe.Failed) != 1 || pe.Failed[0].Host != "node2" {
 			t.Fatalf("err = %v", err)
@@ -138,7 +140,7 @@ func TestRotatePerUserAndDue(t *testing.T) {
 		c := onboarded(t, store, "per-user")
 		ctx := context.Background()
 		alice, bob := c.key(t, keystore.CIB("alice")), c.key(t, keystore.CIB("bob"))
-		if _, err := Rotate(ctx, c.env, RotateRequest{Users: []string{"alice"}}); err != nil {
+		if _, err := Rotate(ctx, c.env, Request{Users: []string{"alice"}}); err != nil {
 			t.Fatal(err)
 		}
 		a2, b2 := c.key(t, keystore.CIB("alice")), c.key(t, keystore.CIB("bob"))
@@ -149,16 +151,16 @@ func TestRotatePerUserAndDue(t *testing.T) {
 		if !lines["alice"].Equal(a2.Key) || !lines["bob"].Equal(bob.Key) || !c.clientKey(t, "alice").Equal(a2.Key) || !c.clientKey(t, "bob").Equal(bob.Key) {
 			t.Error("files do not match the store after rotating alice")
 		}
-		if _, err := Rotate(ctx, c.env, RotateRequest{Users: []string{"mallory"}}); !errors.Is(err, ErrBadInput) {
+		if _, err := Rotate(ctx, c.env, Request{Users: []string{"mallory"}}); !errors.Is(err, ErrBadInput) {
 			t.Errorf("rotate an unknown admin: %v", err)
 		}
 		// Nothing is due now; 91 days later the CIB keys are, the authkey not.
-		rep, err := Rotate(ctx, c.env, RotateRequest{Due: true})
+		rep, err := Rotate(ctx, c.env, Request{Due: true})
 		if err != nil || len(rep.Credentials) != 0 {
 			t.Fatalf("due now: %+v %v", rep.Credentials, err)
 		}
 		c.env.Now = func() time.Time { return time.Now().Add(91 * 24 * time.Hour) }
-		rep, err = Rotate(ctx, c.env, RotateRequest{Due: true})
+		rep, err = Rotate(ctx, c.env, Request{Due: true})
 		if err != nil || len(rep.Credentials) != 2 || rep.Credentials[0].ID != "cib/alice" || rep.Credentials[1].ID != "cib/bob" {
 			t.Fatalf("due after 91 days: %+v %v", rep.Credentials, err)
 		}
@@ -294,7 +296,7 @@ func TestRevokeUnreachableThenRerun(t *testing.T) {
 	})
 }
 
-func hasState(st *StatusReport, host, state string) bool {
+func hasState(st *StatusReport, host string, state State) bool {
 	for _, h := range st.Hosts {
 		for _, f := range h.Files {
 			if h.Host == host && f.State == state {
@@ -326,7 +328,10 @@ func TestStatusAndPush(t *testing.T) {
 		if !errors.Is(err, ErrFindings) || st.Findings != 3 {
 			t.Fatalf("status after tampering: %v, %d findings", err, st.Findings)
 		}
-		for _, want := range []struct{ host, state string }{{"node1", FileWrongMode}, {"node2", FileDrift}, {"ws1", FileMissing}} {
+		for _, want := range []struct {
+			host  string
+			state State
+		}{{"node1", FileWrongMode}, {"node2", FileDrift}, {"ws1", FileMissing}} {
 			if !hasState(st, want.host, want.state) {
 				t.Errorf("status does not report %s on %s", want.state, want.host)
 			}
@@ -375,33 +380,56 @@ func TestLockKeepsRunsApart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Rotate(ctx, c.env, RotateRequest{}); !errors.Is(err, keystore.ErrLocked) || !strings.Contains(err.Error(), "someone else") {
+	if _, err := Rotate(ctx, c.env, Request{}); !errors.Is(err, keystore.ErrLocked) || !strings.Contains(err.Error(), "someone else") {
 		t.Errorf("rotate while locked: %v", err)
 	}
 	if _, err := Revoke(ctx, c.env, []string{"bob"}); !errors.Is(err, keystore.ErrLocked) {
 		t.Errorf("revoke while locked: %v", err)
 	}
 	c.env.Store.Unlock(ctx, lease)
-	if _, err := Rotate(ctx, c.env, RotateRequest{}); err != nil {
+	if _, err := Rotate(ctx, c.env, Request{}); err != nil {
 		t.Errorf("rotate after the lock was released: %v", err)
 	}
 	// --wait: a run waits for the holder to finish, and then runs.
 	if lease, err = c.env.Store.Lock(ctx, "the scheduled job", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	go func() { time.Sleep(1500 * time.Millisecond); c.env.Store.Unlock(context.Background(), lease) }()
+	waiting := make(chan struct{})
+	c.env.Log = slog.New(onMessage{"waiting for the cluster's lock", sync.OnceFunc(func() { close(waiting) })})
+	go func() { <-waiting; c.env.Store.Unlock(context.Background(), lease) }()
 	c.env.LockWait = 30 * time.Second
 	if _, err := Revoke(ctx, c.env, []string{"bob"}); err != nil {
 		t.Errorf("revoke --wait while the scheduled job holds the lock: %v", err)
 	}
+	select {
+	case <-waiting:
+	default:
+		t.Error("revoke --wait ran without waiting for the lock's holder")
+	}
 }
+
+// onMessage is a log handler that calls fn on each record with message msg.
+type onMessage struct {
+	msg string
+	fn  func()
+}
+
+func (h onMessage) Enabled(context.Context, slog.Level) bool { return true }
+func (h onMessage) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.fn()
+	}
+	return nil
+}
+func (h onMessage) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h onMessage) WithGroup(string) slog.Handler      { return h }
 
 func TestLifecycleDryRunsChangeNothing(t *testing.T) {
 	c := onboarded(t, "file", "per-user")
 	ctx := context.Background()
 	before, store := treeState(t, c), storeState(t, c)
 	c.env.DryRun = true
-	rep, err := Rotate(ctx, c.env, RotateRequest{CIB: true, Authkey: true})
+	rep, err := Rotate(ctx, c.env, Request{CIB: true, Authkey: true})
 	if err != nil || len(rep.Credentials) != 3 || len(rep.Hosts) == 0 {
 		t.Fatalf("dry-run rotate: %+v %v", rep, err)
 	}
@@ -581,7 +609,7 @@ func TestDestroyedCurrentVersionWayOut(t *testing.T) {
 		if _, err := Status(ctx, c.env); !errors.Is(err, keystore.ErrDestroyed) {
 			t.Fatalf("status over a destroyed current version: %v", err)
 		}
-		if _, err := Rotate(ctx, c.env, RotateRequest{CIB: true}); err != nil {
+		if _, err := Rotate(ctx, c.env, Request{CIB: true}); err != nil {
 			t.Fatalf("rotate --cib over a destroyed current version: %v", err)
 		}
 		if next := c.key(t, keystore.CIB("hacluster")); next.Version.Version != cur.Version.Version+1 {

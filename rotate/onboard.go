@@ -9,8 +9,9 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/pcmkeys/pcmkeys/rotate/internal/deliver"
+
 	"github.com/pcmkeys/pcmkeys/config"
-	"github.com/pcmkeys/pcmkeys/credfile"
 	"github.com/pcmkeys/pcmkeys/distribute"
 	"github.com/pcmkeys/pcmkeys/keys"
 	"github.com/pcmkeys/pcmkeys/keystore"
@@ -45,19 +46,21 @@ type client struct {
 // path changed loses its old files. Running it again for the same admin
 // adds clients and rewrites the files.
 func Onboard(ctx context.Context, e *Env, req OnboardRequest) (*Report, error) {
-	rep := &Report{Action: "onboard", DryRun: e.DryRun}
-	keyPath, envPath, err := e.clientPaths(req)
-	if err != nil {
-		return rep, err
-	}
-	hosts, err := e.clientHosts(req)
-	if err != nil {
-		return rep, err
-	}
-	err = e.withLock(ctx, "onboard", func() error {
-		return e.onboard(ctx, req.User, hosts, keyPath, envPath, req.Verify, rep)
+	var keyPath, envPath string
+	var hosts []config.Host
+	return e.run(ctx, workflow{
+		action: "onboard", args: append([]string{req.User}, req.Clients...),
+		validate: func() (err error) {
+			if keyPath, envPath, err = e.clientPaths(req); err != nil {
+				return err
+			}
+			hosts, err = e.clientHosts(req)
+			return err
+		},
+		act: func(ctx context.Context, rep *Report) error {
+			return e.onboard(ctx, req.User, hosts, keyPath, envPath, req.Verify, rep)
+		},
 	})
-	return rep, e.record(rep, append([]string{req.User}, req.Clients...), err)
 }
 
 func (e *Env) onboard(ctx context.Context, user string, hosts []config.Host, keyPath, envPath string, verify bool, rep *Report) error {
@@ -119,7 +122,7 @@ func (e *Env) onboard(ctx context.Context, user string, hosts []config.Host, key
 	// Act.
 	change := CredentialChange{ID: cred.ID, Version: cred.Version.Version, Fingerprint: cred.Version.Fingerprint}
 	if !haveKey { // per-user: their first key
-		if cred, change, err = e.ensureKey(ctx, keystore.CIB(ident), pol.PSKBytes, []string{user}); err != nil {
+		if cred, change, err = e.ensureKey(ctx, keystore.CIB(ident), []string{user}); err != nil {
 			return err
 		}
 	}
@@ -127,14 +130,14 @@ func (e *Env) onboard(ctx context.Context, user string, hosts []config.Host, key
 	if pw.Key != nil {
 		rep.Credentials = append(rep.Credentials, CredentialChange{ID: pw.ID, Version: pw.Version.Version, Fingerprint: pw.Version.Fingerprint})
 	}
-	var ds []delivery
+	var ds []deliver.Host
 	if pol.IdentityMode == policies.PerUser {
 		others := activeExcept(admins, user)
-		entries, _, err := e.cibEntriesFor(ctx, others, map[string]keys.Secret{ident: cred.Key})
+		entries, _, err := e.cibEntriesFor(ctx, others, map[keystore.ID]keys.Secret{cred.ID: cred.Key})
 		if err != nil {
 			return err
 		}
-		if ds, err = e.serverDeliveries(entries, nil, writeIfDrift); err != nil {
+		if ds, err = e.serverDeliveries(entries, nil, deliver.WriteIfDrift); err != nil {
 			return err
 		}
 	}
@@ -142,18 +145,15 @@ func (e *Env) onboard(ctx context.Context, user string, hosts []config.Host, key
 	for _, c := range clients {
 		entry.Host = c.host.Name
 		// A rerun writes nothing that is in sync.
-		ws, err := e.clientWanted(admin, entry, cred.Key, pw.Key, writeIfDrift)
+		ws, err := e.clientWanted(admin, entry, cred.Key, pw.Key, deliver.WriteIfDrift)
 		if err != nil {
 			return err
 		}
 		env := e.clientEnv(ident, entry.KeyFile, entry.PasswordFile, c.account.Home)
-		if ws, err = withEnvRendered(ws, env); err != nil {
-			return err
-		}
 		if old, ok := recordedClient(admin, c.host.Name); ok {
 			// A changed path: the old files go.
 			for _, w := range e.removalWanted(admin, old) {
-				if !slices.Contains(entryPaths(entry), w.file.Path) {
+				if !slices.Contains(entryPaths(entry), w.File.Path) {
 					ws = append(ws, w)
 				}
 			}
@@ -161,10 +161,10 @@ func (e *Env) onboard(ctx context.Context, user string, hosts []config.Host, key
 		if rep.ClientEnv == nil {
 			rep.ClientEnv = &env
 		}
-		ds = append(ds, delivery{host: c.host, conn: c.conn, files: ws})
+		ds = append(ds, deliver.Host{Host: c.host, Conn: c.conn, Files: ws, Homes: map[string]string{user: c.account.Home}})
 	}
 	var derr error
-	rep.Hosts, derr = e.deliver(ctx, ds)
+	rep.Hosts, derr = e.engine().Deliver(ctx, ds)
 	if e.DryRun {
 		return derr
 	}
@@ -207,21 +207,6 @@ func entryPaths(c keystore.Client) []string {
 		out = append(out, c.PasswordFile)
 	}
 	return out
-}
-
-// withEnvRendered gives the env file among ws its content now, where the
-// admin's home is already known, instead of on the host.
-func withEnvRendered(ws []wanted, env credfile.ClientEnv) ([]wanted, error) {
-	content, err := credfile.RenderClientEnv(env)
-	if err != nil {
-		return nil, err
-	}
-	for i := range ws {
-		if ws[i].step.Kind == policies.ClientEnv {
-			ws[i].file.Content, ws[i].render = content, nil
-		}
-	}
-	return ws, nil
 }
 
 // activeExcept returns the active admins other than user.

@@ -168,7 +168,7 @@ func p302Check(t *testing.T, store string, c p302Case) {
 	}
 	t.Logf("%s took %v", c.name, time.Since(began).Round(time.Millisecond))
 
-	want := map[string]string{"host00": SessionsClosed, "host01": SessionsNone}
+	want := map[string]SessionAction{"host00": SessionsClosed, "host01": SessionsNone}
 	for _, h := range rep.Hosts {
 		if w, ok := want[h.Host]; ok && h.Sessions != nil {
 			if ss := *h.Sessions; ss.Action != w || ss.Remaining != 0 || ss.Port != p302Port || (w == SessionsClosed) != (ss.Closed > 0) {
@@ -244,7 +244,7 @@ func TestPacemaker302RotateKeepsBasedRunning(t *testing.T) {
 		p302Check(t, store, p302Case{
 			name: "rotate --cib",
 			run: func(ctx context.Context, e *Env) (*Report, error) {
-				return Rotate(ctx, e, RotateRequest{CIB: true})
+				return Rotate(ctx, e, Request{CIB: true})
 			},
 			working: []string{"alice", "bob"},
 		})

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/pcmkeys/pcmkeys/rotate/internal/deliver"
+
 	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/distribute"
 	"github.com/pcmkeys/pcmkeys/keys"
@@ -70,45 +72,30 @@ func (e *Env) derivedPasswordPath(keyFile string) string {
 
 // nodePasswordWanted is hacluster's password on a node: chpasswd, then
 // the marker file that records its fingerprint (see setNodePassword).
-func (e *Env) nodePasswordWanted(pw keys.Secret, mode deliveryMode) wanted {
+func (e *Env) nodePasswordWanted(pw keys.Secret, mode deliver.Mode) deliver.Want {
 	marker := []byte(policies.SharedIdentity + " " + pw.Fingerprint() + "\n")
-	w := newWanted(distribute.File{Path: policies.NodePasswordMarkerPath, Content: marker, Owner: "root", Mode: 0o600},
+	w := deliver.NewWant(distribute.File{Path: policies.NodePasswordMarkerPath, Content: marker, Owner: "root", Mode: 0o600},
 		policies.NodePassword, pw.Fingerprint(), 0, mode)
-	w.password = pw
+	w.Password = pw
 	return w
 }
 
 // runsPassword reports whether hacluster's password is set on h: full
 // nodes that are running systems (not images under a root prefix).
-func runsPassword(h config.Host) bool { return h.Role == config.RoleNode && h.Root == "" }
+func runsPassword(h config.Host) bool { return h.Role.Holds(policies.NodePassword) && h.Root == "" }
 
 // withNodePassword adds hacluster's password to the deliveries of every
 // full node that runs a system.
-func (e *Env) withNodePassword(ds []delivery, pw keys.Secret, mode deliveryMode) []delivery {
+func (e *Env) withNodePassword(ds []deliver.Host, pw keys.Secret, mode deliver.Mode) []deliver.Host {
 	if pw == nil {
 		return ds
 	}
 	for i := range ds {
-		if runsPassword(ds[i].host) {
-			ds[i].files = append(ds[i].files, e.nodePasswordWanted(pw, mode))
+		if runsPassword(ds[i].Host) {
+			ds[i].Files = append(ds[i].Files, e.nodePasswordWanted(pw, mode))
 		}
 	}
 	return ds
-}
-
-// setNodePassword sets hacluster's password on a node with chpasswd, then
-// records it in the marker (w.file). deliverFile decides, from the marker,
-// whether it is needed.
-func (e *Env) setNodePassword(ctx context.Context, h distribute.Host, w wanted) error {
-	text := w.password.PasswordText()
-	defer clear(text)
-	if err := distribute.SetPassword(ctx, h, policies.SharedIdentity, text); err != nil {
-		return err
-	}
-	if err := distribute.Write(ctx, h, w.file); err != nil {
-		return fmt.Errorf("hacluster's password is set, but recording it failed: %w", err)
-	}
-	return nil
 }
 
 // afterCut is what runs on a node once its new cib-credentials is in
@@ -122,8 +109,7 @@ func (e *Env) afterCut(h config.Host, pw keys.Secret) func(ctx context.Context, 
 	}
 	return func(ctx context.Context, conn distribute.Host, res *HostResult) {
 		if setPW {
-			step, err := e.deliverFile(ctx, conn, e.nodePasswordWanted(pw, writeAlways))
-			step.Fingerprint = e.shown(step.Fingerprint)
+			step, err := e.engine().File(ctx, deliver.NewConn(conn, nil), e.nodePasswordWanted(pw, deliver.WriteAlways))
 			if err != nil {
 				step.Action, step.Error = ActionFailed, err.Error()
 				res.Status = StatusFailed

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/pcmkeys/pcmkeys/rotate/internal/deliver"
+
 	"github.com/pcmkeys/pcmkeys/credfile"
 	"github.com/pcmkeys/pcmkeys/keys"
 	"github.com/pcmkeys/pcmkeys/keystore"
@@ -30,17 +32,16 @@ import (
 // leftover by host and file; a rerun finishes it without rotating again
 // when the nodes were already cut.
 func Revoke(ctx context.Context, e *Env, users []string) (*Report, error) {
-	rep := &Report{Action: "revoke", DryRun: e.DryRun}
-	if len(users) == 0 {
-		return rep, badInput("name the admins to revoke")
-	}
-	for _, u := range users {
-		if err := policies.ValidateUser(u); err != nil {
-			return rep, badInput("%v", err)
-		}
-	}
-	err := e.withLock(ctx, "revoke", func() error { return e.revoke(ctx, users, rep) })
-	return rep, e.record(rep, users, err)
+	return e.run(ctx, workflow{
+		action: "revoke", args: users,
+		validate: func() error {
+			if len(users) == 0 {
+				return badInput("name the admins to revoke")
+			}
+			return validUsers(users)
+		},
+		act: func(ctx context.Context, rep *Report) error { return e.revoke(ctx, users, rep) },
+	})
 }
 
 // revocation is the plan of one revoke run, made before any write.
@@ -106,9 +107,9 @@ func (e *Env) revoke(ctx context.Context, users []string, rep *Report) error {
 	// in one wave.
 	ds := removals
 	if key != nil {
-		mode := writeIfDrift
+		mode := deliver.WriteIfDrift
 		if rotated {
-			mode = writeAlways
+			mode = deliver.WriteAlways
 		}
 		clients, err := e.clientDeliveries(plan.remaining, map[keystore.ID]keys.Secret{keystore.CIB(policies.SharedIdentity): key}, pw, mode)
 		if err != nil {
@@ -116,17 +117,17 @@ func (e *Env) revoke(ctx context.Context, users []string, rep *Report) error {
 		}
 		ds = append(ds, clients...)
 	}
-	clients, _ := e.deliver(ctx, ds)
+	clients, _ := e.engine().Deliver(ctx, ds)
 	rep.Hosts = append(rep.Hosts, clients...)
 	rep.Hosts = append(rep.Hosts, leftovers...)
 	if e.DryRun {
-		return partial(rep.Hosts)
+		return deliver.Partial(rep.Hosts)
 	}
 	if !e.Config.CIB.CloseSessions {
 		rep.Notes = append(rep.Notes, "live remote-CIB sessions were not closed (cib.close_sessions: false): a revoked admin who is connected stays connected until pacemaker-based restarts")
 	}
 	e.finishRevocations(ctx, plan, allOK(nodes), clients, rep)
-	if err := partial(rep.Hosts); err != nil {
+	if err := deliver.Partial(rep.Hosts); err != nil {
 		rep.Notes = append(rep.Notes, "the revocation is not finished: fix or bring back the hosts listed and run revoke again (it will not rotate again if the nodes were cut)")
 		return err
 	}
@@ -147,11 +148,11 @@ func (e *Env) cutNodes(ctx context.Context, plan *revocation, rep *Report) ([]Ho
 		if entries == nil {
 			entries = []credfile.Entry{} // the last admin: an empty file
 		}
-		ds, err := e.cutDeliveries(entries, nil, writeIfDrift)
+		ds, err := e.cutDeliveries(entries, nil, deliver.WriteIfDrift)
 		if err != nil {
 			return nil, nil, nil, false, err
 		}
-		res, _ := e.deliver(ctx, ds)
+		res, _ := e.engine().Deliver(ctx, ds)
 		return res, nil, nil, false, nil
 	}
 
@@ -166,24 +167,24 @@ func (e *Env) cutNodes(ctx context.Context, plan *revocation, rep *Report) ([]Ho
 	}
 	if !needsNewKey(plan.targets, cur.Version.Version) && (curPW.Key != nil || !e.managesPassword()) {
 		// A rerun: the key in force was made after they lost theirs.
-		ds, err := e.cutDeliveries([]credfile.Entry{{Identity: policies.SharedIdentity, Key: cur.Key}}, curPW.Key, writeIfDrift)
+		ds, err := e.cutDeliveries([]credfile.Entry{{Identity: policies.SharedIdentity, Key: cur.Key}}, curPW.Key, deliver.WriteIfDrift)
 		if err != nil {
 			return nil, nil, nil, false, err
 		}
-		res, _ := e.deliver(ctx, ds)
+		res, _ := e.engine().Deliver(ctx, ds)
 		return res, cur.Key, curPW.Key, false, nil
 	}
-	fresh, err := e.generate(keys.PSK, e.Config.Policy.PSKBytes)
+	fresh, err := e.generate(keys.PSK)
 	if err != nil {
 		return nil, nil, nil, false, err
 	}
 	var freshPW keys.Secret
 	if e.managesPassword() {
-		if freshPW, err = e.generate(keys.Password, keys.DefaultPasswordBytes); err != nil {
+		if freshPW, err = e.generate(keys.Password); err != nil {
 			return nil, nil, nil, false, err
 		}
 	}
-	ds, err := e.cutDeliveries([]credfile.Entry{{Identity: policies.SharedIdentity, Key: fresh}}, freshPW, writeAlways)
+	ds, err := e.cutDeliveries([]credfile.Entry{{Identity: policies.SharedIdentity, Key: fresh}}, freshPW, deliver.WriteAlways)
 	if err != nil {
 		return nil, nil, nil, false, err
 	}
@@ -192,38 +193,29 @@ func (e *Env) cutNodes(ctx context.Context, plan *revocation, rep *Report) ([]Ho
 		if freshPW != nil {
 			rep.Credentials = append(rep.Credentials, CredentialChange{ID: sharedPasswordID, Version: curPW.Version.Version + 1, Created: true})
 		}
-		res, _ := e.deliver(ctx, ds)
+		res, _ := e.engine().Deliver(ctx, ds)
 		return res, fresh, freshPW, true, nil
 	}
 	// Stage everywhere it can; a node that cannot stage is a leftover,
 	// never a reason to leave the others accepting the revoked key.
-	staged, results := e.stageAll(ctx, ds)
+	staged, results := e.engine().Stage(ctx, ds)
 	if freshPW != nil {
 		// The password first: stored but set nowhere yet, it harms no one
 		// if the key's write then fails.
 		v, err := e.Store.Put(ctx, sharedPasswordID, freshPW, keystore.PutOptions{CAS: curPW.Version.Version, CreatedBy: e.Operator})
 		if err != nil {
-			e.abortAll(ctx, staged)
+			staged.Abort(ctx)
 			return results, nil, nil, false, fmt.Errorf("store hacluster's new password: %w (nothing committed; the admins stay marked revoked: run revoke again)", err)
 		}
 		rep.Credentials = append(rep.Credentials, CredentialChange{ID: sharedPasswordID, Version: v.Version, Fingerprint: v.Fingerprint, Created: true})
 	}
 	v, err := e.Store.Put(ctx, id, fresh, keystore.PutOptions{CAS: cur.Version.Version, CreatedBy: e.Operator, Holders: holdersOf(plan.remaining, id)})
 	if err != nil {
-		e.abortAll(ctx, staged)
+		staged.Abort(ctx)
 		return results, nil, nil, false, fmt.Errorf("store the new shared key: %w (nothing committed; the admins stay marked revoked: run revoke again)", err)
 	}
 	rep.Credentials = append(rep.Credentials, CredentialChange{ID: id, Version: v.Version, Fingerprint: v.Fingerprint, Created: true})
-	var ready []*staging
-	var at []int
-	for i, s := range staged {
-		if s.res.Status == StatusOK {
-			ready, at = append(ready, s), append(at, i)
-		}
-	}
-	for i, r := range e.commitAll(ctx, ready) {
-		results[at[i]] = r
-	}
+	results = staged.Commit(ctx) // a node that could not stage keeps its failure
 	for i, a := range plan.targets {
 		a.CutVersion = v.Version
 		if plan.targets[i], err = e.Store.PutAdmin(ctx, a); err != nil {
@@ -252,20 +244,20 @@ func needsNewKey(targets []keystore.Admin, current int) bool {
 // hacluster's password pw (if any) and the closing of the node's live
 // sessions. With writeAlways (a staged rotation) the password is set after
 // the commit; otherwise it is one more file of the wave.
-func (e *Env) cutDeliveries(entries []credfile.Entry, pw keys.Secret, mode deliveryMode) ([]delivery, error) {
+func (e *Env) cutDeliveries(entries []credfile.Entry, pw keys.Secret, mode deliver.Mode) ([]deliver.Host, error) {
 	ds, err := e.serverDeliveries(entries, nil, mode)
 	if err != nil {
 		return nil, err
 	}
-	if mode == writeAlways {
+	if mode == deliver.WriteAlways {
 		for i := range ds {
-			ds[i].after = e.afterCut(ds[i].host, pw)
+			ds[i].After = e.afterCut(ds[i].Host, pw)
 		}
 		return ds, nil
 	}
 	ds = e.withNodePassword(ds, pw, mode)
 	for i := range ds {
-		ds[i].after = e.sessionCloser(ds[i].host)
+		ds[i].After = e.sessionCloser(ds[i].Host)
 	}
 	return ds, nil
 }

@@ -157,7 +157,7 @@ func TestLabRevokeStaleClientHost(t *testing.T) {
 			t.Errorf("push without host03: %v", err)
 		}
 		st, err := Status(ctx, without)
-		if !errors.Is(err, ErrFindings) || !hasHostState(st, "host03", StatusNotInConfig) {
+		if !errors.Is(err, ErrFindings) || !hasHostState(st, "host03", State(StatusNotInConfig)) {
 			t.Errorf("status without host03: %v %+v", err, st)
 		}
 
@@ -176,7 +176,7 @@ func TestLabRevokeStaleClientHost(t *testing.T) {
 	})
 }
 
-func hasHostState(st *StatusReport, host, state string) bool {
+func hasHostState(st *StatusReport, host string, state State) bool {
 	for _, h := range st.Hosts {
 		if h.Host == host && h.State == state {
 			return true

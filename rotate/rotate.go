@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"time"
+
+	"github.com/pcmkeys/pcmkeys/rotate/internal/crmmon"
+	"github.com/pcmkeys/pcmkeys/rotate/internal/deliver"
 
 	"github.com/pcmkeys/pcmkeys/credfile"
 	"github.com/pcmkeys/pcmkeys/keys"
@@ -14,9 +18,9 @@ import (
 	"github.com/pcmkeys/pcmkeys/policies"
 )
 
-// RotateRequest says which keys to rotate. With none of its fields set,
+// Request says which keys to rotate. With none of its fields set,
 // the CIB keys are rotated.
-type RotateRequest struct {
+type Request struct {
 	// Users, in per-user mode, rotates these admins' keys.
 	Users []string
 	// CIB rotates every CIB key (the shared one, or every admin's).
@@ -44,18 +48,15 @@ type RotateRequest struct {
 // staged file is removed, the store is left alone and the old keys stay in
 // force. Admins' client files are written after the commit; a client that
 // cannot be reached is reported (exit 3) and push finishes it.
-func Rotate(ctx context.Context, e *Env, req RotateRequest) (*Report, error) {
-	rep := &Report{Action: "rotate", DryRun: e.DryRun}
-	for _, u := range req.Users { // refused before the lock is taken
-		if err := policies.ValidateUser(u); err != nil {
-			return rep, badInput("%v", err)
-		}
-	}
-	err := e.withLock(ctx, "rotate", func() error { return e.rotate(ctx, req, rep) })
-	return rep, e.record(rep, req.Users, err)
+func Rotate(ctx context.Context, e *Env, req Request) (*Report, error) {
+	return e.run(ctx, workflow{
+		action: "rotate", args: req.Users,
+		validate: func() error { return validUsers(req.Users) },
+		act:      func(ctx context.Context, rep *Report) error { return e.rotate(ctx, req, rep) },
+	})
 }
 
-func (e *Env) rotate(ctx context.Context, req RotateRequest, rep *Report) error {
+func (e *Env) rotate(ctx context.Context, req Request, rep *Report) error {
 	admins, err := e.Store.ListAdmins(ctx)
 	if err != nil {
 		return fmt.Errorf("list admins: %w", err)
@@ -99,14 +100,7 @@ func (e *Env) rotate(ctx context.Context, req RotateRequest, rep *Report) error 
 			return err
 		}
 		current[id] = cred
-		size := e.Config.Policy.PSKBytes
-		switch id.Kind() {
-		case keys.Authkey:
-			size = e.Config.Policy.AuthkeyBytes
-		case keys.Password:
-			size = keys.DefaultPasswordBytes
-		}
-		if fresh[id], err = e.generate(id.Kind(), size); err != nil {
+		if fresh[id], err = e.generate(id.Kind()); err != nil {
 			return err
 		}
 	}
@@ -114,7 +108,7 @@ func (e *Env) rotate(ctx context.Context, req RotateRequest, rep *Report) error 
 	if err != nil {
 		return err
 	}
-	clients, err := e.clientDeliveries(admins, fresh, fresh[sharedPasswordID], writeAlways)
+	clients, err := e.clientDeliveries(admins, fresh, fresh[sharedPasswordID], deliver.WriteAlways)
 	if err != nil {
 		return err
 	}
@@ -134,7 +128,7 @@ func (e *Env) rotate(ctx context.Context, req RotateRequest, rep *Report) error 
 		for _, id := range ids {
 			rep.Credentials = append(rep.Credentials, CredentialChange{ID: id, Version: current[id].Version.Version + 1, Created: true})
 		}
-		rep.Hosts, err = e.deliver(ctx, append(ds, clients...))
+		rep.Hosts, err = e.engine().Deliver(ctx, append(ds, clients...))
 		if fresh[keystore.AuthkeyID] != nil && lv == nil {
 			rep.Restart = e.restartPlan(ctx, false)
 			rep.Notes, _ = restartNotes(rep.Restart)
@@ -142,16 +136,16 @@ func (e *Env) rotate(ctx context.Context, req RotateRequest, rep *Report) error 
 		return err
 	}
 
-	staged, results := e.stageAll(ctx, ds)
-	if err := partial(results); err != nil {
-		e.abortAll(ctx, staged)
+	staged, results := e.engine().Stage(ctx, ds)
+	if err := deliver.Partial(results); err != nil {
+		staged.Abort(ctx)
 		rep.Hosts = results
 		rep.Notes = append(rep.Notes, "staging failed: every staged file was removed; the old keys stay in force")
 		return err
 	}
 	if lv != nil {
 		if err := lv.maintenanceOn(ctx); err != nil {
-			e.abortAll(ctx, staged)
+			staged.Abort(ctx)
 			rep.Hosts = results
 			return errors.Join(fmt.Errorf("maintenance mode: %w (staged files removed; no host changed)", err), lv.maintenanceRestore(ctx))
 		}
@@ -161,7 +155,7 @@ func (e *Env) rotate(ctx context.Context, req RotateRequest, rep *Report) error 
 		if err != nil {
 			// Keys stored before this one are not yet on any host; push
 			// delivers them. Nothing was committed.
-			e.abortAll(ctx, staged)
+			staged.Abort(ctx)
 			rep.Hosts = results
 			err = fmt.Errorf("store new %s: %w (staged files removed; no host changed)", id, err)
 			if lv != nil {
@@ -171,15 +165,15 @@ func (e *Env) rotate(ctx context.Context, req RotateRequest, rep *Report) error 
 		}
 		rep.Credentials = append(rep.Credentials, CredentialChange{ID: id, Version: v.Version, Fingerprint: v.Fingerprint, Created: true})
 	}
-	rep.Hosts = e.commitAll(ctx, staged)
+	rep.Hosts = staged.Commit(ctx)
 	committed := time.Now()
-	clientResults, _ := e.deliver(ctx, clients)
+	clientResults, _ := e.engine().Deliver(ctx, clients)
 	rep.Hosts = append(rep.Hosts, clientResults...)
 	if lv != nil {
 		return e.finishLive(ctx, lv, current[keystore.AuthkeyID].Key, committed, rep)
 	}
 	if fresh[keystore.AuthkeyID] != nil {
-		if err := partial(rep.Hosts); err != nil {
+		if err := deliver.Partial(rep.Hosts); err != nil {
 			rep.Notes = append(rep.Notes, "not every node holds the new authkey: no node was restarted; run push, then restart")
 			return err
 		}
@@ -188,27 +182,27 @@ func (e *Env) rotate(ctx context.Context, req RotateRequest, rep *Report) error 
 		rep.Notes = append(rep.Notes, notes...)
 		rep.Hosts = append(rep.Hosts, failed...)
 	}
-	return partial(rep.Hosts)
+	return deliver.Partial(rep.Hosts)
 }
 
 // finishLive takes a live authkey rotation from the commit to its end:
 // restarts, maintenance mode back, the cluster settled, post-checks; a
 // failure anywhere rolls the old key back.
 func (e *Env) finishLive(ctx context.Context, lv *liveRotation, old keys.Secret, committed time.Time, rep *Report) error {
-	lv.log("", "new authkey committed everywhere", okOr(partial(rep.Hosts)))
+	lv.log("", "new authkey committed everywhere", okOr(deliver.Partial(rep.Hosts)))
 	newVersion := 0
 	for _, c := range rep.Credentials {
 		if c.ID == keystore.AuthkeyID && c.Created {
 			newVersion = c.Version
 		}
 	}
-	err := partial(rep.Hosts)
+	err := deliver.Partial(rep.Hosts)
 	if err == nil {
 		err = lv.restartAll(ctx, committed)
 	}
 	if err == nil {
 		// Lift maintenance mode only on a quiet cluster.
-		err = lv.waitFor(ctx, "", restartBound, func(st *clusterState) string { return st.idle() })
+		err = lv.waitFor(ctx, "", restartBound, func(st *crmmon.State) string { return st.Idle() })
 	}
 	if err == nil {
 		err = lv.maintenanceRestore(ctx)
@@ -228,7 +222,7 @@ func (e *Env) finishLive(ctx context.Context, lv *liveRotation, old keys.Secret,
 }
 
 // selectRotation turns a request into credential IDs.
-func (e *Env) selectRotation(ctx context.Context, req RotateRequest, admins []keystore.Admin) ([]keystore.ID, error) {
+func (e *Env) selectRotation(ctx context.Context, req Request, admins []keystore.Admin) ([]keystore.ID, error) {
 	pol := e.Config.Policy
 	none := !req.CIB && !req.Authkey && len(req.Users) == 0
 	set := map[keystore.ID]bool{}
@@ -282,11 +276,7 @@ func (e *Env) selectRotation(ctx context.Context, req RotateRequest, admins []ke
 		if err != nil {
 			return nil, err
 		}
-		max := pol.RotateAfter.CIB
-		if id == keystore.AuthkeyID {
-			max = pol.RotateAfter.Authkey
-		}
-		if !now.Before(hist[len(hist)-1].Created.Add(max)) {
+		if !now.Before(pol.Due(id.Kind(), hist[len(hist)-1].Created)) {
 			due = append(due, id)
 		}
 	}
@@ -303,28 +293,23 @@ func findAdmin(admins []keystore.Admin, user string) (keystore.Admin, bool) {
 }
 
 // rotationServerFiles renders the server files with the fresh keys.
-func (e *Env) rotationServerFiles(ctx context.Context, admins []keystore.Admin, fresh map[keystore.ID]keys.Secret) ([]delivery, error) {
-	extra := map[string]keys.Secret{}
-	for id, k := range fresh {
-		if ident := id.Identity(); ident != "" {
-			extra[ident] = k
-		}
-	}
+func (e *Env) rotationServerFiles(ctx context.Context, admins []keystore.Admin, fresh map[keystore.ID]keys.Secret) ([]deliver.Host, error) {
+	newCIB := slices.ContainsFunc(slices.Collect(maps.Keys(fresh)), func(id keystore.ID) bool { return id.Identity() != "" })
 	var entries []credfile.Entry
-	if len(extra) > 0 {
+	if newCIB {
 		var err error
-		if entries, _, err = e.cibEntriesFor(ctx, admins, extra); err != nil {
+		if entries, _, err = e.cibEntriesFor(ctx, admins, fresh); err != nil {
 			return nil, err
 		}
 	}
-	ds, err := e.serverDeliveries(entries, fresh[keystore.AuthkeyID], writeAlways)
-	if err != nil || len(extra) == 0 {
+	ds, err := e.serverDeliveries(entries, fresh[keystore.AuthkeyID], deliver.WriteAlways)
+	if err != nil || !newCIB {
 		return ds, err
 	}
 	// A new CIB key does not end the sessions the old one opened; a new
 	// password is set once the node holds the new key.
 	for i := range ds {
-		ds[i].after = e.afterCut(ds[i].host, fresh[sharedPasswordID])
+		ds[i].After = e.afterCut(ds[i].Host, fresh[sharedPasswordID])
 	}
 	return ds, nil
 }

@@ -315,19 +315,46 @@ func testOnboardRefusal(t *testing.T, store string, req OnboardRequest, want str
 	}
 }
 
-// storeState lists the store's credentials and admins.
+// storeState is the store's admins and the versions of every credential
+// in it. The credentials are found around the store: the file store's
+// directories, or the keys Vault lists under the cluster's prefix.
 func storeState(t *testing.T, c *cluster) string {
 	t.Helper()
 	ctx := context.Background()
-	ids, err := c.env.Store.List(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	admins, err := c.env.Store.ListAdmins(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fmt.Sprintf("%v %d", ids, len(admins))
+	ids := []keystore.ID{keystore.AuthkeyID, keystore.Password("hacluster")}
+	var names []string
+	if s := c.env.Config.Store; s.Type == "vault" {
+		sec, err := vaultSrv.Client(t).Logical().List(s.Mount + "/metadata/" + s.Prefix + "/cib")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sec != nil {
+			for _, k := range sec.Data["keys"].([]any) {
+				names = append(names, k.(string))
+			}
+		}
+	} else {
+		ents, _ := os.ReadDir(filepath.Join(c.store, "credentials", "cib"))
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+	}
+	for _, n := range names {
+		ids = append(ids, keystore.CIB(n))
+	}
+	state := fmt.Sprintf("%d admins", len(admins))
+	for _, id := range ids {
+		hist, err := c.env.Store.History(ctx, id)
+		if err != nil && !errors.Is(err, keystore.ErrNotFound) {
+			t.Fatal(err)
+		}
+		state += fmt.Sprintf(" %s:%d", id, len(hist))
+	}
+	return state
 }
 
 // treeState lists every file in every root and the store.
@@ -406,7 +433,7 @@ func TestInitRepairsOwnMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	actions := map[string]string{}
+	actions := map[string]Action{}
 	for _, h := range rep.Hosts {
 		for _, f := range h.Files {
 			actions[h.Host+" "+f.Path] = f.Action

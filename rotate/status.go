@@ -8,7 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pcmkeys/pcmkeys/config"
+	"github.com/pcmkeys/pcmkeys/rotate/internal/deliver"
+
 	"github.com/pcmkeys/pcmkeys/distribute"
 	"github.com/pcmkeys/pcmkeys/keystore"
 	"github.com/pcmkeys/pcmkeys/policies"
@@ -41,26 +42,33 @@ type CredentialStatus struct {
 // HostStatus is one host.
 type HostStatus struct {
 	Host  string       `json:"host"`
-	State string       `json:"state"` // ok, findings, unreachable, failed
+	State State        `json:"state"` // ok, findings, or how the host failed (a deliver status)
 	Error string       `json:"error,omitempty"`
 	Files []FileStatus `json:"files"`
 }
 
-// File states.
+// State is what status found of a host or a file: a short value; the
+// prose is in Detail (or Error).
+type State string
+
+// States.
 const (
-	FileOK         = "ok"
-	FileMissing    = "missing"
-	FileDrift      = "drift"
-	FileWrongOwner = "wrong owner"
-	FileWrongMode  = "wrong mode"
-	FileUnsafe     = "unsafe"
-	FileStale      = "stale: belongs to a revoked admin"
-	FileError      = "error"
+	FileOK         State = "ok"
+	FileMissing    State = "missing"
+	FileDrift      State = "drift"
+	FileWrongOwner State = "wrong_owner"
+	FileWrongMode  State = "wrong_mode"
+	FileUnsafe     State = "unsafe"
+	// FileStale is a file of a revoked admin's that is still there.
+	FileStale State = "stale"
+	FileError State = "error"
 	// FileRestartPending is a daemon that runs with what the files held
 	// when it started, not with what they hold now (see doctor).
-	FileRestartPending = "restart pending"
+	FileRestartPending State = "restart_pending"
 	// FileDaemon is another problem a running daemon has with its files.
-	FileDaemon = "daemon"
+	FileDaemon State = "daemon"
+	// HostFindings is a host with at least one file not ok.
+	HostFindings State = "findings"
 )
 
 // FileStatus is one file on one host.
@@ -68,7 +76,7 @@ type FileStatus struct {
 	Path   string            `json:"path"`
 	Kind   policies.FileKind `json:"kind"`
 	Owner  string            `json:"owner"`
-	State  string            `json:"state"`
+	State  State             `json:"state"`
 	Detail string            `json:"detail,omitempty"`
 }
 
@@ -88,7 +96,7 @@ type StatusRequest struct {
 // StatusWith is Status with the checks req asks for.
 func StatusWith(ctx context.Context, e *Env, req StatusRequest) (*StatusReport, error) {
 	rep := &StatusReport{}
-	ds, creds, err := e.desired(ctx, writeIfDrift, nil)
+	ds, creds, err := e.desired(ctx, deliver.WriteIfDrift, nil)
 	if err != nil {
 		return rep, err
 	}
@@ -100,12 +108,8 @@ func StatusWith(ctx context.Context, e *Env, req StatusRequest) (*StatusReport, 
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	for _, id := range ids {
 		cur := creds[id].Version
-		max := e.Config.Policy.RotateAfter.CIB
-		if id == keystore.AuthkeyID {
-			max = e.Config.Policy.RotateAfter.Authkey
-		}
 		cs := CredentialStatus{ID: id, Version: cur.Version, Fingerprint: cur.Fingerprint, Created: cur.Created,
-			Age: policies.FormatAge(now.Sub(cur.Created).Truncate(policies.Day)), Due: cur.Created.Add(max)}
+			Age: policies.FormatAge(now.Sub(cur.Created).Truncate(policies.Day)), Due: e.Config.Policy.Due(id.Kind(), cur.Created)}
 		cs.Overdue = !now.Before(cs.Due)
 		if cs.Overdue {
 			rep.Findings++
@@ -113,10 +117,13 @@ func StatusWith(ctx context.Context, e *Env, req StatusRequest) (*StatusReport, 
 		rep.Credentials = append(rep.Credentials, cs)
 	}
 	results := make([]HostStatus, len(ds))
-	distribute.Each(ctx, indexes(len(ds)), e.Parallel, func(ctx context.Context, i int) error {
+	for i, err := range e.each(ctx, len(ds), func(ctx context.Context, i int) {
 		results[i] = e.hostStatus(ctx, ds[i])
-		return nil
-	})
+	}) {
+		if err != nil {
+			results[i] = HostStatus{Host: ds[i].Host.Name, State: State(deliver.StatusFailed), Error: "not checked: " + err.Error()}
+		}
+	}
 	for _, hs := range results {
 		if hs.State != FileOK {
 			rep.Findings += max(1, countFindings(hs))
@@ -151,25 +158,26 @@ func countFindings(hs HostStatus) int {
 	return n
 }
 
-func (e *Env) hostStatus(ctx context.Context, d delivery) HostStatus {
-	hs := HostStatus{Host: d.host.Name, State: FileOK}
-	h, done, fail := e.open(ctx, d)
+func (e *Env) hostStatus(ctx context.Context, d deliver.Host) HostStatus {
+	hs := HostStatus{Host: d.Host.Name, State: FileOK}
+	h, done, fail := e.engine().Open(ctx, d)
 	if fail != nil {
-		hs.State, hs.Error = fail.Status, fail.Error
+		hs.State, hs.Error = State(fail.Status), fail.Error
 		return hs
 	}
 	defer done()
-	for _, w := range d.files {
-		fs := e.fileStatus(ctx, h, w)
+	conn := deliver.NewConn(h, d.Homes)
+	for _, w := range d.Files {
+		fs := fileStatus(ctx, conn, w)
 		if fs.State != FileOK {
-			hs.State = "findings"
+			hs.State = HostFindings
 		}
 		hs.Files = append(hs.Files, fs)
 	}
 	// Files in place are not always files in force: ask the running
 	// daemons (the same probe as doctor's).
-	if d.host.Root == "" && (d.host.Role == config.RoleNode || d.host.Role == config.RoleRemoteNode) {
-		e.pacemakerChecks(ctx, h, d.host, "", nil, func(c Check) {
+	if d.Host.Root == "" && d.Host.Role.RunsPacemaker() {
+		e.pacemakerChecks(ctx, h, d.Host, "", nil, func(c Check) {
 			if c.OK {
 				return
 			}
@@ -178,26 +186,28 @@ func (e *Env) hostStatus(ctx context.Context, d delivery) HostStatus {
 				state = FileRestartPending
 			}
 			hs.Files = append(hs.Files, FileStatus{Path: c.Name, Kind: "daemon", State: state, Detail: c.Detail})
-			hs.State = "findings"
+			hs.State = HostFindings
 		})
 	}
 	return hs
 }
 
-func (e *Env) fileStatus(ctx context.Context, h distribute.Host, w wanted) FileStatus {
-	fs := FileStatus{Path: w.file.Path, Kind: w.step.Kind, Owner: w.file.Owner, State: FileOK}
-	if w.mode == removeFile {
-		st, err := h.Inspect(ctx, w.file.Path, w.file.Owner)
+// fileStatus judges one file on a host against what the store says it
+// should hold.
+func fileStatus(ctx context.Context, h *deliver.Conn, w deliver.Want) FileStatus {
+	fs := FileStatus{Path: w.File.Path, Kind: w.Step.Kind, Owner: w.File.Owner, State: FileOK}
+	if w.Mode == deliver.Remove {
+		st, err := h.Inspect(ctx, w.File.Path, w.File.Owner)
 		switch {
 		case errors.Is(err, distribute.ErrUnknownUser):
 		case err != nil:
 			fs.State, fs.Detail = FileError, err.Error()
 		case st.Exists:
-			fs.State = FileStale
+			fs.State, fs.Detail = FileStale, "belongs to a revoked admin"
 		}
 		return fs
 	}
-	f, err := w.resolve(ctx, h)
+	f, err := h.Resolve(ctx, w)
 	var st distribute.FileState
 	if err == nil {
 		st, err = h.Inspect(ctx, f.Path, f.Owner)
@@ -205,18 +215,19 @@ func (e *Env) fileStatus(ctx context.Context, h distribute.Host, w wanted) FileS
 	switch {
 	case errors.Is(err, distribute.ErrUnsafe):
 		fs.State, fs.Detail = FileUnsafe, err.Error()
+		return fs
 	case err != nil:
 		fs.State, fs.Detail = FileError, err.Error()
-	case !st.Exists:
-		fs.State = FileMissing
-	case st.Symlink || !st.Regular:
-		fs.State, fs.Detail = FileUnsafe, "not a regular file"
-	case st.SHA256 != f.SHA256():
-		fs.State, fs.Detail = FileDrift, "content differs from the store"
-	case st.Owner != f.Owner || (f.Group != "" && st.Group != f.Group):
-		fs.State, fs.Detail = FileWrongOwner, fmt.Sprintf("%s:%s", st.Owner, st.Group)
-	case st.Mode != f.Mode:
-		fs.State, fs.Detail = FileWrongMode, fmt.Sprintf("%04o", policies.UnixMode(st.Mode))
+		return fs
 	}
+	finding, detail := distribute.Compare(st, f)
+	fs.State = map[distribute.Finding]State{
+		distribute.FindingOK: FileOK, distribute.FindingMissing: FileMissing, distribute.FindingNotRegular: FileUnsafe,
+		distribute.FindingContent: FileDrift, distribute.FindingOwner: FileWrongOwner, distribute.FindingMode: FileWrongMode,
+	}[finding]
+	if finding == distribute.FindingContent {
+		detail += " from the store"
+	}
+	fs.Detail = detail
 	return fs
 }

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pcmkeys/pcmkeys/rotate/internal/deliver"
+
 	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/distribute"
 	"github.com/pcmkeys/pcmkeys/keystore"
@@ -140,16 +142,19 @@ func (e *Env) statusLogins(ctx context.Context, admins []keystore.Admin) []Login
 		}
 	}
 	out := make([]LoginCheck, len(jobs))
-	distribute.Each(ctx, indexes(len(jobs)), e.Parallel, func(ctx context.Context, i int) error {
+	for i, err := range e.each(ctx, len(jobs), func(ctx context.Context, i int) {
 		j := jobs[i]
-		conn, done, fail := e.open(ctx, delivery{host: j.host})
+		conn, done, fail := e.engine().Open(ctx, deliver.Host{Host: j.host})
 		if fail != nil {
 			out[i] = LoginCheck{Host: j.host.Name, User: j.user, Reason: "the client host could not be reached: " + fail.Error}
-			return nil
+			return
 		}
 		defer done()
 		out[i] = e.verifyLogin(ctx, j.host, conn, j.user, j.entry)
-		return nil
-	})
+	}) {
+		if err != nil {
+			out[i] = LoginCheck{Host: jobs[i].host.Name, User: jobs[i].user, Reason: "not checked: " + err.Error()}
+		}
+	}
 	return out
 }

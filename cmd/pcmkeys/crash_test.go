@@ -196,10 +196,12 @@ func runCrash(t *testing.T, c *crashCluster, points int) {
 	}
 	t.Logf("crash seed %d (replay: PCMKEYS_CRASH_SEED=%d)", seed, seed)
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	valid := newValidContents()
 	for _, step := range [][]string{{"init"}, {"onboard", "alice", "--client", c.client}, {"onboard", "bob", "--client", c.client}} {
 		if err := c.run(step...); err != nil {
 			t.Fatal(err)
 		}
+		valid.add(t, c.store(t))
 	}
 	ops := [][]string{{"rotate", "--cib"}, {"rotate", "--authkey"}, {"push"}}
 	// Calibrate: how long each operation takes when left alone.
@@ -210,6 +212,7 @@ func runCrash(t *testing.T, c *crashCluster, points int) {
 			t.Fatal(err)
 		}
 		longest[op[0]+op[len(op)-1]] = time.Since(start)
+		valid.add(t, c.store(t))
 	}
 	t.Logf("undisturbed: %v", longest)
 
@@ -234,10 +237,10 @@ func runCrash(t *testing.T, c *crashCluster, points int) {
 		} else {
 			stats["finished before the kill"]++
 		}
-		valid := validContents(t, c.store(t))
+		valid.add(t, c.store(t))
 		for p, contents := range seen {
 			for content := range contents {
-				if !valid[kindOf(c.targets, p)][content] {
+				if !valid.files[kindOf(c.targets, p)][content] {
 					violations = append(violations, fmt.Sprintf("%s held content that is no version in the store (%d bytes)", p, len(content)))
 				}
 			}
@@ -336,30 +339,47 @@ func watch(targets []crashTarget) (map[string]map[string]bool, func() []string) 
 	}
 }
 
-// validContents renders every version the store has ever held, as each
-// kind of file holds it.
-func validContents(t *testing.T, s keystore.Store) map[string]map[string]bool {
+// validContents is every version the store has held, as each kind of file
+// holds it: add is called after every run and keeps the current versions
+// (a run makes at most one version of each credential; add fails the test
+// if the store's history holds a version it did not see).
+type validContents struct {
+	files    map[string]map[string]bool // kind -> content
+	versions map[keystore.ID]map[int]bool
+}
+
+func newValidContents() *validContents {
+	return &validContents{
+		files:    map[string]map[string]bool{"cib": {}, "authkey": {}, "client": {}},
+		versions: map[keystore.ID]map[int]bool{},
+	}
+}
+
+func (v *validContents) add(t *testing.T, s keystore.Store) {
 	t.Helper()
 	defer s.Close()
 	ctx := context.Background()
-	out := map[string]map[string]bool{"cib": {}, "authkey": {}, "client": {}}
 	for _, id := range []keystore.ID{keystore.CIB("hacluster"), keystore.AuthkeyID} {
+		c, err := s.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.versions[id] == nil {
+			v.versions[id] = map[int]bool{}
+		}
+		v.versions[id][c.Version.Version] = true
+		if id == keystore.AuthkeyID {
+			v.files["authkey"][string(c.Key)] = true
+		} else {
+			v.files["cib"]["hacluster:"+hex.EncodeToString(c.Key)+"\n"] = true
+			v.files["client"][hex.EncodeToString(c.Key)] = true
+		}
 		hist, err := s.History(ctx, id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, v := range hist {
-			c, err := s.GetVersion(ctx, id, v.Version)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if id == keystore.AuthkeyID {
-				out["authkey"][string(c.Key)] = true
-			} else {
-				out["cib"]["hacluster:"+hex.EncodeToString(c.Key)+"\n"] = true
-				out["client"][hex.EncodeToString(c.Key)] = true
-			}
+		if len(hist) != len(v.versions[id]) {
+			t.Fatalf("%s has %d versions, %d of them seen: a run made more than one", id, len(hist), len(v.versions[id]))
 		}
 	}
-	return out
 }

@@ -51,7 +51,7 @@ func reportText(rep *rotate.Report) string {
 		fmt.Fprintf(&b, "  key %-20s v%-3d %-12s %s\n", c.ID, c.Version, state, fp)
 	}
 	for _, h := range rep.Hosts {
-		fmt.Fprintf(&b, "  host %s: %s\n", h.Host, h.Status)
+		fmt.Fprintf(&b, "  host %s: %s\n", h.Host, words(h.Status))
 		for _, f := range h.Files {
 			owner := f.Owner
 			if f.Group != "" {
@@ -66,7 +66,10 @@ func reportText(rep *rotate.Report) string {
 			case what == "":
 				what = "-"
 			}
-			action := f.Action
+			action := words(f.Action)
+			if f.Detail != "" {
+				action += ": " + f.Detail
+			}
 			if f.Swept > 0 {
 				action += fmt.Sprintf(" (%d leftover temp file(s) removed)", f.Swept)
 			}
@@ -113,4 +116,17 @@ func reportText(rep *rotate.Report) string {
 		}
 	}
 	return b.String()
+}
+
+// words is a short typed value (a status, an action, a state) as people
+// read it: "timed_out" is "timed out".
+func words[S ~string](v S) string {
+	switch s := string(v); s {
+	case string(rotate.ActionNotTheirs):
+		return "left alone"
+	case string(rotate.ActionLeftover):
+		return "left behind"
+	default:
+		return strings.ReplaceAll(s, "_", " ")
+	}
 }

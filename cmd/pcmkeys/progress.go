@@ -21,14 +21,14 @@ func newProgress(g *globals) func(done, total int, r rotate.HostResult) {
 }
 
 func (p *progress) update(done, total int, r rotate.HostResult) {
-	if r.Status != rotate.StatusOK && r.Status != rotate.StatusPlanned {
+	if !r.OK() {
 		p.failed++
 	}
 	if !p.terminal {
-		fmt.Fprintf(p.w, "pcmkeys: [%d/%d] %s %s\n", done, total, r.Host, r.Status)
+		fmt.Fprintf(p.w, "pcmkeys: [%d/%d] %s %s\n", done, total, r.Host, words(r.Status))
 		return
 	}
-	fmt.Fprintf(p.w, "\r\033[K%d/%d hosts done, %d failed (last: %s %s)", done, total, p.failed, r.Host, r.Status)
+	fmt.Fprintf(p.w, "\r\033[K%d/%d hosts done, %d failed (last: %s %s)", done, total, p.failed, r.Host, words(r.Status))
 	if done == total {
 		fmt.Fprintln(p.w)
 	}

@@ -69,13 +69,13 @@ func statusText(st *rotate.StatusReport) string {
 		fmt.Fprintf(&b, "%-22s v%-4d %-6s %-22s %s\n", c.ID, c.Version, c.Age, due, c.Fingerprint)
 	}
 	for _, h := range st.Hosts {
-		fmt.Fprintf(&b, "\nhost %s: %s", h.Host, h.State)
+		fmt.Fprintf(&b, "\nhost %s: %s", h.Host, words(h.State))
 		if h.Error != "" {
 			fmt.Fprintf(&b, ": %s", h.Error)
 		}
 		b.WriteString("\n")
 		for _, f := range h.Files {
-			line := fmt.Sprintf("  %-40s %-8s %s", f.Path, f.Owner, f.State)
+			line := fmt.Sprintf("  %-40s %-8s %s", f.Path, f.Owner, words(f.State))
 			if f.Detail != "" {
 				line += " (" + f.Detail + ")"
 			}

@@ -38,7 +38,7 @@ func runWorkflowIn(g *globals, create bool, fn func(ctx context.Context, env *ro
 }
 
 func newRotateCmd(g *globals) *cobra.Command {
-	req := &rotate.RotateRequest{}
+	req := &rotate.Request{}
 	cmd := &cobra.Command{
 		Use:   "rotate [USER...] [--cib] [--authkey] [--due]",
 		Short: "New keys, staged on every node, then committed everywhere",

@@ -67,7 +67,7 @@ func TestLiveAuthkeyRotation(t *testing.T) {
 			}
 			fenced := len(c.FenceHistory())
 			start := time.Now()
-			rep, err := Rotate(ctx, e, RotateRequest{Authkey: true, Restart: true})
+			rep, err := Rotate(ctx, e, Request{Authkey: true, Restart: true})
 			took := time.Since(start)
 			for _, s := range rep.Timeline {
 				t.Logf("%8s %-8s %s: %s", s.At, s.Host, s.Step, s.Result)
@@ -135,12 +135,12 @@ func TestLiveAuthkeyRefusals(t *testing.T) {
 
 	// A bare write of the authkey on a live cluster: refused (exit 2); the
 	// scheduled --due leaves the authkey to the live procedure.
-	if _, err := Rotate(ctx, e, RotateRequest{Authkey: true}); !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), "--restart") {
+	if _, err := Rotate(ctx, e, Request{Authkey: true}); !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), "--restart") {
 		t.Errorf("rotate --authkey without --restart on a live cluster: %v", err)
 	}
 	unchanged("a bare write")
 	e.Now = func() time.Time { return time.Now().Add(400 * 24 * time.Hour) }
-	rep, err := Rotate(ctx, e, RotateRequest{Due: true})
+	rep, err := Rotate(ctx, e, Request{Due: true})
 	e.Now = nil
 	if err != nil || strings.Contains(fmt.Sprint(rep.Credentials), "authkey") || !strings.Contains(strings.Join(rep.Notes, " "), "rotate --authkey --restart") {
 		t.Errorf("rotate --due on a live cluster with the authkey due: %v %+v %v", err, rep.Credentials, rep.Notes)
@@ -157,7 +157,7 @@ func TestLiveAuthkeyRefusals(t *testing.T) {
 	}
 	partialEnv := &Env{Config: &cfg, Store: e.Store, Operator: "tester", Parallel: 8}
 	defer partialEnv.Close()
-	rep, err = Rotate(ctx, partialEnv, RotateRequest{Authkey: true, Restart: true})
+	rep, err = Rotate(ctx, partialEnv, Request{Authkey: true, Restart: true})
 	if !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), "remote connection resources not in remote_nodes: remote1") {
 		t.Errorf("a remote node missing from the config: %v %+v", err, rep.Prechecks)
 	}
@@ -170,13 +170,13 @@ func TestLiveAuthkeyRefusals(t *testing.T) {
 	if err := waitFailures(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	_, err = Rotate(ctx, e, RotateRequest{Authkey: true, Restart: true})
+	_, err = Rotate(ctx, e, Request{Authkey: true, Restart: true})
 	if !errors.Is(err, ErrClusterUnhealthy) || !strings.Contains(err.Error(), "failed-actions") {
 		t.Errorf("a failed action: %v", err)
 	}
 	unchanged("failed action")
 	e.DryRun = true
-	rep, err = Rotate(ctx, e, RotateRequest{Authkey: true, Restart: true, Override: []string{"failed-actions"}})
+	rep, err = Rotate(ctx, e, Request{Authkey: true, Restart: true, Override: []string{"failed-actions"}})
 	e.DryRun = false
 	if err != nil || len(rep.Prechecks) == 0 || len(rep.Restart) != 4 {
 		t.Errorf("dry run with --override failed-actions: %v %+v", err, rep)
@@ -210,7 +210,7 @@ func TestLiveAuthkeyRollback(t *testing.T) {
 	old, _ := e.Store.Get(ctx, keystore.AuthkeyID)
 	before, _ := c.DummyStarts(ctx)
 	fenced := len(c.FenceHistory())
-	rep, err := Rotate(ctx, e, RotateRequest{Authkey: true, Restart: true})
+	rep, err := Rotate(ctx, e, Request{Authkey: true, Restart: true})
 	for _, s := range rep.Timeline {
 		t.Logf("%8s %-8s %s: %s", s.At, s.Host, s.Step, s.Result)
 	}
@@ -286,7 +286,7 @@ func TestLiveAuthkeyKilledRun(t *testing.T) {
 	if out, _ := c.Nodes[1].Exec(ctx, "crm_attribute --type crm_config --name maintenance-mode --query --quiet"); strings.TrimSpace(out) != "true" {
 		t.Fatalf("after the kill, maintenance mode is %q, want true", out)
 	}
-	rep, err := Rotate(ctx, e, RotateRequest{Authkey: true, Restart: true})
+	rep, err := Rotate(ctx, e, Request{Authkey: true, Restart: true})
 	for _, s := range rep.Timeline {
 		t.Logf("%8s %-8s %s: %s", s.At, s.Host, s.Step, s.Result)
 	}
@@ -337,7 +337,7 @@ func TestLiveAuthkeyNodeDown(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
-	_, err := Rotate(ctx, e, RotateRequest{Authkey: true, Restart: true})
+	_, err := Rotate(ctx, e, Request{Authkey: true, Restart: true})
 	if !errors.Is(err, ErrClusterUnhealthy) || !(strings.Contains(err.Error(), "nodes: not online: node3") || strings.Contains(err.Error(), "fencing")) {
 		t.Errorf("rotate with node3 down: %v", err)
 	}
@@ -355,7 +355,7 @@ func TestLiveAuthkeyNodeDown(t *testing.T) {
 	if err := c.WaitSettled(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Rotate(ctx, e, RotateRequest{Authkey: true, Restart: true}); err != nil {
+	if _, err := Rotate(ctx, e, Request{Authkey: true, Restart: true}); err != nil {
 		t.Errorf("rotate once node3 is back: %v", err)
 	}
 }

@@ -1,48 +1,45 @@
-package rotate
+// Package crmmon reads the live cluster as the cluster itself sees it.
+//
+// An authkey rotation changes the secret every controller and every
+// pacemaker-remoted use to talk to each other, so pcmkeys reads the live
+// cluster before it touches anything and waits on what the cluster says,
+// never on sleeps. What it reads is `crm_mon --output-as=xml` on a full node (the same
+// document on Pacemaker 2.1 and 3.0: the pacemaker-result API, with
+// summary, nodes, resources, failures and fence_history).
+package crmmon
 
 import (
 	"context"
 	"encoding/xml"
-	"errors"
 	"fmt"
 	"strings"
 
-	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/distribute"
 )
 
-// The live cluster, as the cluster itself sees it.
-//
-// An authkey rotation changes the secret every controller and every
-// pacemaker-remoted use to talk to each other, so it reads the live
-// cluster before it touches anything and waits on what the cluster says,
-// never on sleeps: `crm_mon --output-as=xml` on a full node (the same
-// document on Pacemaker 2.1 and 3.0: the pacemaker-result API, with
-// summary, nodes, resources, failures and fence_history).
-
-// clusterCommand asks a full node for the cluster's state, fencing
+// Command asks a full node for the cluster's state, fencing
 // history included (level 3: every event, with its time).
 // After the XML, "DCSTATE" and the DC's controller state (crmadmin): a
 // cluster settles only when its DC is idle.
-const clusterCommand = `PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+const Command = `PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 x=$(crm_mon --one-shot --output-as=xml --fence-history=3 2>/dev/null || crm_mon -1 --output-as=xml --fence-history=3) || { printf '%s\n' "$x"; exit 1; }
 printf '%s\n' "$x"
 dc=$(printf '%s\n' "$x" | sed -n 's/.*<current_dc [^>]* name="\([^"]*\)".*/\1/p')
 [ -z "$dc" ] || echo "DCSTATE $(crmadmin -q -S "$dc" 2>&1 | tail -n1)"`
 
-// clusterState is what crm_mon said.
-type clusterState struct {
+// State is what crm_mon said.
+type State struct {
 	Quorate     bool
 	DC          string
 	DCState     string // the DC's controller state, such as S_IDLE
 	Maintenance bool
-	Nodes       []clusterNode
-	Resources   []clusterResource
-	Failures    []clusterFailure
-	Fencing     []fenceEvent
+	Nodes       []Node
+	Resources   []Resource
+	Failures    []Failure
+	Fencing     []FenceEvent
 }
 
-type clusterNode struct {
+type Node struct {
 	Name        string `xml:"name,attr"`
 	Online      bool   `xml:"online,attr"`
 	Pending     bool   `xml:"pending,attr"`
@@ -52,7 +49,7 @@ type clusterNode struct {
 	Type        string `xml:"type,attr"` // member, remote, ping
 }
 
-type clusterResource struct {
+type Resource struct {
 	ID      string `xml:"id,attr"`
 	Agent   string `xml:"resource_agent,attr"`
 	Role    string `xml:"role,attr"`
@@ -64,18 +61,18 @@ type clusterResource struct {
 	} `xml:"node"`
 }
 
-type clusterFailure struct {
+type Failure struct {
 	OpKey  string `xml:"op_key,attr"`
 	Node   string `xml:"node,attr"`
 	Status string `xml:"exitstatus,attr"`
 	When   string `xml:"last-rc-change,attr"`
 }
 
-func (f clusterFailure) String() string {
+func (f Failure) String() string {
 	return fmt.Sprintf("%s on %s: %s", f.OpKey, f.Node, f.Status)
 }
 
-type fenceEvent struct {
+type FenceEvent struct {
 	Action    string `xml:"action,attr"`
 	Target    string `xml:"target,attr"`
 	Status    string `xml:"status,attr"` // success, failed, pending
@@ -83,7 +80,7 @@ type fenceEvent struct {
 	Delegate  string `xml:"delegate,attr"`
 }
 
-func (f fenceEvent) String() string {
+func (f FenceEvent) String() string {
 	s := fmt.Sprintf("%s of %s: %s", f.Action, f.Target, f.Status)
 	if f.Completed != "" {
 		s += " at " + f.Completed
@@ -104,19 +101,19 @@ type crmMonResult struct {
 			Maintenance bool `xml:"maintenance-mode,attr"`
 		} `xml:"cluster_options"`
 	} `xml:"summary"`
-	Nodes     []clusterNode     `xml:"nodes>node"`
-	Resources []clusterResource `xml:"resources>resource"`
-	Failures  []clusterFailure  `xml:"failures>failure"`
-	Fencing   []fenceEvent      `xml:"fence_history>fence_event"`
+	Nodes     []Node       `xml:"nodes>node"`
+	Resources []Resource   `xml:"resources>resource"`
+	Failures  []Failure    `xml:"failures>failure"`
+	Fencing   []FenceEvent `xml:"fence_history>fence_event"`
 }
 
-// parseClusterState reads crm_mon's XML.
-func parseClusterState(out []byte) (*clusterState, error) {
+// Parse reads crm_mon's XML.
+func Parse(out []byte) (*State, error) {
 	var r crmMonResult
 	if err := xml.Unmarshal(out, &r); err != nil {
 		return nil, fmt.Errorf("crm_mon's XML: %w", err)
 	}
-	return &clusterState{
+	return &State{
 		Quorate:     r.Summary.DC.Present && r.Summary.DC.Quorum,
 		DC:          r.Summary.DC.Name,
 		Maintenance: r.Summary.Options.Maintenance,
@@ -127,32 +124,32 @@ func parseClusterState(out []byte) (*clusterState, error) {
 	}, nil
 }
 
-// readCluster asks a full node for the cluster's state.
-func readCluster(ctx context.Context, conn distribute.Host) (*clusterState, error) {
-	out, err := conn.Exec(ctx, clusterCommand)
+// Read asks a full node for the cluster's state.
+func Read(ctx context.Context, conn distribute.Host) (*State, error) {
+	out, err := conn.Exec(ctx, Command)
 	if err != nil {
 		return nil, fmt.Errorf("crm_mon on %s: %w", conn.Name(), err)
 	}
-	return parseClusterOutput(out, conn.Name())
+	return ParseOutput(out, conn.Name())
 }
 
-// parseClusterOutput reads clusterCommand's output.
-func parseClusterOutput(out, from string) (*clusterState, error) {
+// ParseOutput reads Command's output on the host named from.
+func ParseOutput(out, from string) (*State, error) {
 	i := strings.Index(out, "<pacemaker-result")
 	if i < 0 {
-		return nil, fmt.Errorf("crm_mon on %s said no XML: %s", from, oneLine(out))
+		return nil, fmt.Errorf("crm_mon on %s said no XML: %s", from, strings.Join(strings.Fields(out), " "))
 	}
 	x, state, _ := strings.Cut(out[i:], "\nDCSTATE ")
-	st, err := parseClusterState([]byte(x))
+	st, err := Parse([]byte(x))
 	if err == nil {
 		st.DCState = strings.TrimSpace(state)
 	}
 	return st, err
 }
 
-// idle reports why the cluster is not quiet yet, or "": quorate, with a DC
-// whose controller is idle (no transition under way).
-func (s *clusterState) idle() string {
+// Idle reports why the cluster is not quiet yet, or "": quorate, with a DC
+// whose controller is Idle (no transition under way).
+func (s *State) Idle() string {
 	switch {
 	case !s.Quorate:
 		return "the cluster has no quorum"
@@ -164,19 +161,19 @@ func (s *clusterState) idle() string {
 	return ""
 }
 
-func (s *clusterState) node(name string) (clusterNode, bool) {
+func (s *State) Node(name string) (Node, bool) {
 	for _, n := range s.Nodes {
 		if n.Name == name {
 			return n, true
 		}
 	}
-	return clusterNode{}, false
+	return Node{}, false
 }
 
-// remoteConnections are the ocf:pacemaker:remote resources, by id (the
+// RemoteConnections are the ocf:pacemaker:remote resources, by id (the
 // remote node's name).
-func (s *clusterState) remoteConnections() map[string]clusterResource {
-	out := map[string]clusterResource{}
+func (s *State) RemoteConnections() map[string]Resource {
+	out := map[string]Resource{}
 	for _, r := range s.Resources {
 		if r.Agent == "ocf:pacemaker:remote" {
 			out[r.ID] = r
@@ -185,8 +182,8 @@ func (s *clusterState) remoteConnections() map[string]clusterResource {
 	return out
 }
 
-// activeResources lists where each active resource runs: "id@node".
-func (s *clusterState) activeResources() map[string]bool {
+// ActiveResources lists where each active resource runs: "id@node".
+func (s *State) ActiveResources() map[string]bool {
 	out := map[string]bool{}
 	for _, r := range s.Resources {
 		if !r.Active {
@@ -199,13 +196,13 @@ func (s *clusterState) activeResources() map[string]bool {
 	return out
 }
 
-// newFencing returns the fence events that are not in before.
-func (s *clusterState) newFencing(before *clusterState) []fenceEvent {
-	seen := map[fenceEvent]bool{}
+// NewFencing returns the fence events that are not in before.
+func (s *State) NewFencing(before *State) []FenceEvent {
+	seen := map[FenceEvent]bool{}
 	for _, f := range before.Fencing {
 		seen[f] = true
 	}
-	var out []fenceEvent
+	var out []FenceEvent
 	for _, f := range s.Fencing {
 		if !seen[f] {
 			out = append(out, f)
@@ -214,40 +211,17 @@ func (s *clusterState) newFencing(before *clusterState) []fenceEvent {
 	return out
 }
 
-// newFailures returns the failed actions that are not in before.
-func (s *clusterState) newFailures(before *clusterState) []clusterFailure {
-	seen := map[clusterFailure]bool{}
+// NewFailures returns the failed actions that are not in before.
+func (s *State) NewFailures(before *State) []Failure {
+	seen := map[Failure]bool{}
 	for _, f := range before.Failures {
 		seen[f] = true
 	}
-	var out []clusterFailure
+	var out []Failure
 	for _, f := range s.Failures {
 		if !seen[f] {
 			out = append(out, f)
 		}
 	}
 	return out
-}
-
-// errNoClusterView is a read of the cluster that found no full node to ask.
-var errNoClusterView = errors.New("no full node answered crm_mon")
-
-// liveCluster reports whether a full node answers crm_mon, and which: a
-// running cluster, whose authkey only the live procedure may change.
-func (e *Env) liveCluster(ctx context.Context) (string, bool) {
-	for _, h := range e.Config.HostsWithRole(config.RoleNode) {
-		if h.Root != "" {
-			continue // an image: nothing runs there
-		}
-		conn, err := e.connect(ctx, h)
-		if err != nil {
-			continue
-		}
-		_, err = readCluster(ctx, conn)
-		conn.Close()
-		if err == nil {
-			return h.Name, true
-		}
-	}
-	return "", false
 }

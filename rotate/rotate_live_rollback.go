@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/pcmkeys/pcmkeys/rotate/internal/deliver"
+
 	"github.com/pcmkeys/pcmkeys/keys"
 	"github.com/pcmkeys/pcmkeys/keystore"
 )
@@ -31,9 +33,9 @@ func (lv *liveRotation) rollback(ctx context.Context, old keys.Secret, cas int, 
 		lv.rep.Credentials = append(lv.rep.Credentials, CredentialChange{ID: keystore.AuthkeyID, Version: v.Version, Fingerprint: v.Fingerprint, Created: true})
 		lv.log("", "old authkey in the store", fmt.Sprintf("version %d", v.Version))
 	}
-	ds, err := e.serverDeliveries(nil, old, writeAlways)
+	ds, err := e.serverDeliveries(nil, old, deliver.WriteAlways)
 	if err == nil {
-		res, derr := e.deliver(ctx, ds)
+		res, derr := e.engine().Deliver(ctx, ds)
 		lv.rep.Hosts = append(lv.rep.Hosts, res...)
 		if derr != nil {
 			errs = append(errs, fmt.Errorf("write the old authkey back: %w", derr))

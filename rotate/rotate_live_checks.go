@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/pcmkeys/pcmkeys/config"
+	"github.com/pcmkeys/pcmkeys/rotate/internal/crmmon"
 )
 
 // Precheck is one check of the live cluster before an authkey rotation.
@@ -32,7 +33,7 @@ var ErrClusterUnhealthy = errors.New("the cluster is not healthy enough for an a
 // node and remote node known and online, every remote node's connection
 // resource active, quorum, no fencing pending or failed, no failed
 // actions. override names checks to go past.
-func (e *Env) prechecks(st *clusterState, override map[string]bool) []Precheck {
+func (e *Env) prechecks(st *crmmon.State, override map[string]bool) []Precheck {
 	var out []Precheck
 	add := func(name string, ok bool, cfg bool, detail string) {
 		out = append(out, Precheck{Name: name, OK: ok, Config: cfg, Detail: detail, Overridden: !ok && override[name]})
@@ -47,7 +48,7 @@ func (e *Env) prechecks(st *clusterState, override map[string]bool) []Precheck {
 	known := map[string]bool{}
 	for _, h := range e.Config.HostsWithRole(config.RoleNode) {
 		known[h.Name] = true
-		n, ok := st.node(h.Name)
+		n, ok := st.Node(h.Name)
 		switch {
 		case !ok || n.Type == "remote":
 			missing = append(missing, h.Name)
@@ -70,11 +71,11 @@ func (e *Env) prechecks(st *clusterState, override map[string]bool) []Precheck {
 	}
 
 	missing, offline = nil, nil
-	conns := st.remoteConnections()
+	conns := st.RemoteConnections()
 	remotes := map[string]bool{}
 	for _, h := range e.Config.HostsWithRole(config.RoleRemoteNode) {
 		remotes[h.Name] = true
-		n, ok := st.node(h.Name)
+		n, ok := st.Node(h.Name)
 		c, hasConn := conns[h.Name]
 		switch {
 		case !ok || n.Type != "remote" || !hasConn:

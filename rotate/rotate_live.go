@@ -12,6 +12,7 @@ import (
 
 	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/policies"
+	"github.com/pcmkeys/pcmkeys/rotate/internal/crmmon"
 )
 
 // An authkey rotation on a live cluster (rotate --authkey --restart).
@@ -55,7 +56,7 @@ type liveRotation struct {
 	e       *Env
 	rep     *Report
 	began   time.Time
-	before  *clusterState
+	before  *crmmon.State
 	maint   string // maintenance-mode's value before the run ("" for unset)
 	maintOn bool   // this run turned maintenance mode on
 	plan    []RestartStep
@@ -106,14 +107,14 @@ func (e *Env) startLive(ctx context.Context, override map[string]bool, rep *Repo
 	}
 
 	for _, h := range lv.hosts {
-		if h.Role == config.RoleNode || h.Role == config.RoleRemoteNode {
+		if h.Role.RunsPacemaker() {
 			lv.starts[h.Name] = lv.daemonStart(ctx, h)
 		}
 	}
 	lv.plan = e.restartPlan(ctx, false)
 	for i := range lv.plan {
 		if lv.plan[i].Needed {
-			lv.plan[i].Result = "planned"
+			lv.plan[i].State = RestartPlanned
 		}
 	}
 	rep.Restart = lv.plan
@@ -153,18 +154,18 @@ func (lv *liveRotation) clusterExec(ctx context.Context, avoid, command string) 
 	return "", "", fmt.Errorf("%w: %v", errNoClusterView, errors.Join(errs...))
 }
 
-func (lv *liveRotation) read(ctx context.Context, avoid string) (*clusterState, string, error) {
-	out, from, err := lv.clusterExec(ctx, avoid, clusterCommand)
+func (lv *liveRotation) read(ctx context.Context, avoid string) (*crmmon.State, string, error) {
+	out, from, err := lv.clusterExec(ctx, avoid, crmmon.Command)
 	if err != nil {
 		return nil, "", err
 	}
-	st, err := parseClusterOutput(out, from)
+	st, err := crmmon.ParseOutput(out, from)
 	return st, from, err
 }
 
 // waitFor polls the cluster (from a node other than avoid) until cond
 // holds or bound passes; the error says what was still missing.
-func (lv *liveRotation) waitFor(ctx context.Context, avoid string, bound time.Duration, cond func(*clusterState) string) error {
+func (lv *liveRotation) waitFor(ctx context.Context, avoid string, bound time.Duration, cond func(*crmmon.State) string) error {
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	why := "no answer yet"
@@ -204,7 +205,7 @@ func (lv *liveRotation) maintenanceOn(ctx context.Context) error {
 	}
 	lv.maintOn = true
 	lv.log(from, "maintenance mode on", "ok")
-	return lv.waitFor(ctx, "", time.Minute, func(st *clusterState) string {
+	return lv.waitFor(ctx, "", time.Minute, func(st *crmmon.State) string {
 		if !st.Maintenance {
 			return "maintenance mode is not on yet"
 		}
@@ -265,12 +266,12 @@ func (lv *liveRotation) restart(ctx context.Context, s RestartStep) error {
 		return lv.waitRemoted(ctx, h)
 	}
 	lv.log(h.Name, "restart ("+s.Command+")", "done; waiting for the cluster to see it back")
-	err = lv.waitFor(ctx, h.Name, restartBound, func(st *clusterState) string {
-		n, ok := st.node(h.Name)
+	err = lv.waitFor(ctx, h.Name, restartBound, func(st *crmmon.State) string {
+		n, ok := st.Node(h.Name)
 		if !ok || !n.Online || n.Pending || n.Unclean {
 			return h.Name + " is not online in the cluster's view"
 		}
-		return st.idle() // rejoined: the DC has finished with it
+		return st.Idle() // rejoined: the DC has finished with it
 	})
 	if err != nil {
 		lv.log(h.Name, "back in the cluster", "failed: "+err.Error())
@@ -355,10 +356,10 @@ func (lv *liveRotation) restartAll(ctx context.Context, committed time.Time) err
 				continue
 			}
 			if err := lv.restart(ctx, *s); err != nil {
-				s.Result = "failed: " + err.Error()
+				s.State, s.Detail = RestartFailed, err.Error()
 				return err
 			}
-			s.Result = "restarted"
+			s.State = RestartDone
 		}
 	}
 	if wait := time.Until(committed.Add(cacheWindow)); reread && wait > 0 {
@@ -376,9 +377,9 @@ func (lv *liveRotation) restartAll(ctx context.Context, committed time.Time) err
 // remote node is online and every resource runs where it ran before, and
 // then checks that no fencing and no failed action happened meanwhile.
 func (lv *liveRotation) settle(ctx context.Context) error {
-	want := lv.before.activeResources()
-	err := lv.waitFor(ctx, "", settleBound, func(st *clusterState) string {
-		if why := st.idle(); why != "" {
+	want := lv.before.ActiveResources()
+	err := lv.waitFor(ctx, "", settleBound, func(st *crmmon.State) string {
+		if why := st.Idle(); why != "" {
 			return why
 		}
 		for _, n := range st.Nodes {
@@ -386,7 +387,7 @@ func (lv *liveRotation) settle(ctx context.Context) error {
 				return n.Name + " is not online"
 			}
 		}
-		have := st.activeResources()
+		have := st.ActiveResources()
 		for r := range want {
 			if !have[r] {
 				return "resource " + r + " does not run there (yet)"
@@ -410,10 +411,10 @@ func (lv *liveRotation) postChecks(ctx context.Context) error {
 		return err
 	}
 	var problems []string
-	for _, f := range st.newFencing(lv.before) {
+	for _, f := range st.NewFencing(lv.before) {
 		problems = append(problems, "fencing during the run: "+f.String())
 	}
-	for _, f := range st.newFailures(lv.before) {
+	for _, f := range st.NewFailures(lv.before) {
 		problems = append(problems, "a new failed action: "+f.String())
 	}
 	problems = append(problems, lv.keyInUse(ctx)...)
@@ -432,7 +433,7 @@ func (lv *liveRotation) keyInUse(ctx context.Context) []string {
 	var problems []string
 	path := lv.e.Config.Policy.Files[policies.Authkey].Path
 	for _, h := range lv.hosts {
-		if h.Role != config.RoleNode && h.Role != config.RoleRemoteNode {
+		if !h.Role.RunsPacemaker() {
 			continue
 		}
 		conn, err := lv.e.connect(ctx, h)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/pcmkeys/pcmkeys/config"
+	"github.com/pcmkeys/pcmkeys/rotate/internal/crmmon"
 )
 
 // crmMonXML is a crm_mon --output-as=xml document of the shape Pacemaker
@@ -35,7 +36,7 @@ const crmMonXML = `<pacemaker-result api-version="2.42" request="crm_mon --outpu
   <status code="0" message="OK"/>
 </pacemaker-result>`
 
-func crmMon(t *testing.T, repl ...string) *clusterState {
+func crmMon(t *testing.T, repl ...string) *crmmon.State {
 	t.Helper()
 	doc := crmMonXML
 	defaults := map[string]string{"%QUORUM%": "true", "%MAINT%": "false", "%N2%": "true", "%EXTRA%": "", "%FAILURES%": "", "%FENCING%": ""}
@@ -45,7 +46,7 @@ func crmMon(t *testing.T, repl ...string) *clusterState {
 	for k, v := range defaults {
 		doc = strings.ReplaceAll(doc, k, v)
 	}
-	st, err := parseClusterState([]byte(doc))
+	st, err := crmmon.Parse([]byte(doc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,13 +115,13 @@ func TestClusterStateDiffs(t *testing.T) {
 	before := crmMon(t)
 	after := crmMon(t, "%FENCING%", `<fence_event action="reboot" target="remote1" client="x" origin="node1" status="success" completed="2026-11-26 15:00:00Z"/>`,
 		"%FAILURES%", `<failure op_key="remote1_start_0" node="node1" exitstatus="error" exitcode="1" call="9" status="complete" task="start"/>`)
-	if f := after.newFencing(before); len(f) != 1 || f[0].Target != "remote1" {
+	if f := after.NewFencing(before); len(f) != 1 || f[0].Target != "remote1" {
 		t.Errorf("new fencing: %v", f)
 	}
-	if f := after.newFailures(before); len(f) != 1 || f[0].Node != "node1" {
+	if f := after.NewFailures(before); len(f) != 1 || f[0].Node != "node1" {
 		t.Errorf("new failures: %v", f)
 	}
-	if a := before.activeResources(); !a["dummy-remote@remote1"] || !a["remote1@node2"] || len(a) != 3 {
+	if a := before.ActiveResources(); !a["dummy-remote@remote1"] || !a["remote1@node2"] || len(a) != 3 {
 		t.Errorf("active resources: %v", a)
 	}
 	if !before.Quorate || before.Maintenance || before.DC != "node1" {

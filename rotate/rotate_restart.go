@@ -34,11 +34,34 @@ func cachesAuthkey(version string) bool {
 
 // RestartStep is what an authkey rotation found, or did, on one node.
 type RestartStep struct {
-	Host    string `json:"host"`
-	Version string `json:"version"` // "Pacemaker 2.1.5", or "unknown: …"
-	Needed  bool   `json:"needed"`
-	Command string `json:"command,omitempty"`
-	Result  string `json:"result"` // not needed, needed, planned, restarted, failed: …
+	Host    string       `json:"host"`
+	Version string       `json:"version"` // "Pacemaker 2.1.5", or "unknown: …"
+	Needed  bool         `json:"needed"`
+	Command string       `json:"command,omitempty"`
+	State   RestartState `json:"state"`
+	// Detail is the prose behind State, for people.
+	Detail string `json:"detail,omitempty"`
+}
+
+// RestartState is what became of a node's restart.
+type RestartState string
+
+// Restart states.
+const (
+	RestartNotNeeded RestartState = "not_needed"
+	RestartNeeded    RestartState = "needed"
+	RestartPlanned   RestartState = "planned"
+	RestartDone      RestartState = "restarted"
+	RestartFailed    RestartState = "failed"
+)
+
+// Text is the step's state and detail, for people.
+func (s RestartStep) Text() string {
+	t := strings.ReplaceAll(string(s.State), "_", " ")
+	if s.Detail != "" {
+		t += ": " + s.Detail
+	}
+	return t
 }
 
 // restartPlan reads every node's Pacemaker version and, with restart,
@@ -48,13 +71,13 @@ type RestartStep struct {
 func (e *Env) restartPlan(ctx context.Context, restart bool) []RestartStep {
 	var hosts []config.Host
 	for _, h := range e.Config.Hosts {
-		if h.Role == config.RoleNode || h.Role == config.RoleRemoteNode {
+		if h.Role.RunsPacemaker() {
 			hosts = append(hosts, h)
 		}
 	}
 	steps := make([]RestartStep, len(hosts))
 	conns := make([]distribute.Host, len(hosts))
-	distribute.Each(ctx, indexes(len(hosts)), e.Parallel, func(ctx context.Context, i int) error {
+	started := e.each(ctx, len(hosts), func(ctx context.Context, i int) {
 		h := hosts[i]
 		steps[i] = RestartStep{Host: h.Name, Version: "unknown", Needed: true, Command: e.Config.Restart.Node}
 		if h.Role == config.RoleRemoteNode {
@@ -63,7 +86,7 @@ func (e *Env) restartPlan(ctx context.Context, restart bool) []RestartStep {
 		conn, err := e.connect(ctx, h)
 		if err != nil {
 			steps[i].Version = "unknown: " + err.Error()
-			return nil
+			return
 		}
 		conns[i] = conn
 		out, err := conn.Exec(ctx, versionCommand)
@@ -73,7 +96,6 @@ func (e *Env) restartPlan(ctx context.Context, restart bool) []RestartStep {
 			steps[i].Version = "unknown: " + firstLine(err.Error())
 		}
 		steps[i].Needed = cachesAuthkey(steps[i].Version)
-		return nil
 	})
 	defer func() {
 		for _, c := range conns {
@@ -85,19 +107,21 @@ func (e *Env) restartPlan(ctx context.Context, restart bool) []RestartStep {
 	for i := range steps {
 		s := &steps[i]
 		switch {
+		case started[i] != nil:
+			*s = RestartStep{Host: hosts[i].Name, Version: "unknown", Needed: true, State: RestartFailed, Detail: "not checked: " + started[i].Error()}
 		case !s.Needed:
-			s.Result, s.Command = "not needed: this version re-reads the authkey within 60 s", ""
+			s.State, s.Detail, s.Command = RestartNotNeeded, "this version re-reads the authkey within 60 s", ""
 		case !restart:
-			s.Result = "needed: rerun with --restart, or restart it yourself"
+			s.State, s.Detail = RestartNeeded, "rerun with --restart, or restart it yourself"
 		case e.DryRun:
-			s.Result = "planned"
+			s.State = RestartPlanned
 		case conns[i] == nil:
-			s.Result = "failed: unreachable"
+			s.State, s.Detail = RestartFailed, "unreachable"
 		default:
 			out, err := conns[i].Exec(ctx, s.Command)
-			s.Result = "restarted"
+			s.State = RestartDone
 			if err != nil {
-				s.Result = "failed: " + firstLine(err.Error()) + " " + firstLine(out)
+				s.State, s.Detail = RestartFailed, firstLine(err.Error())+" "+firstLine(out)
 			}
 		}
 	}
@@ -115,13 +139,13 @@ func restartNotes(steps []RestartStep) ([]string, []HostResult) {
 	var notes []string
 	var failed []HostResult
 	for _, s := range steps {
-		line := fmt.Sprintf("%s: %s: restart %s", s.Host, s.Version, s.Result)
+		line := fmt.Sprintf("%s: %s: restart %s", s.Host, s.Version, s.Text())
 		if s.Command != "" && s.Needed {
 			line += fmt.Sprintf(" (%s)", s.Command)
 		}
 		notes = append(notes, line)
-		if strings.HasPrefix(s.Result, "failed") {
-			failed = append(failed, HostResult{Host: s.Host, Status: StatusFailed, Error: "restart " + s.Result})
+		if s.State == RestartFailed {
+			failed = append(failed, HostResult{Host: s.Host, Status: StatusFailed, Error: "restart " + s.Text()})
 		}
 	}
 	return notes, failed

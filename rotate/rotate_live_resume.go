@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/pcmkeys/pcmkeys/rotate/internal/deliver"
+
 	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/distribute"
 )
@@ -53,11 +55,11 @@ func (lv *liveRotation) readMarker(ctx context.Context) (string, bool) {
 // writeMarker puts the marker on every full node; it must reach at least
 // one, or the run does not turn maintenance mode on.
 func (lv *liveRotation) writeMarker(ctx context.Context) error {
-	ds := make([]delivery, 0)
+	ds := make([]deliver.Host, 0)
 	for _, h := range lv.e.Config.HostsWithRole(config.RoleNode) {
-		ds = append(ds, delivery{host: h, files: []wanted{newWanted(markerFile(lv.maint), "marker", "", 0, writeAlways)}})
+		ds = append(ds, deliver.Host{Host: h, Files: []deliver.Want{deliver.NewWant(markerFile(lv.maint), "marker", "", 0, deliver.WriteAlways)}})
 	}
-	res, _ := lv.e.deliver(ctx, ds)
+	res, _ := lv.e.engine().Deliver(ctx, ds)
 	for _, r := range res {
 		if r.Status == StatusOK {
 			return nil
@@ -68,12 +70,12 @@ func (lv *liveRotation) writeMarker(ctx context.Context) error {
 
 // removeMarker removes the marker from every full node.
 func (lv *liveRotation) removeMarker(ctx context.Context) {
-	ds := make([]delivery, 0)
+	ds := make([]deliver.Host, 0)
 	for _, h := range lv.e.Config.HostsWithRole(config.RoleNode) {
-		w := wanted{file: distribute.File{Path: resumeMarkerPath, Owner: "root"}, step: FileStep{Path: resumeMarkerPath, Owner: "root"}, mode: removeFile}
-		ds = append(ds, delivery{host: h, files: []wanted{w}})
+		w := deliver.Want{File: distribute.File{Path: resumeMarkerPath, Owner: "root"}, Step: FileStep{Path: resumeMarkerPath, Owner: "root"}, Mode: deliver.Remove}
+		ds = append(ds, deliver.Host{Host: h, Files: []deliver.Want{w}})
 	}
-	if _, err := lv.e.deliver(context.WithoutCancel(ctx), ds); err != nil {
+	if _, err := lv.e.engine().Deliver(context.WithoutCancel(ctx), ds); err != nil {
 		lv.log("", "remove the run's marker", "failed: "+err.Error())
 	}
 }

@@ -1,0 +1,122 @@
+package deliver
+
+import (
+	"context"
+
+	"github.com/pcmkeys/pcmkeys/distribute"
+)
+
+// Staging is every host's files staged beside their targets, each host's
+// connection held open for the commit.
+type Staging struct {
+	e     *Engine
+	hosts []*staged
+}
+
+// staged is one host's staged files.
+type staged struct {
+	d     Host
+	conn  *Conn
+	close func()
+	files []distribute.Staged
+	// res is how staging ended on this host.
+	res Result
+}
+
+// Stage stages every plan's files, hosts in parallel. The results say
+// which hosts failed; their staged files are already removed. Commit or
+// Abort the staging afterwards.
+func (e *Engine) Stage(ctx context.Context, hs []Host) (*Staging, []Result) {
+	hs = Merge(hs)
+	s := &Staging{e: e, hosts: make([]*staged, len(hs))}
+	for i, d := range hs {
+		s.hosts[i] = &staged{d: d}
+	}
+	results := e.Each(ctx, len(hs), func(ctx context.Context, i int) Result {
+		return e.stageHost(ctx, s.hosts[i])
+	}, func(i int) string { return hs[i].Host.Name })
+	for i := range results {
+		s.hosts[i].res = results[i]
+	}
+	return s, results
+}
+
+func (e *Engine) stageHost(ctx context.Context, s *staged) Result {
+	res := Result{Host: s.d.Host.Name, Status: StatusOK}
+	h, done, fail := e.Open(ctx, s.d)
+	if fail != nil {
+		return *fail
+	}
+	s.conn, s.close = NewConn(h, s.d.Homes), done
+	for _, w := range s.d.Files {
+		f, err := s.conn.Resolve(ctx, w)
+		var st distribute.Staged
+		if err == nil {
+			st, err = h.Stage(ctx, f)
+		}
+		step := w.Step
+		step.Action = ActionStaged
+		step.Fingerprint = e.shown(step.Fingerprint)
+		res.Files = append(res.Files, step)
+		if err != nil {
+			res.Status, res.Error = StatusFailed, err.Error()
+			e.abortHost(ctx, s)
+			return res
+		}
+		s.files = append(s.files, st)
+	}
+	return res
+}
+
+// abortHost removes what was staged on one host and closes it.
+func (e *Engine) abortHost(ctx context.Context, s *staged) {
+	for _, st := range s.files {
+		if err := st.Abort(ctx); err != nil {
+			e.log().Error("abort failed", "host", s.d.Host.Name, "err", err)
+		}
+	}
+	s.files = nil
+	if s.close != nil {
+		s.close()
+		s.close = nil
+	}
+}
+
+// Abort removes every staged file, hosts in parallel, even after ctx ends.
+func (s *Staging) Abort(ctx context.Context) {
+	distribute.Each(context.WithoutCancel(ctx), s.hosts, s.e.Parallel, func(ctx context.Context, h *staged) error {
+		s.e.abortHost(ctx, h)
+		return nil
+	})
+}
+
+// Commit renames every staged file over its target, hosts in parallel,
+// runs each host's After, and returns a result per host. A host whose
+// staging failed keeps that result: nothing of it is committed.
+func (s *Staging) Commit(ctx context.Context) []Result {
+	e := s.e
+	return e.Each(ctx, len(s.hosts), func(ctx context.Context, i int) Result {
+		h := s.hosts[i]
+		defer e.abortHost(ctx, h) // closes; a no-op for committed files
+		if !h.res.OK() {
+			return h.res
+		}
+		res := Result{Host: h.d.Host.Name, Status: StatusOK}
+		for j, st := range h.files {
+			step := h.d.Files[j].Step
+			step.Action = ActionCommitted
+			step.Fingerprint = e.shown(step.Fingerprint)
+			if err := st.Commit(ctx); err != nil {
+				step.Action, step.Error = ActionFailed, err.Error()
+				res.Files = append(res.Files, step)
+				res.Status, res.Error = StatusFailed, err.Error()
+				return res
+			}
+			res.Files = append(res.Files, step)
+		}
+		if h.d.After != nil && h.conn != nil {
+			h.d.After(ctx, h.conn.Host, &res)
+		}
+		return res
+	}, func(i int) string { return s.hosts[i].d.Host.Name })
+}
