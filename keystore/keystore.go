@@ -183,8 +183,6 @@ type Store interface {
 	// Get returns the current version of id, or an error wrapping
 	// ErrNotFound (never written, or destroyed).
 	Get(ctx context.Context, id ID) (Credential, error)
-	// GetVersion returns version v of id; ErrDestroyed if its key is gone.
-	GetVersion(ctx context.Context, id ID, v int) (Credential, error)
 	// Put stores key as a new version of id, if opts.CAS is the current
 	// version; otherwise it fails wrapping ErrConflict and changes nothing.
 	Put(ctx context.Context, id ID, key keys.Secret, opts PutOptions) (Version, error)
@@ -193,8 +191,6 @@ type Store interface {
 	// Destroy erases the key material of every version of id, if cas is
 	// the current version. The version list stays.
 	Destroy(ctx context.Context, id ID, cas int) error
-	// List returns the IDs of credentials with a live current version.
-	List(ctx context.Context) ([]ID, error)
 
 	// GetAdmin returns user's record, or an error wrapping ErrNotFound.
 	GetAdmin(ctx context.Context, user string) (Admin, error)

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 
 	"github.com/pcmkeys/pcmkeys/keys"
 	"github.com/pcmkeys/pcmkeys/keystore"
@@ -55,18 +54,6 @@ func (s *Store) writeMeta(m meta) error {
 
 // Get implements keystore.Store.
 func (s *Store) Get(ctx context.Context, id keystore.ID) (keystore.Credential, error) {
-	return s.get(ctx, id, 0)
-}
-
-// GetVersion implements keystore.Store.
-func (s *Store) GetVersion(ctx context.Context, id keystore.ID, v int) (keystore.Credential, error) {
-	if v < 1 {
-		return keystore.Credential{}, fmt.Errorf("%s: version %d: versions start at 1", id, v)
-	}
-	return s.get(ctx, id, v)
-}
-
-func (s *Store) get(ctx context.Context, id keystore.ID, v int) (keystore.Credential, error) {
 	cred := keystore.Credential{ID: id}
 	if err := id.Validate(); err != nil {
 		return cred, err
@@ -76,11 +63,9 @@ func (s *Store) get(ctx context.Context, id keystore.ID, v int) (keystore.Creden
 		if err != nil {
 			return err
 		}
+		v := m.current()
 		if v == 0 {
-			v = m.current()
-		}
-		if v == 0 || v > m.current() {
-			return fmt.Errorf("%s version %d: %w", id, v, keystore.ErrNotFound)
+			return fmt.Errorf("%s: %w", id, keystore.ErrNotFound)
 		}
 		cred.Version = m.Versions[v-1]
 		if cred.Version.Destroyed {
@@ -193,34 +178,4 @@ func (s *Store) Destroy(ctx context.Context, id keystore.ID, cas int) error {
 		}
 		return syncDir(dir)
 	})
-}
-
-// List implements keystore.Store.
-func (s *Store) List(ctx context.Context) ([]keystore.ID, error) {
-	var out []keystore.ID
-	err := s.withLock(ctx, false, func() error {
-		candidates := []keystore.ID{keystore.AuthkeyID}
-		ents, err := os.ReadDir(filepath.Join(s.dir, "credentials", "cib"))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-		for _, e := range ents {
-			candidates = append(candidates, keystore.CIB(e.Name()))
-		}
-		for _, id := range candidates {
-			if id.Validate() != nil {
-				continue
-			}
-			m, err := s.readMeta(id)
-			if err != nil {
-				return err
-			}
-			if n := m.current(); n > 0 && !m.Versions[n-1].Destroyed {
-				out = append(out, id)
-			}
-		}
-		return nil
-	})
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out, err
 }

@@ -46,32 +46,14 @@ func versionKey(v int) string { return "v" + strconv.Itoa(v) }
 
 // Get implements keystore.Store.
 func (s *Store) Get(ctx context.Context, id keystore.ID) (keystore.Credential, error) {
-	return s.get(ctx, id, 0)
-}
-
-// GetVersion implements keystore.Store.
-func (s *Store) GetVersion(ctx context.Context, id keystore.ID, v int) (keystore.Credential, error) {
-	if v < 1 {
-		return keystore.Credential{ID: id}, fmt.Errorf("%s: version %d: versions start at 1", id, v)
-	}
-	return s.get(ctx, id, v)
-}
-
-func (s *Store) get(ctx context.Context, id keystore.ID, v int) (keystore.Credential, error) {
 	cred := keystore.Credential{ID: id}
 	if err := id.Validate(); err != nil {
 		return cred, err
 	}
 	p := s.path(string(id))
-	var sec *vault.KVSecret
-	var err error
-	if v == 0 {
-		sec, err = s.kv.Get(ctx, p)
-	} else {
-		sec, err = s.kv.GetVersion(ctx, p, v)
-	}
+	sec, err := s.kv.Get(ctx, p)
 	if errors.Is(err, vault.ErrSecretNotFound) || (err == nil && (sec == nil || sec.Data == nil)) {
-		return s.whyMissing(ctx, id, v)
+		return s.whyMissing(ctx, id)
 	}
 	if err != nil {
 		return cred, s.translate(err, "read", "data/"+p, "read")
@@ -91,27 +73,20 @@ func (s *Store) get(ctx context.Context, id keystore.ID, v int) (keystore.Creden
 	return cred, nil
 }
 
-// whyMissing tells a credential never written from one whose version was
-// destroyed or deleted, with the version set in the latter case.
-func (s *Store) whyMissing(ctx context.Context, id keystore.ID, v int) (keystore.Credential, error) {
+// whyMissing tells a credential never written from one whose current
+// version was destroyed or deleted, with the version set in the latter
+// case.
+func (s *Store) whyMissing(ctx context.Context, id keystore.ID) (keystore.Credential, error) {
 	cred := keystore.Credential{ID: id}
 	hist, err := s.History(ctx, id)
 	if err != nil {
 		return cred, err
 	}
-	cur := hist[len(hist)-1]
-	if v == 0 {
-		v = cur.Version
+	cred.Version = hist[len(hist)-1]
+	if cred.Version.Destroyed {
+		return cred, fmt.Errorf("%s version %d: %w", id, cred.Version.Version, keystore.ErrDestroyed)
 	}
-	for _, h := range hist {
-		if h.Version == v {
-			cred.Version = h
-			if h.Destroyed {
-				return cred, fmt.Errorf("%s version %d: %w", id, v, keystore.ErrDestroyed)
-			}
-		}
-	}
-	return cred, fmt.Errorf("%s version %d: %w", id, v, keystore.ErrNotFound)
+	return cred, fmt.Errorf("%s version %d: %w", id, cred.Version.Version, keystore.ErrNotFound)
 }
 
 // Put implements keystore.Store.
@@ -206,36 +181,6 @@ func (s *Store) Destroy(ctx context.Context, id keystore.ID, cas int) error {
 		return fmt.Errorf("%s was written during the destroy (now version %d): %w", id, cur.Version, keystore.ErrConflict)
 	}
 	return nil
-}
-
-// List implements keystore.Store.
-func (s *Store) List(ctx context.Context) ([]keystore.ID, error) {
-	candidates := []keystore.ID{keystore.AuthkeyID}
-	names, err := s.list(ctx, "cib")
-	if err != nil {
-		return nil, err
-	}
-	for _, n := range names {
-		candidates = append(candidates, keystore.CIB(n))
-	}
-	var out []keystore.ID
-	for _, id := range candidates {
-		if id.Validate() != nil {
-			continue
-		}
-		hist, err := s.History(ctx, id)
-		if errors.Is(err, keystore.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if !hist[len(hist)-1].Destroyed {
-			out = append(out, id)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out, nil
 }
 
 // list returns the names under PREFIX/dir.

@@ -93,7 +93,7 @@ var (
 		return s.translate(s.kv.PatchMetadata(ctx, p, vault.KVMetadataPatchInput{CASRequired: &f}), "write metadata of", "metadata/"+p, "patch")
 	}}
 	opHistory    = op{"history cib/alice", func(ctx context.Context, s *Store) error { _, err := s.History(ctx, keystore.CIB("alice")); return err }}
-	opList       = op{"list credentials", func(ctx context.Context, s *Store) error { _, err := s.List(ctx); return err }}
+	opList       = op{"list credentials", func(ctx context.Context, s *Store) error { _, err := s.list(ctx, "cib"); return err }}
 	opListAdmins = op{"list admins", func(ctx context.Context, s *Store) error { _, err := s.ListAdmins(ctx); return err }}
 	opGetAdmin   = op{"read admin alice", func(ctx context.Context, s *Store) error { _, err := s.GetAdmin(ctx, "alice"); return err }}
 	opGetBobRec  = op{"read admin bob", func(ctx context.Context, s *Store) error { _, err := s.GetAdmin(ctx, "bob"); return err }}
