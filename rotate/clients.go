@@ -90,3 +90,9 @@ func (e *Env) isServerPath(p string) bool {
 	files := e.Config.Policy.Files
 	return p == files[policies.CIBCredentials].Path || p == files[policies.Authkey].Path
 }
+
+// recordedPaths are the files of a client entry that removal takes away
+// (see removalWanted).
+func (e *Env) recordedPaths(c keystore.Client) []string {
+	return []string{c.KeyFile, c.EnvFile, e.passwordPath(c)}
+}

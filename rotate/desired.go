@@ -195,11 +195,14 @@ func holdersOf(admins []keystore.Admin, id keystore.ID) []string {
 // per admin record and one per key in all.
 func (e *Env) desired(ctx context.Context, mode deliver.Mode, hosts []string) ([]deliver.Host, map[keystore.ID]keystore.Credential, error) {
 	only := map[string]bool{}
-	for _, h := range hosts {
-		if _, ok := e.Config.Host(h); !ok {
-			return nil, nil, badInput("unknown host %q; known hosts: %s", h, e.hostNames())
+	selected, err := e.selectHosts(hosts)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, h := range selected {
+		if len(hosts) > 0 {
+			only[h.Name] = true
 		}
-		only[h] = true
 	}
 	admins, err := e.Store.ListAdmins(ctx)
 	if err != nil {

@@ -49,18 +49,23 @@ type Check struct {
 // file), per-user logins against the PAM stack, and whether the daemon
 // that uses the authkey holds the file's key. Its error wraps ErrFindings
 // when anything is wrong.
-func Doctor(ctx context.Context, e *Env) (*DoctorReport, error) {
+// With hosts named, only those hosts are checked.
+func Doctor(ctx context.Context, e *Env, hosts []string) (*DoctorReport, error) {
 	rep := &DoctorReport{}
+	checked, err := e.selectHosts(hosts)
+	if err != nil {
+		return rep, err
+	}
 	admins, err := e.Store.ListAdmins(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("list admins: %w", err)
 	}
-	rep.Hosts = make([]HostChecks, len(e.Config.Hosts))
-	for i, err := range e.each(ctx, len(e.Config.Hosts), func(ctx context.Context, i int) {
-		rep.Hosts[i] = e.doctorHost(ctx, e.Config.Hosts[i], admins)
+	rep.Hosts = make([]HostChecks, len(checked))
+	for i, err := range e.each(ctx, len(checked), func(ctx context.Context, i int) {
+		rep.Hosts[i] = e.doctorHost(ctx, checked[i], admins)
 	}) {
 		if err != nil {
-			h := e.Config.Hosts[i]
+			h := checked[i]
 			rep.Hosts[i] = HostChecks{Host: h.Name, Role: string(h.Role), Checks: []Check{{Name: "checked", Detail: "not checked: " + err.Error()}}}
 		}
 	}

@@ -49,7 +49,7 @@ remote_nodes:
 // the test unless the check's OK is ok and its detail holds want.
 func doctorSays(t *testing.T, e *Env, host, name string, ok bool, want string) Check {
 	t.Helper()
-	rep, _ := Doctor(context.Background(), e)
+	rep, _ := Doctor(context.Background(), e, nil)
 	for _, h := range rep.Hosts {
 		for _, c := range h.Checks {
 			if h.Host == host && c.Name == name {

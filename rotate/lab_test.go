@@ -336,7 +336,7 @@ func TestLabDoctor(t *testing.T) {
 	if _, err := Onboard(ctx, e, OnboardRequest{User: "alice", Clients: []string{"host03"}}); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := Doctor(ctx, e)
+	rep, err := Doctor(ctx, e, nil)
 	if err != nil {
 		t.Fatalf("doctor: %v %+v", err, rep)
 	}

@@ -531,14 +531,14 @@ func TestImport(t *testing.T) {
 func TestDoctor(t *testing.T) {
 	c := onboarded(t, "file", "shared")
 	ctx := context.Background()
-	if rep, err := Doctor(ctx, c.env); err != nil {
+	if rep, err := Doctor(ctx, c.env, nil); err != nil {
 		t.Fatalf("doctor on a fresh cluster: %v %+v", err, rep)
 	}
 	ws := c.roots["ws1"]
 	os.WriteFile(ws.Path("home/bob/.pcmkeys/test.env"), []byte("export CIB_server='node1'\n"), 0o600)
 	os.Chmod(ws.Path("home/alice/.pcmkeys/test.key"), 0o644)
 	os.Chmod(c.roots["node2"].Path("etc/pacemaker"), 0o777)
-	rep, err := Doctor(ctx, c.env)
+	rep, err := Doctor(ctx, c.env, nil)
 	if !errors.Is(err, ErrFindings) || rep.Problems != 4 {
 		t.Fatalf("doctor after tampering: %v, %d problems", err, rep.Problems)
 	}

@@ -306,6 +306,23 @@ func (e *Env) clientHosts(req OnboardRequest) ([]config.Host, error) {
 	return hosts, nil
 }
 
+// selectHosts returns the config's hosts named (every host when none is
+// named); a name the config does not list is bad input.
+func (e *Env) selectHosts(names []string) ([]config.Host, error) {
+	if len(names) == 0 {
+		return e.Config.Hosts, nil
+	}
+	var out []config.Host
+	for _, n := range names {
+		h, ok := e.Config.Host(n)
+		if !ok {
+			return nil, badInput("unknown host %q; known hosts: %s", n, e.hostNames())
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
 func (e *Env) hostNames() string {
 	names := make([]string, 0, len(e.Config.Hosts))
 	for _, h := range e.Config.Hosts {

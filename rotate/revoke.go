@@ -279,7 +279,7 @@ func (e *Env) finishRevocations(ctx context.Context, plan *revocation, nodesCut 
 	for _, a := range plan.targets {
 		var left []keystore.Client
 		for _, c := range a.Clients {
-			if !clientFilesGone(clients, a.User, []string{c.KeyFile, c.EnvFile, e.passwordPath(c)}, c.Host) {
+			if !clientFilesGone(clients, a.User, e.recordedPaths(c), c.Host) {
 				left = append(left, c)
 			}
 		}

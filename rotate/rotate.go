@@ -9,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/rotate/internal/crmmon"
 	"github.com/pcmkeys/pcmkeys/rotate/internal/deliver"
 
@@ -39,6 +40,10 @@ type Request struct {
 	Restart bool
 	// Override names prechecks of the live cluster to go past.
 	Override []string
+	// Hosts, if any, limits which client hosts get the admins' new keys
+	// now (push delivers the rest). Nodes cannot be left out: a new key is
+	// staged and committed on every node at once.
+	Hosts []string
 }
 
 // Rotate gives the selected credentials new keys, staged then committed:
@@ -51,8 +56,19 @@ type Request struct {
 func Rotate(ctx context.Context, e *Env, req Request) (*Report, error) {
 	return e.run(ctx, workflow{
 		action: "rotate", args: req.Users,
-		validate: func() error { return validUsers(req.Users) },
-		act:      func(ctx context.Context, rep *Report) error { return e.rotate(ctx, req, rep) },
+		validate: func() error {
+			if err := validUsers(req.Users); err != nil {
+				return err
+			}
+			hosts, err := e.selectHosts(req.Hosts)
+			for _, h := range hosts {
+				if err == nil && len(req.Hosts) > 0 && h.Role != config.RoleClient {
+					err = badInput("%s is a %s: a rotation stages and commits on every node at once; --host names only client hosts, to limit which get the new key now (push delivers the rest)", h.Name, h.Role)
+				}
+			}
+			return err
+		},
+		act: func(ctx context.Context, rep *Report) error { return e.rotate(ctx, req, rep) },
 	})
 }
 
@@ -111,6 +127,10 @@ func (e *Env) rotate(ctx context.Context, req Request, rep *Report) error {
 	clients, err := e.clientDeliveries(admins, fresh, fresh[sharedPasswordID], deliver.WriteAlways)
 	if err != nil {
 		return err
+	}
+	if len(req.Hosts) > 0 {
+		clients = slices.DeleteFunc(clients, func(d deliver.Host) bool { return !slices.Contains(req.Hosts, d.Host.Name) })
+		rep.Notes = append(rep.Notes, "only the client hosts named got the new key now: run pcmkeys push to deliver it to the others")
 	}
 	// A live authkey rotation reads and checks the cluster before
 	// anything changes (a dry run shows those checks and the plan).

@@ -91,12 +91,15 @@ type StatusRequest struct {
 	// Verify also runs the real client as each admin on each of their
 	// client hosts: does their env file log them in?
 	Verify bool
+	// Hosts, if any, limits the hosts looked at (the credentials are
+	// always reported).
+	Hosts []string
 }
 
 // StatusWith is Status with the checks req asks for.
 func StatusWith(ctx context.Context, e *Env, req StatusRequest) (*StatusReport, error) {
 	rep := &StatusReport{}
-	ds, creds, err := e.desired(ctx, deliver.WriteIfDrift, nil)
+	ds, creds, err := e.desired(ctx, deliver.WriteIfDrift, req.Hosts)
 	if err != nil {
 		return rep, err
 	}

@@ -4,29 +4,99 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 
 	"github.com/pcmkeys/pcmkeys/rotate"
 )
 
-// printResult writes v as JSON with --output json, else text.
+// printResult writes v as JSON with --output json (lists that are empty
+// as [], never null), else text, which -q leaves out.
 func printResult(g *globals, v any, text string) error {
 	if g.output == "json" {
 		enc := json.NewEncoder(g.stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(v)
+		return enc.Encode(emptyLists(v))
+	}
+	if g.quiet {
+		return nil
 	}
 	_, err := io.WriteString(g.stdout, text)
 	return err
 }
 
 // printReport renders a workflow's report. It is printed even when the
-// workflow failed part-way, so the operator sees what was done.
+// workflow failed part-way, so the operator sees what was done, and in
+// JSON even when nothing was done (a scheduled run that found nothing due).
 func printReport(g *globals, rep *rotate.Report) error {
-	if rep == nil || (len(rep.Credentials) == 0 && len(rep.Hosts) == 0) {
+	if rep == nil || (g.output != "json" && len(rep.Credentials) == 0 && len(rep.Hosts) == 0 && len(rep.Notes) == 0) {
 		return nil
 	}
 	return printResult(g, rep, reportText(rep))
+}
+
+// printError writes a failed run's error: in words on stderr, or with
+// --output json as one JSON object there ({"error": …, "exit": …}), so
+// stdout holds nothing but the report.
+func printError(g *globals, err error, code int, hint string) {
+	if g.output == "json" {
+		b, _ := json.Marshal(struct {
+			Error string `json:"error"`
+			Exit  int    `json:"exit"`
+			Hint  string `json:"hint,omitempty"`
+		}{err.Error(), code, hint})
+		fmt.Fprintf(g.stderr, "%s\n", b)
+		return
+	}
+	fmt.Fprintln(g.stderr, "pcmkeys:", err)
+	if hint != "" {
+		fmt.Fprintln(g.stderr, "pcmkeys:", hint)
+	}
+}
+
+// emptyLists returns v with every nil slice it holds (through pointers,
+// structs and slices) made empty, so JSON shows [] for a list with
+// nothing in it. Fields tagged omitempty are left out as before.
+func emptyLists(v any) any {
+	rv := reflect.ValueOf(v)
+	if !rv.IsValid() {
+		return v
+	}
+	cp := reflect.New(rv.Type()).Elem()
+	cp.Set(rv)
+	fillLists(cp)
+	return cp.Interface()
+}
+
+func fillLists(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			cp := reflect.New(v.Elem().Type())
+			cp.Elem().Set(v.Elem())
+			fillLists(cp.Elem())
+			v.Set(cp)
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if f := v.Type().Field(i); f.IsExported() && v.Field(i).CanSet() {
+				fillLists(v.Field(i))
+			}
+		}
+	case reflect.Slice:
+		if v.IsNil() {
+			if v.Type().Elem().Kind() != reflect.Uint8 { // []byte is a string in JSON
+				v.Set(reflect.MakeSlice(v.Type(), 0, 0))
+			}
+			return
+		}
+		cp := reflect.MakeSlice(v.Type(), v.Len(), v.Len())
+		reflect.Copy(cp, v)
+		for i := range cp.Len() {
+			fillLists(cp.Index(i))
+		}
+		v.Set(cp)
+	}
 }
 
 func reportText(rep *rotate.Report) string {

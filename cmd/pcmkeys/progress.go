@@ -15,7 +15,13 @@ type progress struct {
 	failed   int
 }
 
+// newProgress reports hosts as they finish on stderr; not with -q, nor
+// with --output json, whose report has every host (stderr then holds
+// only the error, if any, as JSON).
 func newProgress(g *globals) func(done, total int, r rotate.HostResult) {
+	if g.quiet || g.output == "json" {
+		return nil
+	}
 	p := &progress{w: g.stderr, terminal: isTerminal(g.stderr)}
 	return p.update
 }

@@ -27,6 +27,7 @@ type globals struct {
 	dryRun     bool
 	parallel   int
 	verbose    bool
+	quiet      bool
 	lockWait   time.Duration
 	// interrupted is set by the first SIGINT or SIGTERM.
 	interrupted atomic.Bool
@@ -49,16 +50,18 @@ func (g *globals) logger() *slog.Logger {
 func run(args []string, in io.Reader, stdout, stderr io.Writer) int {
 	g := &globals{in: in, stdout: stdout, stderr: stderr, stdoutIsTerminal: func() bool { return isTerminal(stdout) }}
 	err := execute(g, args)
-	if err != nil {
-		fmt.Fprintln(stderr, "pcmkeys:", err)
-		if errors.Is(err, keystore.ErrDestroyed) {
-			fmt.Fprintln(stderr, "pcmkeys: the current version of a key was destroyed in the store: `pcmkeys rotate --cib` (or --authkey) writes a new version over it; then `pcmkeys push` delivers it")
-		}
-	}
+	code := exitCode(err)
 	if g.interrupted.Load() {
-		return exitInterrupted
+		code = exitInterrupted
 	}
-	return exitCode(err)
+	if err != nil {
+		hint := ""
+		if errors.Is(err, keystore.ErrDestroyed) {
+			hint = "the current version of a key was destroyed in the store: `pcmkeys rotate --cib` (or --authkey) writes a new version over it; then `pcmkeys push` delivers it"
+		}
+		printError(g, err, code, hint)
+	}
+	return code
 }
 
 // execute runs the command line and marks cobra's own usage errors (an
@@ -113,11 +116,13 @@ and delivers them as atomically written files with strict owners and modes.`,
 	f.BoolVar(&g.dryRun, "dry-run", false, "print the plan and change nothing")
 	f.IntVar(&g.parallel, "parallel", distribute.DefaultParallel, "how many hosts to work on at once")
 	f.BoolVarP(&g.verbose, "verbose", "v", false, "log each step to stderr")
+	f.BoolVarP(&g.quiet, "quiet", "q", false, "print nothing but errors (and --output json); the exit code tells the result")
 	f.DurationVar(&g.lockWait, "wait", 0, "wait up to this long for the cluster's lock another run holds (default: fail at once, exit 5)")
 
 	root.AddCommand(newVersionCmd(g), newKeygenCmd(g), newInitCmd(g), newOnboardCmd(g),
 		newRotateCmd(g), newRevokeCmd(g), newFetchCmd(g), newPushCmd(g), newStatusCmd(g), newImportCmd(g), newDoctorCmd(g), newAuditCmd(g), newPolicyCmd(g))
-	root.AddCommand(newManCmd(g))
+	root.AddCommand(newManCmd(g), newAdminsCmd(g), newRemoveClientCmd(g))
+	root.AddCommand(newMetricsCmd(g))
 	registerCompletions(g, root)
 	return root
 }

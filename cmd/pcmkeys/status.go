@@ -40,6 +40,7 @@ Exit 4 when anything is found, 0 when all is in sync.`,
 		},
 	}
 	cmd.Flags().BoolVar(&req.Verify, "verify", false, "also check each admin's login from each client host with the real client")
+	cmd.Flags().StringSliceVar(&req.Hosts, "host", nil, "only these hosts (repeat or comma-separate)")
 	return cmd
 }
 
@@ -143,7 +144,8 @@ func auditText(recs []audit.Record) string {
 }
 
 func newDoctorCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var hosts []string
+	cmd := &cobra.Command{
 		Use:   "doctor",
 		Short: "Preflight: reachability, root, Pacemaker versions, owners, modes, client env",
 		Long: `Check, without changing anything, that pcmkeys can log in to every host and act
@@ -155,7 +157,7 @@ Exit 4 when anything is wrong.`,
 		Args: argsExactly(0),
 		RunE: func(*cobra.Command, []string) error {
 			return withEnv(g, false, func(ctx context.Context, env *rotate.Env) error {
-				rep, err := rotate.Doctor(ctx, env)
+				rep, err := rotate.Doctor(ctx, env, hosts)
 				if err != nil && !errors.Is(err, rotate.ErrFindings) {
 					return err
 				}
@@ -163,6 +165,8 @@ Exit 4 when anything is wrong.`,
 			})
 		},
 	}
+	cmd.Flags().StringSliceVar(&hosts, "host", nil, "only these hosts (repeat or comma-separate)")
+	return cmd
 }
 
 func doctorText(rep *rotate.DoctorReport) string {

@@ -33,6 +33,9 @@ func runWorkflow(g *globals, fn func(ctx context.Context, env *rotate.Env) (*rot
 func runWorkflowIn(g *globals, create bool, fn func(ctx context.Context, env *rotate.Env) (*rotate.Report, error)) error {
 	return withEnv(g, create, func(ctx context.Context, env *rotate.Env) error {
 		rep, err := fn(ctx, env)
+		if err != nil && rep != nil && len(rep.Credentials) == 0 && len(rep.Hosts) == 0 && len(rep.Notes) == 0 {
+			return err // refused before anything was done: the error says it all
+		}
 		return errors.Join(printReport(g, rep), err)
 	})
 }
@@ -73,6 +76,7 @@ fences remote nodes at the next reconnect.`,
 	cmd.Flags().BoolVar(&req.Authkey, "authkey", false, "rotate the Pacemaker Remote authkey")
 	cmd.Flags().BoolVar(&req.Due, "due", false, "only keys older than the policy allows")
 	cmd.Flags().BoolVar(&req.Restart, "restart", false, "with --authkey: rotate on the live cluster — check it, maintenance mode, commit, restart what needs it (config restart.*) one at a time, settle, roll back on failure")
+	cmd.Flags().StringSliceVar(&req.Hosts, "host", nil, "only these client hosts get the admins' new keys now (nodes always all; push delivers the rest)")
 	cmd.Flags().StringSliceVar(&req.Override, "override", nil, "with --restart: go past a failed precheck ("+strings.Join(rotate.PrecheckNames, ", ")+")")
 	return cmd
 }
