@@ -9,13 +9,13 @@ import (
 // ClientEnv is what an admin's shell needs to reach the CIB over TLS-PSK.
 // It holds no key material: KeyFile names the file that does.
 type ClientEnv struct {
-	Server  string // CIB_server
-	Port    int    // CIB_port
-	User    string // CIB_user, which is also the PSK identity
-	KeyFile string // CIB_key_file
+	Server  string `json:"server"`   // CIB_server
+	Port    int    `json:"port"`     // CIB_port
+	User    string `json:"user"`     // CIB_user, which is also the PSK identity
+	KeyFile string `json:"key_file"` // CIB_key_file
 	// PasswordFile, if set, is the file the env file reads CIB_passwd
 	// from when sourced (the password never sits in the env file itself).
-	PasswordFile string
+	PasswordFile string `json:"password_file,omitempty"`
 }
 
 // Vars returns the variables in the order they are written, with
