@@ -7,6 +7,11 @@
 // write(2) and fsynced, so concurrent pcmkeys processes on one machine do
 // not interleave lines, and a record that was reported written survives a
 // crash.
+//
+// With [Log.WithSyslog] every record also goes to the local syslog socket
+// as one line (facility authpriv, tag pcmkeys), so central log management
+// sees it; a record syslog did not take is an error like one the file did
+// not take.
 package audit
 
 import (
@@ -55,9 +60,12 @@ type HostError struct {
 	Error string `json:"error"`
 }
 
-// Log is an audit trail file.
+// Log is an audit trail file, and optionally a syslog socket every
+// record also goes to ([Log.WithSyslog]).
 type Log struct {
-	path string
+	path          string
+	syslog        string
+	syslogTimeout time.Duration
 }
 
 // Open returns the log at path; the file and its directory (0700) are made
@@ -67,7 +75,9 @@ func Open(path string) *Log { return &Log{path: path} }
 // Path is the file's path.
 func (l *Log) Path() string { return l.path }
 
-// Append writes r as one line.
+// Append writes r as one line to the file and, with [Log.WithSyslog], to
+// syslog. It tries both; the error names each that did not take the
+// record.
 func (l *Log) Append(r Record) error {
 	if r.Time.IsZero() {
 		r.Time = time.Now()
@@ -77,7 +87,15 @@ func (l *Log) Append(r Record) error {
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
-	line = append(line, '\n')
+	err = l.appendFile(append(line, '\n'))
+	if l.syslog != "" {
+		err = errors.Join(err, l.sendSyslog(r, line))
+	}
+	return err
+}
+
+// appendFile appends line with one write and fsyncs it.
+func (l *Log) appendFile(line []byte) error {
 	if err := os.MkdirAll(filepath.Dir(l.path), 0o700); err != nil {
 		return fmt.Errorf("audit %s: %w", l.path, err)
 	}

@@ -33,7 +33,9 @@ type restartFile struct {
 }
 
 type auditFile struct {
-	Path string `yaml:"path"`
+	Path         string `yaml:"path"`
+	Syslog       bool   `yaml:"syslog"`
+	SyslogSocket string `yaml:"syslog_socket"`
 }
 
 type storeFile struct {
@@ -247,6 +249,10 @@ type Config struct {
 	Policy  policies.Policy `json:"policy"`
 	// AuditPath is the audit trail's file.
 	AuditPath string `json:"audit_path"`
+	// AuditSyslog is the local syslog socket every audit record also goes
+	// to (audit.syslog: true; audit.syslog_socket, default
+	// DefaultSyslogSocket); empty when records go to the file only.
+	AuditSyslog string `json:"audit_syslog"`
 	// Restart holds the commands rotate --restart runs after an authkey
 	// rotation, per role.
 	Restart Restart `json:"restart"`

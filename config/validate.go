@@ -28,6 +28,9 @@ const (
 	DefaultVaultMount        = "secret"
 	// DefaultVerifyCommand is the client a login check runs as the admin.
 	DefaultVerifyCommand = "cibadmin --query"
+	// DefaultSyslogSocket is the local syslog socket (journald serves it
+	// too) audit records go to with audit.syslog: true.
+	DefaultSyslogSocket = "/dev/log"
 )
 
 // validator builds a Config from the decoded document and collects every
@@ -93,7 +96,23 @@ func (v *validator) build(raw file) *Config {
 	if cfg.AuditPath == "" {
 		cfg.AuditPath = "/var/log/pcmkeys/" + raw.Cluster + ".audit.jsonl"
 	}
+	cfg.AuditSyslog = v.auditSyslog(raw.Audit)
 	return cfg
+}
+
+// auditSyslog resolves the syslog socket audit records also go to: empty
+// unless audit.syslog is true.
+func (v *validator) auditSyslog(a auditFile) string {
+	if !a.Syslog {
+		if a.SyslogSocket != "" {
+			v.add(p("audit", "syslog_socket"), errors.New("applies with syslog: true"))
+		}
+		return ""
+	}
+	if a.SyslogSocket == "" {
+		return DefaultSyslogSocket
+	}
+	return v.localPath(p("audit", "syslog_socket"), a.SyslogSocket)
 }
 
 func (v *validator) store(s storeFile, cluster string) Store {
