@@ -15,6 +15,7 @@
 //	    v000001.age              version 1's key, encrypted to the identity
 //	  credentials/authkey/...
 //	  admins/USER.json           who holds what, with its revision
+//	  lock.json                  the cluster's lock (keystore.Store.Lock)
 //	DIR.agekey                   the age X25519 identity, 0600 (beside the
 //	                             store by default; store.identity moves it)
 //
@@ -25,6 +26,14 @@
 //
 // Anyone who holds the identity file and the store can read every key:
 // keep the identity off backups of the store, or on another disk.
+//
+// # Backup and restore
+//
+// [Store.Backup] writes the whole store as one age-encrypted archive (to
+// the store's own recipient, or to others); [Store.Restore] puts an
+// archive back all at once (a new directory swapped in), with
+// check-and-set: it is refused if the store changed since the backup,
+// unless forced. [RestoreNew] makes a lost store again from an archive.
 package filestore
 
 import (
@@ -130,19 +139,58 @@ func (s *Store) Close() error { return nil }
 // withLock runs fn holding the store's lock, shared or exclusive, waiting
 // for it until ctx ends.
 func (s *Store) withLock(ctx context.Context, exclusive bool, fn func() error) error {
-	fd, err := unix.Open(filepath.Join(s.dir, "lock"), unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	fd, err := s.lockFile(ctx, exclusive)
 	if err != nil {
-		return fmt.Errorf("file store lock: %w", err)
+		return err
 	}
 	defer unix.Close(fd)
+	defer unix.Flock(fd, unix.LOCK_UN)
+	return fn()
+}
+
+// lockFile opens the lock file and takes its flock. A restore swaps the
+// whole directory, lock file included, while it holds the old one: a
+// process that was waiting then holds a lock nobody else takes, so the
+// lock counts only if the file is still the one at the path; if not, it
+// is taken again on the new one.
+func (s *Store) lockFile(ctx context.Context, exclusive bool) (int, error) {
+	path := filepath.Join(s.dir, "lock")
 	how := unix.LOCK_SH
 	if exclusive {
 		how = unix.LOCK_EX
 	}
 	for {
+		fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return -1, fmt.Errorf("file store lock: %w", err)
+		}
+		if err := flock(ctx, fd, how); err != nil {
+			unix.Close(fd)
+			return -1, err
+		}
+		var held, now unix.Stat_t
+		if err := unix.Fstat(fd, &held); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("file store lock: %w", err)
+		}
+		err = unix.Lstat(path, &now)
+		if err == nil && held.Dev == now.Dev && held.Ino == now.Ino {
+			return fd, nil
+		}
+		unix.Flock(fd, unix.LOCK_UN)
+		unix.Close(fd)
+		if err != nil && !errors.Is(err, unix.ENOENT) {
+			return -1, fmt.Errorf("file store lock: %w", err)
+		}
+	}
+}
+
+// flock takes how on fd, waiting until ctx ends.
+func flock(ctx context.Context, fd, how int) error {
+	for {
 		err := unix.Flock(fd, how|unix.LOCK_NB)
 		if err == nil {
-			break
+			return nil
 		}
 		if !errors.Is(err, unix.EWOULDBLOCK) {
 			return fmt.Errorf("file store lock: %w", err)
@@ -153,6 +201,4 @@ func (s *Store) withLock(ctx context.Context, exclusive bool, fn func() error) e
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	defer unix.Flock(fd, unix.LOCK_UN)
-	return fn()
 }
