@@ -45,6 +45,8 @@ func (r removeBinary) Run() int {
 //	hostroot DIR            make DIR a host root (internal/testroot)
 //	snapshot FILE DIR...    list every file under the DIRs (mode, size,
 //	                        modification time; the lock excepted) into FILE
+//	auditctl-check FILE     every line of FILE reads as auditctl reads a
+//	                        rules file, and one is a rule (auditd_test.go)
 //
 // and $NL, $CR and $TAB hold a newline, a carriage return and a tab, for
 // arguments a script line cannot spell. A refusal is `exits 2 pcmkeys …`,
@@ -62,9 +64,10 @@ func TestScript(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(*testscript.TestScript, bool, []string){
-			"exits":    cmdExits,
-			"hostroot": cmdHostroot,
-			"snapshot": cmdSnapshot,
+			"exits":          cmdExits,
+			"hostroot":       cmdHostroot,
+			"snapshot":       cmdSnapshot,
+			"auditctl-check": cmdAuditctlCheck,
 		},
 	})
 }

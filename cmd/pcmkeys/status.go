@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pcmkeys/pcmkeys/audit"
 	"github.com/pcmkeys/pcmkeys/config"
+	"github.com/pcmkeys/pcmkeys/policies"
 	"github.com/pcmkeys/pcmkeys/rotate"
 )
 
@@ -93,12 +96,30 @@ func statusText(st *rotate.StatusReport) string {
 }
 
 func newAuditCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "audit",
+	var since string
+	var last int
+	cmd := &cobra.Command{
+		Use:   "audit [--since DURATION|TIME] [-n N]",
 		Short: "Show the audit trail",
-		Long:  "Print every record of the audit trail (config audit.path), oldest first.",
-		Args:  argsExactly(0),
+		Long: `Print the records of the audit trail (config audit.path), oldest first, one
+line each: time, operator (and "(vault IDENTITY)"), action, result, the
+arguments in brackets, then key=value fields: created, used, destroyed and
+removed credentials as ID:vVERSION:FINGERPRINT; ok and failed hosts; the
+number of steps; error. A value with a space, a quote, '=', a bracket or a
+control character is quoted as in Go, so a record never spans lines. -o json
+prints the records whole (steps included) as a JSON array. --since keeps the
+records from a time on: a duration back from now (36h, 7d, 2w) or a time
+(2026-01-02, local midnight, or RFC 3339); -n keeps the last N.
+"pcmkeys audit rules" prints auditd rules for the files pcmkeys manages.`,
+		Args: argsExactly(0),
 		RunE: func(*cobra.Command, []string) error {
+			from, err := parseSince(since, time.Now())
+			if err != nil {
+				return err
+			}
+			if last < 0 {
+				return flagErrorf("-n %d: want a number of records (0: all)", last)
+			}
 			cfg, err := config.Load(config.Find(g.configPath))
 			if err != nil {
 				return err
@@ -107,40 +128,123 @@ func newAuditCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if recs == nil {
-				recs = []audit.Record{}
-			}
+			recs = selectRecords(recs, from, last)
 			return printResult(g, recs, auditText(recs))
 		},
 	}
+	cmd.Flags().StringVar(&since, "since", "", "only records from then on: a duration back from now (36h, 7d) or a time (2026-01-02, RFC 3339)")
+	cmd.Flags().IntVarP(&last, "last", "n", 0, "only the last N records (0: all)")
+	cmd.AddCommand(newAuditRulesCmd(g))
+	return cmd
 }
 
+// parseSince reads --since: a duration back from now (Go's 90m or 36h,
+// or a rotation age's 7d or 2w), a date (local midnight) or an RFC 3339
+// time. Empty is the zero time: every record.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	if d, err := policies.ParseAge(s); err == nil {
+		return now.Add(-d), nil
+	}
+	if t, err := time.ParseInLocation(time.DateOnly, s, time.Local); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, flagErrorf("--since %q: want a duration back from now (36h, 7d, 2w) or a time (2026-01-02 or RFC 3339)", s)
+}
+
+// selectRecords keeps the records from from on, then the last n of them
+// (n 0: all). The result is never nil, so JSON shows [].
+func selectRecords(recs []audit.Record, from time.Time, n int) []audit.Record {
+	out := []audit.Record{}
+	for _, r := range recs {
+		if !r.Time.Before(from) {
+			out = append(out, r)
+		}
+	}
+	if n > 0 && len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return out
+}
+
+// auditText renders records one line each (see newAuditCmd's help).
 func auditText(recs []audit.Record) string {
 	var b strings.Builder
 	for _, r := range recs {
-		who := r.Operator
-		if r.VaultIdentity != "" {
-			who += " (vault " + r.VaultIdentity + ")"
-		}
-		fmt.Fprintf(&b, "%s %s %s %s", r.Time.Format(time.RFC3339), who, r.Action, r.Result)
-		if len(r.Args) > 0 {
-			fmt.Fprintf(&b, " [%s]", strings.Join(r.Args, " "))
-		}
-		b.WriteString("\n")
-		for _, c := range r.Credentials {
-			fmt.Fprintf(&b, "    %s v%d %s %s\n", c.ID, c.Version, c.Change, c.Fingerprint)
-		}
-		if len(r.HostsOK) > 0 {
-			fmt.Fprintf(&b, "    ok: %s\n", strings.Join(r.HostsOK, " "))
-		}
-		for _, h := range r.HostsFailed {
-			fmt.Fprintf(&b, "    failed %s: %s\n", h.Host, h.Error)
-		}
-		if r.Error != "" {
-			fmt.Fprintf(&b, "    error: %s\n", r.Error)
-		}
+		b.WriteString(auditLine(r))
+		b.WriteByte('\n')
 	}
 	return b.String()
+}
+
+func auditLine(r audit.Record) string {
+	f := []string{logValue(r.Time.UTC().Format(time.RFC3339)), logValue(r.Operator)}
+	if r.VaultIdentity != "" {
+		f = append(f, "(vault "+logValue(r.VaultIdentity)+")")
+	}
+	f = append(f, logValue(r.Action), logValue(r.Result))
+	if len(r.Args) > 0 {
+		args := make([]string, len(r.Args))
+		for i, a := range r.Args {
+			args[i] = logValue(a)
+		}
+		f = append(f, "["+strings.Join(args, " ")+"]")
+	}
+	kv := func(k, v string) {
+		if v != "" {
+			f = append(f, k+"="+logValue(v))
+		}
+	}
+	changes := map[string][]string{}
+	for _, c := range r.Credentials {
+		item := fmt.Sprintf("%s:v%d", c.ID, c.Version)
+		if c.Fingerprint != "" {
+			item += ":" + c.Fingerprint
+		}
+		switch c.Change {
+		case "created", "used", "destroyed", "removed":
+			changes[c.Change] = append(changes[c.Change], item)
+		default: // a change this version does not know: keep it whole
+			changes["changed"] = append(changes["changed"], item+":"+c.Change)
+		}
+	}
+	for _, k := range []string{"created", "used", "destroyed", "removed", "changed"} {
+		kv(k, strings.Join(changes[k], ","))
+	}
+	kv("ok", strings.Join(r.HostsOK, ","))
+	var failed []string
+	for _, h := range r.HostsFailed {
+		failed = append(failed, h.Host+": "+h.Error)
+	}
+	kv("failed", strings.Join(failed, "; "))
+	if len(r.Steps) > 0 {
+		kv("steps", strconv.Itoa(len(r.Steps)))
+	}
+	kv("error", r.Error)
+	return strings.Join(f, " ")
+}
+
+// logValue quotes v as Go does when it is empty or holds a space, a
+// quote, '=', a bracket, a backslash or anything unprintable; else v as
+// it is.
+func logValue(v string) string {
+	if v == "" {
+		return `""`
+	}
+	for _, r := range v {
+		if strings.ContainsRune(` "=[]()\`, r) || !unicode.IsPrint(r) {
+			return strconv.Quote(v)
+		}
+	}
+	return v
 }
 
 func newDoctorCmd(g *globals) *cobra.Command {
