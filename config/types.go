@@ -65,6 +65,8 @@ type sshFile struct {
 	ConnectTimeout duration  `yaml:"connect_timeout"`
 	CommandTimeout duration  `yaml:"command_timeout"`
 	Jump           *jumpFile `yaml:"jump"`
+	ConfigFile     string    `yaml:"config_file"`
+	UseSSHConfig   *bool     `yaml:"use_ssh_config"`
 }
 
 type jumpFile struct {
@@ -86,6 +88,7 @@ type hostFile struct {
 	Port    *int   `yaml:"port"` // nil: not given (22); 0 is an error
 	Root    string `yaml:"root"`
 	Local   bool   `yaml:"local"`
+	User    string `yaml:"user"`
 }
 
 type policyFile struct {
@@ -173,6 +176,14 @@ type Host struct {
 	// Local hosts are written directly, without SSH.
 	Local bool `json:"local"`
 	Role  Role `json:"role"`
+	// User is the SSH login user the config names for this host: its
+	// user:, else ssh.user when written; empty: the OpenSSH config's
+	// User, else ssh.user's default.
+	User string `json:"user,omitempty"`
+	// PortSet says the config wrote Port; an unwritten port gives way to
+	// the OpenSSH config's Port. (An unwritten address is the name, which
+	// gives way to its HostName.)
+	PortSet bool `json:"-"`
 }
 
 // Store says where keys are kept.
@@ -209,6 +220,17 @@ type SSH struct {
 	CommandTimeout time.Duration `json:"command_timeout"`
 	// Jump is a bastion every SSH connection goes through, if set.
 	Jump *Jump `json:"jump,omitempty"`
+	// ExtraKnownHosts are read besides KnownHosts: ~/.ssh/known_hosts
+	// and /etc/ssh/ssh_known_hosts (a missing one is skipped).
+	ExtraKnownHosts []string `json:"extra_known_hosts,omitempty"`
+	// DefaultIdentityFiles are offered after the agent's keys when
+	// identity_files is not written: ~/.ssh/id_ed25519, id_ecdsa and
+	// id_rsa, those that are there and have no passphrase.
+	DefaultIdentityFiles []string `json:"default_identity_files,omitempty"`
+	// ConfigFile is the OpenSSH client config read for each host
+	// (ssh.config_file, default ~/.ssh/config); empty when
+	// ssh.use_ssh_config is false.
+	ConfigFile string `json:"config_file,omitempty"`
 }
 
 // Jump is a bastion host.

@@ -212,53 +212,6 @@ func checkVaultPath(s string) error {
 	return nil
 }
 
-func (v *validator) ssh(s sshFile) SSH {
-	out := SSH{User: s.User, Become: s.Become, ConnectTimeout: s.ConnectTimeout.d, CommandTimeout: s.CommandTimeout.d}
-	if out.User == "" {
-		out.User = DefaultSSHUser
-	}
-	if err := policies.ValidateUser(out.User); err != nil {
-		v.add(p("ssh", "user"), err)
-	}
-	switch out.Become {
-	case "":
-		out.Become = "none"
-	case "none", "sudo":
-	default:
-		v.add(p("ssh", "become"), fmt.Errorf(`%q: want "none" or "sudo"`, out.Become))
-	}
-	if out.User != "root" && out.Become == "none" {
-		v.add(p("ssh", "become"), fmt.Errorf(`user %q is not root: set become: sudo (passwordless sudo)`, out.User))
-	}
-	kh := s.KnownHosts
-	if kh == "" {
-		kh = DefaultKnownHosts
-	}
-	out.KnownHosts = v.localPath(p("ssh", "known_hosts"), kh)
-	for i, f := range s.IdentityFiles {
-		out.IdentityFiles = append(out.IdentityFiles, v.localPath(p("ssh", "identity_files", i), f))
-	}
-	if out.ConnectTimeout == 0 {
-		out.ConnectTimeout = DefaultConnectTimeout
-	}
-	if out.CommandTimeout == 0 {
-		out.CommandTimeout = DefaultCommandTimeout
-	}
-	if s.Jump != nil {
-		out.Jump = &Jump{Address: s.Jump.Address, Port: s.Jump.Port}
-		if out.Jump.Port == 0 {
-			out.Jump.Port = DefaultSSHPort
-		}
-		if err := checkAddress(out.Jump.Address); err != nil {
-			v.add(p("ssh", "jump", "address"), err)
-		}
-		if out.Jump.Port < 1 || out.Jump.Port > 65535 {
-			v.add(p("ssh", "jump", "port"), fmt.Errorf("%d is not a TCP port", out.Jump.Port))
-		}
-	}
-	return out
-}
-
 // localPath resolves a path on the operator's machine: "~/" against the
 // operator's home, relative paths against the config file's directory.
 func (v *validator) localPath(path []any, s string) string {
@@ -316,7 +269,7 @@ func (v *validator) hosts(cfg *Config, raw file) {
 				host.Address = h.Name
 			}
 			if h.Port != nil {
-				host.Port = *h.Port
+				host.Port, host.PortSet = *h.Port, true
 				if host.Port < 1 || host.Port > 65535 {
 					v.add(at("port"), fmt.Errorf("%d is not a TCP port (1-65535; leave it out for 22)", *h.Port))
 				}
@@ -335,6 +288,7 @@ func (v *validator) hosts(cfg *Config, raw file) {
 			if h.Local && (h.Address != "" || h.Port != nil) {
 				v.add(at("local"), errors.New("a local host is written directly: address and port do not apply"))
 			}
+			host.User = v.hostUser(at("user"), h, raw.SSH.User, cfg.SSH.Become)
 			if h.Root != "" {
 				host.Root = v.localPath(at("root"), h.Root)
 				if !h.Local {

@@ -67,14 +67,29 @@ func (e *Env) connect(ctx context.Context, h config.Host) (distribute.Host, erro
 	return e.ssh.Open(ctx, h.Name, distribute.SSHEndpoint{Address: h.Address, Port: h.Port}, h.Root)
 }
 
-// sshConfig maps the config's ssh section for the transport.
+// sshConfig maps the config's ssh section for the transport, with what
+// each host's entry wrote (which wins over ~/.ssh/config): an address
+// other than its name, a port, a user.
 func sshConfig(c *config.Config) distribute.SSHConfig {
 	out := distribute.SSHConfig{
-		User: c.SSH.User, KnownHosts: c.SSH.KnownHosts, Sudo: c.SSH.Become == "sudo",
-		IdentityFiles: c.SSH.IdentityFiles, ConnectTimeout: c.SSH.ConnectTimeout, CommandTimeout: c.SSH.CommandTimeout,
+		User: c.SSH.User, KnownHosts: c.SSH.KnownHosts, ExtraKnownHosts: c.SSH.ExtraKnownHosts, Sudo: c.SSH.Become == "sudo",
+		IdentityFiles: c.SSH.IdentityFiles, DefaultIdentityFiles: c.SSH.DefaultIdentityFiles,
+		ConnectTimeout: c.SSH.ConnectTimeout, CommandTimeout: c.SSH.CommandTimeout,
+		OpenSSHConfig: c.SSH.ConfigFile, Hosts: map[string]distribute.SSHHostConfig{},
 	}
 	if j := c.SSH.Jump; j != nil {
 		out.Jump = &distribute.SSHEndpoint{Name: "jump " + j.Address, Address: j.Address, Port: j.Port}
+	}
+	for _, h := range c.Hosts {
+		var own distribute.SSHHostConfig
+		if h.Address != h.Name {
+			own.Address = h.Address
+		}
+		if h.PortSet {
+			own.Port = h.Port
+		}
+		own.User = h.User
+		out.Hosts[h.Name] = own
 	}
 	return out
 }
