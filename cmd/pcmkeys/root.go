@@ -123,6 +123,7 @@ and delivers them as atomically written files with strict owners and modes.`,
 		newRotateCmd(g), newRevokeCmd(g), newFetchCmd(g), newPushCmd(g), newStatusCmd(g), newImportCmd(g), newDoctorCmd(g), newAuditCmd(g), newPolicyCmd(g))
 	root.AddCommand(newManCmd(g), newAdminsCmd(g), newRemoveClientCmd(g))
 	root.AddCommand(newMetricsCmd(g))
+	root.AddCommand(newBackupCmd(g), newRestoreCmd(g))
 	registerCompletions(g, root)
 	return root
 }

@@ -188,6 +188,7 @@ func TestRestoreCheckAndSet(t *testing.T) {
 	data, info := f.backup(t)
 
 	f.put(t, keystore.CIB("hacluster"), keys.PSK, 32) // v3
+	f.put(t, keystore.AuthkeyID, keys.Authkey, 4096)  // v2
 	alice, _ := f.s.GetAdmin(ctx, "alice")
 	alice.Revoked = time.Now()
 	if _, err := f.s.PutAdmin(ctx, alice); err != nil {
@@ -223,8 +224,8 @@ func TestRestoreCheckAndSet(t *testing.T) {
 	if got := state(t, f.s); got != before {
 		t.Errorf("restored store:\n%s\nwant, as backed up:\n%s", got, before)
 	}
-	if !slices.Equal(res.Readmitted, []string{"alice"}) || !slices.Equal(res.Dropped, []string{"dave"}) || res.Archive.State != info.State {
-		t.Errorf("restore result: readmitted %v dropped %v state %s", res.Readmitted, res.Dropped, res.Archive.State)
+	if !slices.Equal(res.Readmitted, []string{"alice"}) || !slices.Equal(res.Dropped, []string{"dave"}) || res.Archive.State != info.State || !res.AuthkeyChanged {
+		t.Errorf("restore result: readmitted %v dropped %v state %s authkey changed %v", res.Readmitted, res.Dropped, res.Archive.State, res.AuthkeyChanged)
 	}
 	if kept, _ := filepath.Glob(filepath.Join(f.dir, "credentials", "cib", "bob", "*.age")); len(kept) != 0 {
 		t.Errorf("the destroyed key came back: %v", kept)
@@ -239,8 +240,8 @@ func TestRestoreCheckAndSet(t *testing.T) {
 		t.Errorf("unlock after the restore: %v", err)
 	}
 	lease, _ = f.s.Lock(ctx, "again", time.Minute)
-	if _, err := f.s.Restore(ctx, bytes.NewReader(data), RestoreOptions{Holder: "again"}); err != nil {
-		t.Errorf("restoring the archive the store already matches: %v", err)
+	if res, err := f.s.Restore(ctx, bytes.NewReader(data), RestoreOptions{Holder: "again"}); err != nil || res.Changed || res.AuthkeyChanged || len(res.Differences) != 0 {
+		t.Errorf("restoring the archive the store already matches: %v %+v", err, res)
 	}
 	f.s.Unlock(ctx, lease)
 }

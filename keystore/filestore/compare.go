@@ -27,11 +27,13 @@ func (res *RestoreResult) compare(cur *archive, readErr error, a *archive) {
 		want := c.Versions[len(c.Versions)-1]
 		if !ok {
 			res.Differences = append(res.Differences, fmt.Sprintf("%s: not in the store; the backup's version %d comes back", c.ID, want.Version))
+			res.AuthkeyChanged = res.AuthkeyChanged || c.ID == keystore.AuthkeyID
 			continue
 		}
 		got := m.Versions[len(m.Versions)-1]
 		switch {
 		case got.Version != want.Version || got.Fingerprint != want.Fingerprint:
+			res.AuthkeyChanged = res.AuthkeyChanged || c.ID == keystore.AuthkeyID
 			res.Differences = append(res.Differences, fmt.Sprintf("%s: the store is at version %d (%s), the backup at version %d (%s)", c.ID, got.Version, got.Fingerprint, want.Version, want.Fingerprint))
 		case !sameJSON(m, c.meta):
 			res.Differences = append(res.Differences, fmt.Sprintf("%s: the versions' records differ (destroyed, dates or holders)", c.ID))

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"filippo.io/age"
@@ -55,6 +56,10 @@ type RestoreResult struct {
 	Readmitted []string `json:"readmitted"`
 	// Dropped are admins the store had and the archive does not.
 	Dropped []string `json:"dropped"`
+	// AuthkeyChanged is set when the restored authkey is not the one the
+	// store had: on a running cluster it must reach the hosts by the live
+	// procedure, not a bare write.
+	AuthkeyChanged bool `json:"authkey_changed"`
 	// Leftover is the replaced store's directory, if it could not be
 	// removed after the swap.
 	Leftover string `json:"leftover,omitempty"`
@@ -87,7 +92,7 @@ func (s *Store) Restore(ctx context.Context, r io.Reader, opts RestoreOptions) (
 		cur, err := s.snapshot(false)
 		res.compare(cur, err, a)
 		if res.Changed && !opts.Force {
-			return fmt.Errorf("%w (%d difference(s)): nothing was restored; --force restores over it", ErrChanged, len(res.Differences))
+			return fmt.Errorf("%w: %s; nothing was restored (--force restores over it)", ErrChanged, strings.Join(res.Differences, "; "))
 		}
 		if opts.DryRun {
 			return nil
