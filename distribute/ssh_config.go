@@ -89,7 +89,6 @@ func (d *sshDialer) options(alias string) (sshOptions, error) {
 	if d.openssh == nil {
 		return o, nil
 	}
-	alias = strings.ToLower(alias) // as ssh matches its argument
 	for _, kv := range []struct {
 		key string
 		to  *string

@@ -2,7 +2,10 @@ package distribute
 
 import (
 	"os"
+	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -49,7 +52,7 @@ Host bastion
     HostName 192.0.2.1
     Port 22022
     IdentityFile ~/.ssh/bastion
-Host upper
+Host Upper
     Port 2022
 Host *
     User admin
@@ -77,7 +80,8 @@ Host *
 		{"wildcard with %h and a jump", SSHEndpoint{Name: "db.lab", Address: "db.lab", Port: 22}, "db.lab.internal", 22, "admin", via,
 			nil, nil, "ops@192.0.2.1:2200"},
 		{"not in the file", SSHEndpoint{Name: "other", Address: "other", Port: 22}, "other", 22, "admin", via, nil, nil, ""},
-		{"matched in lower case, as ssh does", SSHEndpoint{Name: "UPPER", Address: "UPPER", Port: 22}, "UPPER", 2022, "admin", via, nil, nil, ""},
+		{"matched as written, as ssh does", SSHEndpoint{Name: "Upper", Address: "Upper", Port: 22}, "Upper", 2022, "admin", via, nil, nil, ""},
+		{"another case is another name", SSHEndpoint{Name: "UPPER", Address: "UPPER", Port: 22}, "UPPER", 22, "admin", via, nil, nil, ""},
 		{"pcmkeys's own fields win", SSHEndpoint{Name: "mine", Address: "mine", Port: 22}, "192.0.2.9", 2200, "root", "", nil, nil, ""},
 		{"only the user is pcmkeys's", SSHEndpoint{Name: "halfmine", Address: "halfmine", Port: 22}, "halfmine", 22, "alice", "", nil, nil, ""},
 	}
@@ -204,6 +208,71 @@ func TestParseJump(t *testing.T) {
 		}
 		if err != nil || u != tc.user || h != tc.host || p != tc.port {
 			t.Errorf("%q: %q %q %d %v", tc.in, u, h, p, err)
+		}
+	}
+}
+
+// TestOpenSSHAgreesWithSSH: for each name, the address, port, user and
+// ProxyJump pcmkeys reads from a config are what OpenSSH's own ssh -G
+// makes of it.
+func TestOpenSSHAgreesWithSSH(t *testing.T) {
+	if _, err := exec.LookPath("ssh"); err != nil {
+		t.Skip("ssh (openssh-client) is not installed")
+	}
+	isolatedHome(t)
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := openSSHFile(t, t.TempDir(), `
+Host web web2
+    HostName 10.1.2.3
+    Port 2222
+Host web
+    Port 3333
+    User first
+Host *.lab !db.lab
+    HostName %h.internal
+    ProxyJump ops@bastion:2200
+Host db.*
+    User dba
+Match host m1
+    Port 4444
+Host Upper
+    User upper
+Host *.example
+    Port 5555
+Host a.example
+    Port 6666
+    User later
+`)
+	d, err := newSSHDialer(SSHConfig{User: me.Username, Sudo: true, KnownHosts: "/kh", OpenSSHConfig: conf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.close()
+	for _, name := range []string{"web", "web2", "x.lab", "db.lab", "m1", "Upper", "UPPER", "a.example", "plain", "10.0.0.1"} {
+		out, err := exec.Command("ssh", "-G", "-F", conf, name).Output()
+		if err != nil {
+			t.Fatalf("ssh -G %s: %v", name, err)
+		}
+		g := map[string]string{}
+		for _, line := range strings.Split(string(out), "\n") {
+			if k, v, ok := strings.Cut(line, " "); ok {
+				if _, dup := g[k]; !dup {
+					g[k] = v
+				}
+			}
+		}
+		r, err := d.resolve(SSHEndpoint{Name: name, Address: name, Port: 22})
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		o, _ := d.options(name)
+		if !strings.EqualFold(r.ep.Address, g["hostname"]) || strconv.Itoa(r.ep.Port) != g["port"] || r.user != g["user"] || o.proxyJump != g["proxyjump"] {
+			t.Errorf("%s: pcmkeys %s@%s:%d via %q; ssh -G %s@%s:%s via %q", name, r.user, r.ep.Address, r.ep.Port, o.proxyJump,
+				g["user"], g["hostname"], g["port"], g["proxyjump"])
 		}
 	}
 }
