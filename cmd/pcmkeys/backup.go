@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -377,8 +378,35 @@ func runRestore(g *globals, path string, force bool, identityFile string) error 
 	if err != nil {
 		return err
 	}
+	res.Readmitted = revokedSince(cfg, res)
 	rep := restoreReport{File: path, RestoreResult: res}
 	return printResult(g, rep, rep.text())
+}
+
+// revokedSince adds to the admins the restore readmits (found by
+// comparing with the store it replaced) those the audit trail says a
+// revoke named after the backup was made, and whose record in the
+// archive is not a finished revocation: the trail outlives a lost store.
+func revokedSince(cfg *config.Config, res filestore.RestoreResult) []string {
+	out := res.Readmitted
+	recs, err := audit.Open(cfg.AuditPath).Read()
+	if err != nil {
+		return out
+	}
+	for _, r := range recs {
+		if r.Action != "revoke" || !r.Time.After(res.Archive.Created) {
+			continue
+		}
+		for _, u := range r.Args {
+			for _, a := range res.Archive.Admins {
+				if a.User == u && a.State != "revoked" && !slices.Contains(out, u) {
+					out = append(out, u)
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // readIdentities reads --identity-file, if given.
@@ -428,7 +456,7 @@ func (r restoreReport) text() string {
 		b.WriteString("  the store was as the backup left it\n")
 	}
 	for _, u := range r.Readmitted {
-		fmt.Fprintf(&b, "  note: %s was revoked after the backup and has access again in the restored store: after the push, run pcmkeys revoke %s\n", u, u)
+		fmt.Fprintf(&b, "  note: %s was revoked after the backup and has access again in the restored store: run pcmkeys revoke %s again (after the push)\n", u, u)
 	}
 	for _, u := range r.Dropped {
 		fmt.Fprintf(&b, "  note: the record of %s (onboarded after the backup) is gone: their client files stay on their hosts; onboard them again or delete the files\n", u)

@@ -238,6 +238,15 @@ func TestRestoreReadmitsRevoked(t *testing.T) {
 	if !strings.Contains(out, "bob was revoked after the backup and has access again") || !strings.Contains(out, "pcmkeys revoke bob") {
 		t.Errorf("restore does not say bob is readmitted:\n%s", out)
 	}
+	// The store is lost: made again from the archive, there is nothing to
+	// compare with, and the audit trail says bob was revoked since.
+	if err := os.RemoveAll(filepath.Join(filepath.Dir(cfg), "store")); err != nil {
+		t.Fatal(err)
+	}
+	out = mustCLI(t, "--config", cfg, "restore", archive)
+	if !strings.Contains(out, "made the store") || !strings.Contains(out, "bob was revoked after the backup and has access again") {
+		t.Errorf("restore into a lost store does not say bob is readmitted:\n%s", out)
+	}
 	mustCLI(t, "--config", cfg, "push")
 	if !nodeKey().Equal(bobKey) {
 		t.Fatal("after restore and push the node should accept the key bob held at the backup (this test documents that)")

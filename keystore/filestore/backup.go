@@ -131,7 +131,7 @@ func (s *Store) Backup(ctx context.Context, w io.Writer, recipients ...age.Recip
 		return BackupInfo{}, fmt.Errorf("back up %s: %w", s.dir, err)
 	}
 	defer a.wipe()
-	a.Created = s.now().UTC().Truncate(time.Second)
+	a.Created = s.now().UTC().Truncate(time.Millisecond)
 	a.Store = s.dir
 	if abs, err := filepath.Abs(s.dir); err == nil {
 		a.Store = abs
