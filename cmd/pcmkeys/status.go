@@ -104,8 +104,8 @@ func newAuditCmd(g *globals) *cobra.Command {
 		Long: `Print the records of the audit trail (config audit.path), oldest first, one
 line each: time, operator (and "(vault IDENTITY)"), action, result, the
 arguments in brackets, then key=value fields: created, used, destroyed and
-removed credentials as ID:vVERSION:FINGERPRINT; ok and failed hosts; the
-number of steps; error. A value with a space, a quote, '=', a bracket or a
+removed credentials as ID:vVERSION:FINGERPRINT; hosts_ok and hosts_failed
+(HOST: ERROR; …); the number of steps; error. A value with a space, a quote, '=', a bracket or a
 control character is quoted as in Go, so a record never spans lines. -o json
 prints the records whole (steps included) as a JSON array. --since keeps the
 records from a time on: a duration back from now (36h, 7d, 2w) or a time
@@ -219,12 +219,12 @@ func auditLine(r audit.Record) string {
 	for _, k := range []string{"created", "used", "destroyed", "removed", "changed"} {
 		kv(k, strings.Join(changes[k], ","))
 	}
-	kv("ok", strings.Join(r.HostsOK, ","))
+	kv("hosts_ok", strings.Join(r.HostsOK, ","))
 	var failed []string
 	for _, h := range r.HostsFailed {
 		failed = append(failed, h.Host+": "+h.Error)
 	}
-	kv("failed", strings.Join(failed, "; "))
+	kv("hosts_failed", strings.Join(failed, "; "))
 	if len(r.Steps) > 0 {
 		kv("steps", strconv.Itoa(len(r.Steps)))
 	}
