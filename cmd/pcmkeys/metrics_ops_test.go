@@ -238,7 +238,7 @@ func TestMetricsUnits(t *testing.T) {
 		{svc["ExecStart"], "pcmkeys metrics --out /var/lib/prometheus/node-exporter/pcmkeys.prom"},
 		{svc["Type"], "oneshot"},
 		{svc["ProtectSystem"], "strict"},
-		{svc["ReadWritePaths"], "-/var/lib/prometheus/node-exporter"},
+		{svc["ReadWritePaths"], "-/var/lib/prometheus/node-exporter -/var/lib/pcmkeys"},
 		{svc["TimeoutStartSec"], "4min"},
 		{tmr["OnUnitActiveSec"], "5min"},
 		{tmr["WantedBy"], "timers.target"},
