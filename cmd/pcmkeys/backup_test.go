@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"filippo.io/age"
 
@@ -180,6 +181,27 @@ func TestBackupRestoreQuickstart(t *testing.T) {
 		if storeTree(t, cfg) != rotated {
 			t.Fatalf("%s: a refused restore changed the store", tc.name)
 		}
+	}
+
+	// Another run holds the cluster's lock: exit 5, naming it, nothing
+	// changed.
+	storeDir := filepath.Join(filepath.Dir(cfg), "store")
+	st, err := filestore.Open(storeDir, storeDir+".agekey", filestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease, err := st.Lock(context.Background(), "the scheduled job", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := cli(t, false, "--config", cfg, "restore", archive, "--force"); code != 5 || !strings.Contains(stderr, "the scheduled job") {
+		t.Errorf("restore while another run holds the lock: exit %d: %s", code, stderr)
+	}
+	if storeTree(t, cfg) != rotated {
+		t.Fatal("a restore refused the lock changed the store")
+	}
+	if err := st.Unlock(context.Background(), lease); err != nil {
+		t.Fatal(err)
 	}
 
 	out := mustCLI(t, "--config", cfg, "restore", archive, "--force")
