@@ -47,7 +47,7 @@ func openEnv(ctx context.Context, g *globals, createStore bool) (*rotate.Env, fu
 	env := &rotate.Env{
 		Config: cfg, Store: store, Operator: rotate.CurrentOperator(),
 		Parallel: g.parallel, DryRun: g.dryRun, LockWait: g.lockWait, Log: g.logger(), Progress: newProgress(g),
-		Audit: audit.Open(cfg.AuditPath),
+		Audit: audit.Open(cfg.AuditPath).WithSyslog(cfg.AuditSyslog),
 	}
 	if vs, ok := store.(*vaultstore.Store); ok {
 		env.VaultIdentity = vs.TokenName(ctx)
