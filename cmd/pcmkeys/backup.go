@@ -5,16 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"filippo.io/age"
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/pcmkeys/pcmkeys/audit"
 	"github.com/pcmkeys/pcmkeys/config"
@@ -111,9 +109,13 @@ func runBackup(g *globals, path string, recipientKeys []string, recipientFile st
 	if err != nil {
 		return err
 	}
-	recipients, names, err := parseRecipients(recipientKeys, recipientFile)
+	recipients, err := filestore.ParseRecipients(recipientKeys, recipientFile)
 	if err != nil {
-		return err
+		return &flagError{err}
+	}
+	var names []string
+	for _, r := range recipients {
+		names = append(names, fmt.Sprint(r))
 	}
 	if _, err := os.Lstat(path); err == nil {
 		return flagErrorf("backup: %s exists: a backup never replaces a file; name a new one", path)
@@ -131,7 +133,13 @@ func runBackup(g *globals, path string, recipientKeys []string, recipientFile st
 	var archive bytes.Buffer
 	info, err := st.Backup(ctx, &archive, recipients...)
 	if err == nil && !g.dryRun {
-		err = writeNewFile(path, archive.Bytes())
+		err = filestore.WriteArchive(path, archive.Bytes())
+		if errors.Is(err, fs.ErrExist) {
+			return flagErrorf("backup: %s exists: a backup never replaces a file; name a new one", path)
+		}
+		if err != nil {
+			err = fmt.Errorf("backup: %w", err)
+		}
 	}
 	rep := backupReport{File: path, DryRun: g.dryRun, Recipients: names, BackupInfo: info}
 	if !g.dryRun {
@@ -178,40 +186,6 @@ func credentialsText(b *strings.Builder, creds []filestore.CredentialInfo) {
 	}
 }
 
-// parseRecipients reads --recipient and --recipient-file. A secret key
-// given by mistake is refused without being repeated.
-func parseRecipients(keys []string, file string) ([]age.Recipient, []string, error) {
-	var out []age.Recipient
-	var names []string
-	for _, k := range keys {
-		if strings.HasPrefix(strings.ToUpper(k), "AGE-SECRET-KEY") {
-			return nil, nil, flagErrorf("--recipient: that is an age secret key, not a public key (age1…): never give a secret key on a command line")
-		}
-		rs, err := age.ParseRecipients(strings.NewReader(k))
-		if err != nil || len(rs) != 1 || strings.ContainsAny(k, "\r\n") {
-			return nil, nil, flagErrorf("--recipient %.80q: not an age public key (age1…)", k)
-		}
-		out = append(out, rs[0])
-		names = append(names, k)
-	}
-	if file != "" {
-		f, err := os.OpenFile(file, os.O_RDONLY|unix.O_NOFOLLOW, 0)
-		if err != nil {
-			return nil, nil, flagErrorf("--recipient-file: %v", err)
-		}
-		defer f.Close()
-		rs, err := age.ParseRecipients(f)
-		if err != nil {
-			return nil, nil, flagErrorf("--recipient-file %s: %v", file, err)
-		}
-		out = append(out, rs...)
-		for _, r := range rs {
-			names = append(names, fmt.Sprint(r))
-		}
-	}
-	return out, names, nil
-}
-
 // openFileStore opens the file store the config names.
 func openFileStore(ctx context.Context, cfg *config.Config) (*filestore.Store, error) {
 	st, err := rotate.OpenStore(ctx, cfg, false)
@@ -224,43 +198,6 @@ func openFileStore(ctx context.Context, cfg *config.Config) (*filestore.Store, e
 		return nil, flagErrorf("%s", vaultBackupHint)
 	}
 	return fs, nil
-}
-
-// writeNewFile creates path (O_EXCL, 0600, links not followed), writes
-// data and fsyncs it and its directory; on any failure the file is
-// removed.
-func writeNewFile(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		return flagErrorf("backup: %s exists: a backup never replaces a file; name a new one", path)
-	}
-	if err != nil {
-		return fmt.Errorf("backup: %w", err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = syncDir(filepath.Dir(path))
-	}
-	if err != nil {
-		os.Remove(path)
-		return fmt.Errorf("backup: write %s: %w", path, err)
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // recordAudit appends a backup's or restore's record to the audit trail.
@@ -319,32 +256,20 @@ func withClusterLock(ctx context.Context, g *globals, st keystore.Store, action 
 	return errors.Join(err, st.Unlock(context.WithoutCancel(ctx), lease))
 }
 
-// readArchiveFile reads an archive file, links not followed.
-func readArchiveFile(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
-	if err != nil {
-		return nil, flagErrorf("restore: %v", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, 256<<20))
-	if err != nil {
-		return nil, fmt.Errorf("restore: read %s: %w", path, err)
-	}
-	return data, nil
-}
-
 func runRestore(g *globals, path string, force bool, identityFile string) error {
 	cfg, err := fileStoreConfig(g, "restore")
 	if err != nil {
 		return err
 	}
-	ids, err := readIdentities(identityFile)
-	if err != nil {
-		return err
+	var ids []age.Identity
+	if identityFile != "" {
+		if ids, err = filestore.ReadIdentities(identityFile); err != nil {
+			return &flagError{err}
+		}
 	}
-	data, err := readArchiveFile(path)
+	data, err := filestore.ReadArchive(path)
 	if err != nil {
-		return err
+		return flagErrorf("restore: %v", err)
 	}
 	ctx, cancel := signalContext(g)
 	defer cancel()
@@ -407,23 +332,6 @@ func revokedSince(cfg *config.Config, res filestore.RestoreResult) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// readIdentities reads --identity-file, if given.
-func readIdentities(path string) ([]age.Identity, error) {
-	if path == "" {
-		return nil, nil
-	}
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
-	if err != nil {
-		return nil, flagErrorf("--identity-file: %v", err)
-	}
-	defer f.Close()
-	ids, err := age.ParseIdentities(f)
-	if err != nil {
-		return nil, flagErrorf("--identity-file %s: %v", path, err)
-	}
-	return ids, nil
 }
 
 type restoreReport struct {
