@@ -19,7 +19,7 @@ const (
 )
 
 func (v *validator) ssh(s sshFile) SSH {
-	out := SSH{User: s.User, Become: s.Become, ConnectTimeout: s.ConnectTimeout.d, CommandTimeout: s.CommandTimeout.d}
+	out := SSH{User: s.User, UserSet: s.User != "", Become: s.Become, ConnectTimeout: s.ConnectTimeout.d, CommandTimeout: s.CommandTimeout.d}
 	if out.User == "" {
 		out.User = DefaultSSHUser
 	}
@@ -98,9 +98,8 @@ func (v *validator) openSSH(s sshFile, out *SSH) {
 	}
 }
 
-// hostUser is the login user the config names for a host: its own user:,
-// else ssh.user when written (else "": the OpenSSH config's, or root).
-func (v *validator) hostUser(at []any, h hostFile, sshUser, become string) string {
+// hostUser checks a host's own login user (user:).
+func (v *validator) hostUser(at []any, h hostFile, become string) string {
 	if h.Local {
 		if h.User != "" {
 			v.add(at, errors.New("a local host is written directly: user does not apply"))
@@ -108,7 +107,7 @@ func (v *validator) hostUser(at []any, h hostFile, sshUser, become string) strin
 		return ""
 	}
 	if h.User == "" {
-		return sshUser
+		return ""
 	}
 	if err := policies.ValidateUser(h.User); err != nil {
 		v.add(at, err)
@@ -118,4 +117,21 @@ func (v *validator) hostUser(at []any, h hostFile, sshUser, become string) strin
 		v.add(at, fmt.Errorf(`user %q is not root: set ssh.become: sudo (passwordless sudo)`, h.User))
 	}
 	return h.User
+}
+
+// Login is what the config wrote of how to log in to h, which wins over
+// ~/.ssh/config: an address other than its name, a port, a user (its own,
+// else a written ssh.user). A zero value was not written.
+func (c *Config) Login(h Host) (address string, port int, user string) {
+	if h.Address != h.Name {
+		address = h.Address
+	}
+	if h.PortSet {
+		port = h.Port
+	}
+	user = h.User
+	if user == "" && c.SSH.UserSet {
+		user = c.SSH.User
+	}
+	return address, port, user
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -64,22 +65,24 @@ func TestSSHOpenSSHFiles(t *testing.T) {
 	}
 }
 
-// TestHostUser: a host's user: (else a written ssh.user) is its login
-// user, winning over ~/.ssh/config; an unwritten one leaves it to that.
-// Whether a port was written is kept too.
+// TestHostUser: a host's own user: is kept apart from ssh.user (both win
+// over ~/.ssh/config's User: rotate's sshConfig puts them together), and
+// whether ssh.user and a port were written.
 func TestHostUser(t *testing.T) {
 	base := "cluster: c\nstore: {type: file, path: st}\ncib: {port: 5403}\n"
 	cases := []struct {
 		name, doc string
 		users     string // each host's User, space-separated ("-" for none)
+		userSet   bool
 		problem   string
 	}{
-		{"none written", "nodes: [{name: n1}, {name: n2}]\n", "- -", ""},
-		{"per host", "ssh: {become: sudo}\nnodes: [{name: n1, user: deploy}, {name: n2}]\n", "deploy -", ""},
-		{"ssh.user for all, a host's own wins", "ssh: {user: admin, become: sudo}\nnodes: [{name: n1, user: root}, {name: n2}]\n", "root admin", ""},
-		{"not root without sudo", "nodes: [{name: n1, user: deploy}]\n", "", `line 4: nodes[0].user: user "deploy" is not root: set ssh.become: sudo`},
-		{"a bad name", "ssh: {become: sudo}\nnodes: [{name: n1, user: \"a:b\"}]\n", "", "nodes[0].user:"},
-		{"on a local host", "nodes: [{name: n1, local: true, user: root}]\n", "", "nodes[0].user: a local host is written directly: user does not apply"},
+		{"none written", "nodes: [{name: n1}, {name: n2}]\n", "- -", false, ""},
+		{"per host", "ssh: {become: sudo}\nnodes: [{name: n1, user: deploy}, {name: n2}]\n", "deploy -", false, ""},
+		{"ssh.user and a host's own", "ssh: {user: admin, become: sudo}\nnodes: [{name: n1, user: root}, {name: n2}]\n", "root -", true, ""},
+		{"ssh.user root, written", "ssh: {user: root}\nnodes: [{name: n1}]\n", "-", true, ""},
+		{"not root without sudo", "nodes: [{name: n1, user: deploy}]\n", "", false, `line 4: nodes[0].user: user "deploy" is not root: set ssh.become: sudo`},
+		{"a bad name", "ssh: {become: sudo}\nnodes: [{name: n1, user: \"a:b\"}]\n", "", false, "nodes[0].user:"},
+		{"on a local host", "nodes: [{name: n1, local: true, user: root}]\n", "", false, "nodes[0].user: a local host is written directly: user does not apply"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -101,8 +104,8 @@ func TestHostUser(t *testing.T) {
 					got = append(got, h.User)
 				}
 			}
-			if strings.Join(got, " ") != tc.users {
-				t.Errorf("users %q, want %q", got, tc.users)
+			if strings.Join(got, " ") != tc.users || cfg.SSH.UserSet != tc.userSet {
+				t.Errorf("users %q, ssh.user written %v; want %q, %v", got, cfg.SSH.UserSet, tc.users, tc.userSet)
 			}
 		})
 	}
@@ -112,5 +115,41 @@ func TestHostUser(t *testing.T) {
 	}
 	if !cfg.Hosts[0].PortSet || cfg.Hosts[1].PortSet || cfg.Hosts[1].Port != 22 {
 		t.Errorf("port written: %+v", cfg.Hosts)
+	}
+}
+
+// TestLogin: what wins over ~/.ssh/config for each host, as the transport
+// gets it, also after a program changed ssh.user in a parsed config.
+func TestLogin(t *testing.T) {
+	doc := "cluster: c\nstore: {type: file, path: st}\ncib: {port: 5403}\nssh: {become: sudo%s}\n" +
+		"nodes: [{name: n1}, {name: n2, address: 192.0.2.2, port: 22, user: deploy}, {name: n3, address: n3, port: 2222}]\n"
+	cases := []struct {
+		name, ssh string
+		want      []string // address port user, per host
+	}{
+		{"ssh.user not written", "", []string{" 0 ", "192.0.2.2 22 deploy", " 2222 "}},
+		{"ssh.user written", ", user: admin", []string{" 0 admin", "192.0.2.2 22 deploy", " 2222 admin"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(fmt.Sprintf(doc, tc.ssh)), "/etc/pcmkeys/pcmkeys.yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, h := range cfg.Hosts {
+				a, p, u := cfg.Login(h)
+				if got := fmt.Sprintf("%s %d %s", a, p, u); got != tc.want[i] {
+					t.Errorf("%s: %q, want %q", h.Name, got, tc.want[i])
+				}
+			}
+			if tc.ssh == "" {
+				return
+			}
+			changed := *cfg
+			changed.SSH.User = "other"
+			if _, _, u := changed.Login(changed.Hosts[0]); u != "other" {
+				t.Errorf("after ssh.user changed: %q", u)
+			}
+		})
 	}
 }

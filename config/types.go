@@ -176,9 +176,8 @@ type Host struct {
 	// Local hosts are written directly, without SSH.
 	Local bool `json:"local"`
 	Role  Role `json:"role"`
-	// User is the SSH login user the config names for this host: its
-	// user:, else ssh.user when written; empty: the OpenSSH config's
-	// User, else ssh.user's default.
+	// User is the host's own SSH login user (its user:), which wins over
+	// ssh.user and the OpenSSH config's User; empty: not written.
 	User string `json:"user,omitempty"`
 	// PortSet says the config wrote Port; an unwritten port gives way to
 	// the OpenSSH config's Port. (An unwritten address is the name, which
@@ -227,6 +226,9 @@ type SSH struct {
 	// identity_files is not written: ~/.ssh/id_ed25519, id_ecdsa and
 	// id_rsa, those that are there and have no passphrase.
 	DefaultIdentityFiles []string `json:"default_identity_files,omitempty"`
+	// UserSet says ssh.user was written: it then wins over the OpenSSH
+	// config's User (an unwritten one, root, gives way to it).
+	UserSet bool `json:"-"`
 	// ConfigFile is the OpenSSH client config read for each host
 	// (ssh.config_file, default ~/.ssh/config); empty when
 	// ssh.use_ssh_config is false.

@@ -288,7 +288,7 @@ func (v *validator) hosts(cfg *Config, raw file) {
 			if h.Local && (h.Address != "" || h.Port != nil) {
 				v.add(at("local"), errors.New("a local host is written directly: address and port do not apply"))
 			}
-			host.User = v.hostUser(at("user"), h, raw.SSH.User, cfg.SSH.Become)
+			host.User = v.hostUser(at("user"), h, cfg.SSH.Become)
 			if h.Root != "" {
 				host.Root = v.localPath(at("root"), h.Root)
 				if !h.Local {

@@ -69,7 +69,7 @@ func (e *Env) connect(ctx context.Context, h config.Host) (distribute.Host, erro
 
 // sshConfig maps the config's ssh section for the transport, with what
 // each host's entry wrote (which wins over ~/.ssh/config): an address
-// other than its name, a port, a user.
+// other than its name, a port, a user (its own, else a written ssh.user).
 func sshConfig(c *config.Config) distribute.SSHConfig {
 	out := distribute.SSHConfig{
 		User: c.SSH.User, KnownHosts: c.SSH.KnownHosts, ExtraKnownHosts: c.SSH.ExtraKnownHosts, Sudo: c.SSH.Become == "sudo",
@@ -81,15 +81,8 @@ func sshConfig(c *config.Config) distribute.SSHConfig {
 		out.Jump = &distribute.SSHEndpoint{Name: "jump " + j.Address, Address: j.Address, Port: j.Port}
 	}
 	for _, h := range c.Hosts {
-		var own distribute.SSHHostConfig
-		if h.Address != h.Name {
-			own.Address = h.Address
-		}
-		if h.PortSet {
-			own.Port = h.Port
-		}
-		own.User = h.User
-		out.Hosts[h.Name] = own
+		addr, port, u := c.Login(h)
+		out.Hosts[h.Name] = distribute.SSHHostConfig{Address: addr, Port: port, User: u}
 	}
 	return out
 }
