@@ -88,7 +88,7 @@ func (s *Store) Restore(ctx context.Context, r io.Reader, opts RestoreOptions) (
 	if err != nil {
 		return res, err
 	}
-	err = s.withLock(ctx, true, func() error {
+	err = s.withLock(ctx, !opts.DryRun, func() error {
 		cur, err := s.snapshot(false)
 		res.compare(cur, err, a)
 		if res.Changed && !opts.Force {
