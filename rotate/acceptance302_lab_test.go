@@ -61,20 +61,7 @@ func acceptance302(t *testing.T, store string) {
 	lab := pcmklab.StartLab(t, 3, sshlab.Options{})
 	dir := t.TempDir()
 	// cib.server is left to its default: the first node's address.
-	doc := fmt.Sprintf(`cluster: lab
-store: %s
-identity_mode: shared
-ssh: {user: root, known_hosts: %s, identity_files: [%s], command_timeout: 20s}
-cib: {port: %d}
-audit: {path: %s/audit.jsonl}
-nodes:
-  - {name: host00, address: 127.0.0.1, port: %d}
-  - {name: host01, address: 127.0.0.1, port: %d}
-remote_nodes:
-  - {name: host02, address: 127.0.0.1, port: %d}
-`, storeYAML(t, store, dir), lab.KnownHosts, lab.IdentityFile, acc302Port, dir,
-		lab.Hosts[0].Port, lab.Hosts[1].Port, lab.Hosts[2].Port)
-	e := labEnv(t, doc, dir)
+	e := labDoc{store: store, commandTimeout: "20s", cibPort: acc302Port, audit: true, nodes: []int{0, 1}, remotes: []int{2}}.env(t, lab, dir)
 	c := &acc302{e: e, nodes: lab.Hosts[:2], remote: lab.Hosts[2]}
 	// fact logs what a step showed, unless an assertion of it failed.
 	fact := func(format string, args ...any) {

@@ -59,7 +59,7 @@ func TestRemoveClient(t *testing.T) {
 		if now := c.key(t, "cib/hacluster"); now.Version != shared.Version {
 			t.Errorf("remove-client rotated the shared key: v%d, was v%d", now.Version.Version, shared.Version.Version)
 		}
-		if _, err := Status(ctx, c.env); err != nil {
+		if _, err := Status(ctx, c.env, StatusRequest{}); err != nil {
 			t.Errorf("status after remove-client: %v", err)
 		}
 		// Refusals change nothing.
@@ -94,7 +94,7 @@ func TestRemoveClient(t *testing.T) {
 func TestHostLimits(t *testing.T) {
 	c := onboarded(t, "file", "shared")
 	ctx := context.Background()
-	st, err := StatusWith(ctx, c.env, StatusRequest{Hosts: []string{"node2"}})
+	st, err := Status(ctx, c.env, StatusRequest{Hosts: []string{"node2"}})
 	if err != nil || len(st.Hosts) != 1 || st.Hosts[0].Host != "node2" || len(st.Credentials) != 3 {
 		t.Errorf("status --host node2: %v %+v", err, st)
 	}
@@ -106,7 +106,7 @@ func TestHostLimits(t *testing.T) {
 		name string
 		run  func() error
 	}{
-		{"status --host nosuch", func() error { _, err := StatusWith(ctx, c.env, StatusRequest{Hosts: []string{"nosuch"}}); return err }},
+		{"status --host nosuch", func() error { _, err := Status(ctx, c.env, StatusRequest{Hosts: []string{"nosuch"}}); return err }},
 		{"doctor --host nosuch", func() error { _, err := Doctor(ctx, c.env, []string{"nosuch"}); return err }},
 		{"push --host nosuch", func() error { _, err := Push(ctx, c.env, []string{"nosuch"}); return err }},
 		{"rotate --host nosuch", func() error { _, err := Rotate(ctx, c.env, Request{Hosts: []string{"nosuch"}}); return err }},

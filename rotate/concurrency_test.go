@@ -83,7 +83,7 @@ func TestConcurrentOperators(t *testing.T) {
 		if _, ok := c.nodeKeys(t, "node1")["alice"]; ok {
 			t.Error("alice is still on node1")
 		}
-		if _, err := Status(ctx, c.env); err != nil {
+		if _, err := Status(ctx, c.env, StatusRequest{}); err != nil {
 			t.Errorf("status after the races: %v", err)
 		}
 	})

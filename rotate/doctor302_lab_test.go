@@ -26,19 +26,7 @@ func newDoctorLab(t *testing.T, mode string) (*Env, *sshlab.Lab) {
 	t.Helper()
 	lab := pcmklab.StartLab(t, 3, sshlab.Options{})
 	dir := t.TempDir()
-	doc := fmt.Sprintf(`cluster: lab
-store: {type: file, path: %s/store}
-identity_mode: %s
-ssh: {user: root, known_hosts: %s, identity_files: [%s], command_timeout: 60s}
-cib: {port: %d}
-audit: {path: %s/audit.jsonl}
-nodes:
-  - {name: host00, address: 127.0.0.1, port: %d}
-  - {name: host01, address: 127.0.0.1, port: %d}
-remote_nodes:
-  - {name: host02, address: 127.0.0.1, port: %d}
-`, dir, mode, lab.KnownHosts, lab.IdentityFile, d302Port, dir, lab.Hosts[0].Port, lab.Hosts[1].Port, lab.Hosts[2].Port)
-	e := labEnv(t, doc, dir)
+	e := labDoc{mode: mode, commandTimeout: "60s", cibPort: d302Port, audit: true, nodes: []int{0, 1}, remotes: []int{2}}.env(t, lab, dir)
 	if _, err := Init(context.Background(), e); err != nil {
 		t.Fatal(err)
 	}

@@ -60,7 +60,11 @@ func (e *Env) connect(ctx context.Context, h config.Host) (distribute.Host, erro
 	if h.Local {
 		return distribute.NewLocal(h.Name, h.Root)
 	}
-	e.sshOnce.Do(func() { e.ssh, e.sshErr = distribute.NewSSHDialer(sshConfig(e.Config)) })
+	e.sshOnce.Do(func() {
+		cfg := sshConfig(e.Config)
+		cfg.Log = e.log()
+		e.ssh, e.sshErr = distribute.NewSSHDialer(cfg)
+	})
 	if e.sshErr != nil {
 		return nil, e.sshErr
 	}

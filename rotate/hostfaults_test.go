@@ -18,19 +18,7 @@ func faultLab(t *testing.T, opts sshlab.Options, commandTimeout time.Duration) (
 	t.Helper()
 	lab := sshlab.Start(t, 4, opts)
 	dir := t.TempDir()
-	doc := fmt.Sprintf(`cluster: lab
-store: {type: file, path: %s/store}
-identity_mode: per-user
-ssh: {known_hosts: %s, identity_files: [%s], command_timeout: %s}
-cib: {port: 5403}
-nodes:
-  - {name: host00, address: 127.0.0.1, port: %d}
-  - {name: host01, address: 127.0.0.1, port: %d}
-  - {name: host02, address: 127.0.0.1, port: %d}
-clients:
-  - {name: host03, address: 127.0.0.1, port: %d}
-`, dir, lab.KnownHosts, lab.IdentityFile, commandTimeout, lab.Hosts[0].Port, lab.Hosts[1].Port, lab.Hosts[2].Port, lab.Hosts[3].Port)
-	e := labEnv(t, doc, dir)
+	e := labDoc{mode: "per-user", commandTimeout: commandTimeout.String(), nodes: []int{0, 1, 2}, clients: []int{3}}.env(t, lab, dir)
 	ctx := context.Background()
 	if _, err := Init(ctx, e); err != nil {
 		t.Fatal(err)
@@ -108,7 +96,7 @@ func TestHostFaults(t *testing.T) {
 		if _, err := Push(ctx, e, nil); err != nil {
 			t.Fatalf("push after recovery: %v", err)
 		}
-		if _, err := Status(ctx, e); err != nil {
+		if _, err := Status(ctx, e, StatusRequest{}); err != nil {
 			t.Errorf("status after recovery: %v", err)
 		}
 	})
@@ -169,7 +157,7 @@ func TestHostFaults(t *testing.T) {
 		if _, err := Push(ctx, e, nil); err != nil {
 			t.Fatalf("push after recovery: %v", err)
 		}
-		if st, err := Status(ctx, e); err != nil {
+		if st, err := Status(ctx, e, StatusRequest{}); err != nil {
 			t.Errorf("status after recovery: %v\n%+v", err, st.Hosts)
 		}
 	})

@@ -21,19 +21,7 @@ func labCluster(t *testing.T, store, mode string) (*Env, *sshlab.Lab) {
 	t.Helper()
 	lab := sshlab.Start(t, 4, sshlab.Options{SudoOnly: []int{2}})
 	dir := t.TempDir()
-	doc := fmt.Sprintf(`cluster: lab
-store: %s
-identity_mode: %s
-ssh: {user: root, known_hosts: %s, identity_files: [%s]}
-cib: {port: 5403}
-nodes:
-  - {name: host00, address: 127.0.0.1, port: %d}
-  - {name: host01, address: 127.0.0.1, port: %d}
-remote_nodes:
-  - {name: host02, address: 127.0.0.1, port: %d}
-clients:
-  - {name: host03, address: 127.0.0.1, port: %d}
-`, storeYAML(t, store, dir), mode, lab.KnownHosts, lab.IdentityFile, lab.Hosts[0].Port, lab.Hosts[1].Port, lab.Hosts[2].Port, lab.Hosts[3].Port)
+	doc := labDoc{store: store, mode: mode, nodes: []int{0, 1}, remotes: []int{2}, clients: []int{3}}.yaml(t, lab, dir)
 	cfg, err := config.Parse([]byte(doc), dir+"/pcmkeys.yaml")
 	if err != nil {
 		t.Fatal(err)

@@ -273,7 +273,7 @@ func TestRevokeUnreachableThenRerun(t *testing.T) {
 			t.Fatal(err)
 		}
 		down = false
-		st, err := Status(ctx, c.env)
+		st, err := Status(ctx, c.env, StatusRequest{})
 		if !errors.Is(err, ErrFindings) || !hasState(st, "ws2", FileStale) {
 			t.Errorf("status during an unfinished revocation: %v", err)
 		}
@@ -290,7 +290,7 @@ func TestRevokeUnreachableThenRerun(t *testing.T) {
 		if _, err := c.env.Store.Get(ctx, keystore.CIB("alice")); !errors.Is(err, keystore.ErrDestroyed) {
 			t.Errorf("alice's key after the rerun: %v", err)
 		}
-		if _, err := Status(ctx, c.env); err != nil {
+		if _, err := Status(ctx, c.env, StatusRequest{}); err != nil {
 			t.Errorf("status after the rerun: %v", err)
 		}
 	})
@@ -313,7 +313,7 @@ func TestStatusAndPush(t *testing.T) {
 	forEachStore(t, func(t *testing.T, store string) {
 		c := onboarded(t, store, "shared")
 		ctx := context.Background()
-		st, err := Status(ctx, c.env)
+		st, err := Status(ctx, c.env, StatusRequest{})
 		if err != nil {
 			t.Fatalf("status of a fresh cluster: %v %+v", err, st)
 		}
@@ -324,7 +324,7 @@ func TestStatusAndPush(t *testing.T) {
 		os.Chmod(n1.Path("etc/pacemaker/authkey"), 0o644)                                                                 // wrong mode
 		os.WriteFile(n2.Path("etc/pacemaker/cib-credentials"), []byte("hacluster:"+strings.Repeat("00", 32)+"\n"), 0o600) // drift
 		os.Remove(ws.Path("home/bob/.pcmkeys/test.env"))                                                                  // missing
-		st, err = Status(ctx, c.env)
+		st, err = Status(ctx, c.env, StatusRequest{})
 		if !errors.Is(err, ErrFindings) || st.Findings != 3 {
 			t.Fatalf("status after tampering: %v, %d findings", err, st.Findings)
 		}
@@ -342,7 +342,7 @@ func TestStatusAndPush(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.env.DryRun = false
-		if _, err := Status(ctx, c.env); !errors.Is(err, ErrFindings) {
+		if _, err := Status(ctx, c.env, StatusRequest{}); !errors.Is(err, ErrFindings) {
 			t.Error("a dry-run push repaired something")
 		}
 		rep, err := Push(ctx, c.env, []string{"node1"})
@@ -364,7 +364,7 @@ func TestStatusAndPush(t *testing.T) {
 		if written != 2 {
 			t.Errorf("push wrote %d files, want the 2 still wrong", written)
 		}
-		if _, err := Status(ctx, c.env); err != nil {
+		if _, err := Status(ctx, c.env, StatusRequest{}); err != nil {
 			t.Errorf("status after push: %v", err)
 		}
 		if _, err := Push(ctx, c.env, []string{"nosuch"}); !errors.Is(err, ErrBadInput) {
@@ -606,7 +606,7 @@ func TestDestroyedCurrentVersionWayOut(t *testing.T) {
 		if err := c.env.Store.Destroy(ctx, keystore.CIB("hacluster"), cur.Version.Version); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Status(ctx, c.env); !errors.Is(err, keystore.ErrDestroyed) {
+		if _, err := Status(ctx, c.env, StatusRequest{}); !errors.Is(err, keystore.ErrDestroyed) {
 			t.Fatalf("status over a destroyed current version: %v", err)
 		}
 		if _, err := Rotate(ctx, c.env, Request{CIB: true}); err != nil {
@@ -618,7 +618,7 @@ func TestDestroyedCurrentVersionWayOut(t *testing.T) {
 		if _, err := Push(ctx, c.env, nil); err != nil {
 			t.Errorf("push after the way out: %v", err)
 		}
-		if _, err := Status(ctx, c.env); err != nil {
+		if _, err := Status(ctx, c.env, StatusRequest{}); err != nil {
 			t.Errorf("status after the way out: %v", err)
 		}
 	})

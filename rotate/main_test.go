@@ -1,13 +1,16 @@
 package rotate
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/pcmkeys/pcmkeys/config"
+	"github.com/pcmkeys/pcmkeys/internal/sshlab"
 	"github.com/pcmkeys/pcmkeys/internal/vaultlab"
 )
 
@@ -58,4 +61,67 @@ func labEnv(t *testing.T, doc, dir string) *Env {
 	e := &Env{Config: cfg, Store: st, Operator: "tester", Parallel: 8}
 	t.Cleanup(func() { e.Close(); st.Close() })
 	return e
+}
+
+// labDoc is the config of a cluster of SSH lab hosts, reached as root:
+// which hosts (by index in the lab) have which role, and what else the
+// test needs. Every lab test builds its config here.
+type labDoc struct {
+	store string // "file" (default) or "vault"
+	// storeDoc, if set, is the store's YAML as it is (configs that share
+	// one store).
+	storeDoc string
+	mode     string // identity_mode: shared (default) or per-user
+	// commandTimeout is ssh.command_timeout ("" for the default).
+	commandTimeout string
+	// cibPort is cib.port (5403 by default).
+	cibPort int
+	// audit writes an audit trail in the test's directory.
+	audit bool
+	// extra is more top-level YAML.
+	extra                   string
+	nodes, remotes, clients []int
+}
+
+// yaml renders the config for lab, with the store and trail in dir.
+func (d labDoc) yaml(t *testing.T, lab *sshlab.Lab, dir string) string {
+	t.Helper()
+	store, mode, port := cmp.Or(d.store, "file"), cmp.Or(d.mode, "shared"), cmp.Or(d.cibPort, 5403)
+	var b strings.Builder
+	storeDoc := d.storeDoc
+	if storeDoc == "" {
+		storeDoc = storeYAML(t, store, dir)
+	}
+	fmt.Fprintf(&b, "cluster: lab\nstore: %s\nidentity_mode: %s\n", storeDoc, mode)
+	// The machine's ~/.ssh/config is no part of a lab.
+	fmt.Fprintf(&b, "ssh: {user: root, known_hosts: %s, identity_files: [%s], use_ssh_config: false", lab.KnownHosts, lab.IdentityFile)
+	if d.commandTimeout != "" {
+		fmt.Fprintf(&b, ", command_timeout: %s", d.commandTimeout)
+	}
+	fmt.Fprintf(&b, "}\ncib: {port: %d}\n", port)
+	if d.audit {
+		fmt.Fprintf(&b, "audit: {path: %s/audit.jsonl}\n", dir)
+	}
+	if d.extra != "" {
+		b.WriteString(strings.TrimSuffix(d.extra, "\n") + "\n")
+	}
+	for _, role := range []struct {
+		key   string
+		hosts []int
+	}{{"nodes", d.nodes}, {"remote_nodes", d.remotes}, {"clients", d.clients}} {
+		if len(role.hosts) == 0 {
+			continue
+		}
+		b.WriteString(role.key + ":\n")
+		for _, i := range role.hosts {
+			fmt.Fprintf(&b, "  - {name: host%02d, address: 127.0.0.1, port: %d}\n", i, lab.Hosts[i].Port)
+		}
+	}
+	return b.String()
+}
+
+// env is labEnv over d's config.
+func (d labDoc) env(t *testing.T, lab *sshlab.Lab, dir string) *Env {
+	t.Helper()
+	return labEnv(t, d.yaml(t, lab, dir), dir)
 }

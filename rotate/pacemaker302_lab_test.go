@@ -45,17 +45,7 @@ func newP302Lab(t *testing.T, store string) *p302Lab {
 	requireGnuTLS(t)
 	lab := pcmklab.StartLab(t, 2, sshlab.Options{})
 	dir := t.TempDir()
-	doc := fmt.Sprintf(`cluster: lab
-store: %s
-identity_mode: shared
-ssh: {user: root, known_hosts: %s, identity_files: [%s], command_timeout: 20s}
-cib: {port: %d}
-audit: {path: %s/audit.jsonl}
-nodes:
-  - {name: host00, address: 127.0.0.1, port: %d}
-  - {name: host01, address: 127.0.0.1, port: %d}
-`, storeYAML(t, store, dir), lab.KnownHosts, lab.IdentityFile, p302Port, dir, lab.Hosts[0].Port, lab.Hosts[1].Port)
-	e := labEnv(t, doc, dir)
+	e := labDoc{store: store, commandTimeout: "20s", cibPort: p302Port, audit: true, nodes: []int{0, 1}}.env(t, lab, dir)
 	ctx := context.Background()
 	if _, err := Init(ctx, e); err != nil {
 		t.Fatal(err)

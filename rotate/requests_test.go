@@ -74,7 +74,7 @@ func TestVaultRequestCounts(t *testing.T) {
 			// Shared mode reads hacluster's password once more everywhere,
 			// and rotate and revoke write it (read, put + metadata).
 			// status: the admins (list + one read each), each key once.
-			count("status (2 admins)", map[string]int64{"shared": 3 + 2 + 1, "per-user": 3 + 3}[mode], func() error { _, err := Status(ctx, c.env); return err })
+			count("status (2 admins)", map[string]int64{"shared": 3 + 2 + 1, "per-user": 3 + 3}[mode], func() error { _, err := Status(ctx, c.env, StatusRequest{}); return err })
 			// rotate: lock, the admins, the keys rotated (and in per-user
 			// mode the others for cib-credentials), each new version's
 			// put + metadata.
@@ -118,7 +118,7 @@ func TestVaultStatusRequestsPerAdmin(t *testing.T) {
 		}
 	}
 	before := requests()
-	st, err := Status(ctx, c.env)
+	st, err := Status(ctx, c.env, StatusRequest{})
 	if st == nil || len(st.Credentials) != n+1 {
 		t.Fatalf("status: %v", err)
 	}

@@ -30,25 +30,11 @@ func newRevokeLab(t *testing.T, store, mode, extra string) (*Env, *revokeLab) {
 	rl := &revokeLab{lab: lab}
 	rl.env = func(t *testing.T, clients ...string) *Env {
 		t.Helper()
-		var cl strings.Builder
+		d := labDoc{storeDoc: storeDoc, mode: mode, commandTimeout: "20s", audit: true, extra: extra, nodes: []int{0, 1}}
 		for _, c := range clients {
-			i := map[string]int{"host02": 2, "host03": 3}[c]
-			fmt.Fprintf(&cl, "  - {name: %s, address: 127.0.0.1, port: %d}\n", c, lab.Hosts[i].Port)
+			d.clients = append(d.clients, map[string]int{"host02": 2, "host03": 3}[c])
 		}
-		doc := fmt.Sprintf(`cluster: lab
-store: %s
-identity_mode: %s
-ssh: {user: root, known_hosts: %s, identity_files: [%s], command_timeout: 20s}
-cib: {port: 5403}
-audit: {path: %s/audit.jsonl}
-%s
-nodes:
-  - {name: host00, address: 127.0.0.1, port: %d}
-  - {name: host01, address: 127.0.0.1, port: %d}
-clients:
-%s`, storeDoc, mode, lab.KnownHosts, lab.IdentityFile, dir, extra, lab.Hosts[0].Port, lab.Hosts[1].Port, cl.String())
-		e := labEnv(t, doc, dir)
-		return e
+		return d.env(t, lab, dir)
 	}
 	return rl.env(t, "host02", "host03"), rl
 }
@@ -156,7 +142,7 @@ func TestLabRevokeStaleClientHost(t *testing.T) {
 		if rep, err := Push(ctx, without, nil); len(failedByHost(err)) != 1 || len(rep.Hosts) < 3 {
 			t.Errorf("push without host03: %v", err)
 		}
-		st, err := Status(ctx, without)
+		st, err := Status(ctx, without, StatusRequest{})
 		if !errors.Is(err, ErrFindings) || !hasHostState(st, "host03", State(StatusNotInConfig)) {
 			t.Errorf("status without host03: %v %+v", err, st)
 		}
@@ -256,7 +242,7 @@ func TestLabRevokeHugeKeyFile(t *testing.T) {
 	if out, err := rl.lab.Hosts[2].Exec(ctx, "rm /home/alice/.pcmkeys/lab.key && su alice -s /bin/sh -c 'truncate -s 1T /home/alice/.pcmkeys/lab.key'"); err != nil {
 		t.Fatal(err, out)
 	}
-	st, err := Status(ctx, e)
+	st, err := Status(ctx, e, StatusRequest{})
 	if !errors.Is(err, ErrFindings) || !hasState(st, "host02", FileDrift) {
 		t.Errorf("status with a 1 TB key file: %v", err)
 	}

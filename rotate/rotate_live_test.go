@@ -35,7 +35,7 @@ func liveCluster(t *testing.T, version string) (*Env, *clusterlab.Cluster) {
 	dir := t.TempDir()
 	doc := fmt.Sprintf(`cluster: lab
 store: {type: file, path: %s/store}
-ssh: {known_hosts: %s, identity_files: [%s], command_timeout: 60s}
+ssh: {known_hosts: %s, identity_files: [%s], command_timeout: 60s, use_ssh_config: false}
 cib: {port: 5403, password: unmanaged}
 audit: {path: %s/audit.jsonl}
 nodes:

@@ -80,12 +80,6 @@ type FileStatus struct {
 	Detail string            `json:"detail,omitempty"`
 }
 
-// Status compares every host with the store, without changing anything.
-// Its error wraps ErrFindings when anything is not as it should be.
-func Status(ctx context.Context, e *Env) (*StatusReport, error) {
-	return StatusWith(ctx, e, StatusRequest{})
-}
-
 // StatusRequest says what status looks at beyond the files.
 type StatusRequest struct {
 	// Verify also runs the real client as each admin on each of their
@@ -96,8 +90,10 @@ type StatusRequest struct {
 	Hosts []string
 }
 
-// StatusWith is Status with the checks req asks for.
-func StatusWith(ctx context.Context, e *Env, req StatusRequest) (*StatusReport, error) {
+// Status compares every host (or those req names) with the store,
+// without changing anything, with the checks req asks for. Its error
+// wraps ErrFindings when anything is not as it should be.
+func Status(ctx context.Context, e *Env, req StatusRequest) (*StatusReport, error) {
 	rep := &StatusReport{}
 	ds, creds, err := e.desired(ctx, deliver.WriteIfDrift, req.Hosts)
 	if err != nil {

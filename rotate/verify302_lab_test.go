@@ -24,7 +24,7 @@ func TestVerify302(t *testing.T) {
 	if err != nil || len(rep.Logins) != 1 || !rep.Logins[0].OK {
 		t.Fatalf("onboard --verify: %v %+v", err, rep.Logins)
 	}
-	st, err := StatusWith(ctx, e, StatusRequest{Verify: true})
+	st, err := Status(ctx, e, StatusRequest{Verify: true})
 	if err != nil || len(st.Logins) != 2 {
 		t.Fatalf("status --verify of a cluster in sync: %v %+v", err, st.Logins)
 	}
@@ -47,7 +47,7 @@ func TestVerify302(t *testing.T) {
 					t.Fatal(err, out)
 				}
 			}
-			st, err := StatusWith(ctx, e, StatusRequest{Verify: true})
+			st, err := Status(ctx, e, StatusRequest{Verify: true})
 			var alice *LoginCheck
 			for i := range st.Logins {
 				if st.Logins[i].User == "alice" {
@@ -79,7 +79,7 @@ func TestVerify302(t *testing.T) {
 					t.Fatal(err, out)
 				}
 			}
-			if st, err := StatusWith(ctx, e, StatusRequest{Verify: true}); err != nil {
+			if st, err := Status(ctx, e, StatusRequest{Verify: true}); err != nil {
 				t.Errorf("after the repair: %v %+v", err, st.Logins)
 			}
 		})
@@ -93,7 +93,7 @@ func TestVerify302(t *testing.T) {
 func TestStatusRestartPending302(t *testing.T) {
 	l := newP302Lab(t, "file")
 	ctx := context.Background()
-	if st, err := Status(ctx, l.e); err != nil {
+	if st, err := Status(ctx, l.e, StatusRequest{}); err != nil {
 		t.Fatalf("status of a cluster in sync: %v %+v", err, st.Hosts)
 	}
 	l.based.Stop()
@@ -106,14 +106,14 @@ func TestStatusRestartPending302(t *testing.T) {
 	if _, err := Push(ctx, l.e, nil); err != nil {
 		t.Fatal(err)
 	}
-	st, err := Status(ctx, l.e)
+	st, err := Status(ctx, l.e, StatusRequest{})
 	if !errors.Is(err, ErrFindings) || !hasState(st, "host00", FileRestartPending) {
 		t.Fatalf("status with based on anonymous TLS: %v %+v", err, st.Hosts)
 	}
 	if err := l.based.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := Status(ctx, l.e); err != nil {
+	if st, err := Status(ctx, l.e, StatusRequest{}); err != nil {
 		t.Errorf("status after the restart: %v %+v", err, st.Hosts)
 	}
 }

@@ -159,7 +159,7 @@ func TestCrashConsistencyLab(t *testing.T) {
 		}
 	}
 	c := &crashCluster{bin: pcmkeysBinary(t), cfg: filepath.Join(dir, "pcmkeys.yaml"), client: "host03", env: []string{"VAULT_TOKEN=" + srv.RootToken}}
-	doc := fmt.Sprintf("cluster: crash\nstore: {type: vault, address: %q, mount: %s}\naudit: {path: audit.jsonl}\nssh: {known_hosts: %s, identity_files: [%s]}\ncib: {port: 5403}\nnodes:\n%sclients:\n  - {name: host03, address: 127.0.0.1, port: %d, root: %s}\n",
+	doc := fmt.Sprintf("cluster: crash\nstore: {type: vault, address: %q, mount: %s}\naudit: {path: audit.jsonl}\nssh: {known_hosts: %s, identity_files: [%s], use_ssh_config: false}\ncib: {port: 5403}\nnodes:\n%sclients:\n  - {name: host03, address: 127.0.0.1, port: %d, root: %s}\n",
 		srv.Addr, mount, lab.KnownHosts, lab.IdentityFile, hosts.String(), lab.Hosts[3].Port, roots[3])
 	if err := os.WriteFile(c.cfg, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)

@@ -27,7 +27,7 @@ func TestInterruptLeavesNoTempFile(t *testing.T) {
 		fmt.Fprintf(&nodes, "  - {name: %s, address: 127.0.0.1, port: %d}\n", h.Name, h.Port)
 	}
 	cfg := filepath.Join(dir, "pcmkeys.yaml")
-	doc := fmt.Sprintf("cluster: c\nstore: {type: file, path: store}\naudit: {path: audit.jsonl}\nssh: {known_hosts: %s, identity_files: [%s]}\ncib: {port: 5403}\nnodes:\n%s", lab.KnownHosts, lab.IdentityFile, nodes.String())
+	doc := fmt.Sprintf("cluster: c\nstore: {type: file, path: store}\naudit: {path: audit.jsonl}\nssh: {known_hosts: %s, identity_files: [%s], use_ssh_config: false}\ncib: {port: 5403}\nnodes:\n%s", lab.KnownHosts, lab.IdentityFile, nodes.String())
 	if err := os.WriteFile(cfg, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func slowInit(t *testing.T) (*exec.Cmd, *syncBuffer) {
 		fmt.Fprintf(&nodes, "  - {name: %s, address: 127.0.0.1, port: %d}\n", h.Name, h.Port)
 	}
 	cfg := filepath.Join(dir, "pcmkeys.yaml")
-	doc := fmt.Sprintf("cluster: c\nstore: {type: file, path: store}\naudit: {path: audit.jsonl}\nssh: {known_hosts: %s, identity_files: [%s], command_timeout: 30s}\ncib: {port: 5403}\nnodes:\n%s", lab.KnownHosts, lab.IdentityFile, nodes.String())
+	doc := fmt.Sprintf("cluster: c\nstore: {type: file, path: store}\naudit: {path: audit.jsonl}\nssh: {known_hosts: %s, identity_files: [%s], command_timeout: 30s, use_ssh_config: false}\ncib: {port: 5403}\nnodes:\n%s", lab.KnownHosts, lab.IdentityFile, nodes.String())
 	if err := os.WriteFile(cfg, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}

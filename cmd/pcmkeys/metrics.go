@@ -67,7 +67,7 @@ func runMetrics(g *globals, out string) error {
 	err = withEnv(g, false, func(ctx context.Context, env *rotate.Env) error {
 		env.Progress = nil
 		var err error
-		st, err = rotate.Status(ctx, env)
+		st, err = rotate.Status(ctx, env, rotate.StatusRequest{})
 		if err != nil && !errors.Is(err, rotate.ErrFindings) {
 			return err
 		}

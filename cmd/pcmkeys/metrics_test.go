@@ -306,7 +306,7 @@ func TestMetricsOverdue(t *testing.T) {
 	later := time.Now().Add(100 * policies.Day)
 	env := &rotate.Env{Config: cfg, Store: store, Parallel: 1, Now: func() time.Time { return later }}
 	defer env.Close()
-	st, err := rotate.Status(ctx, env)
+	st, err := rotate.Status(ctx, env, rotate.StatusRequest{})
 	if err == nil {
 		t.Fatal("status 100 days on found nothing overdue")
 	}

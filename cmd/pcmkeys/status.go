@@ -34,7 +34,7 @@ Exit 4 when anything is found, 0 when all is in sync.`,
 		RunE: func(*cobra.Command, []string) error {
 			return withEnv(g, false, func(ctx context.Context, env *rotate.Env) error {
 				env.Progress = nil // status prints its own table
-				st, err := rotate.StatusWith(ctx, env, req)
+				st, err := rotate.Status(ctx, env, req)
 				if err != nil && !errors.Is(err, rotate.ErrFindings) {
 					return err // no report: it would look like a clean one
 				}
