@@ -16,8 +16,18 @@ import (
 
 // withLock runs fn holding the cluster's lock, unless this is a dry run.
 func (e *Env) withLock(ctx context.Context, action string, fn func() error) error {
+	return e.WithLock(ctx, action, func(string) error { return fn() })
+}
+
+// WithLock runs fn holding the cluster's lock in e.Store (unless this is
+// a dry run), as every workflow does: for work on the store outside them
+// (a restore of the file store). fn gets the lock's holder, as the store
+// records it. With e.LockWait it waits for another run's lock; the lock
+// of a run on this machine that died is broken; the lease is renewed
+// while fn runs and released after.
+func (e *Env) WithLock(ctx context.Context, action string, fn func(holder string) error) error {
 	if e.DryRun {
-		return fn()
+		return fn("")
 	}
 	host, _ := os.Hostname()
 	owner := fmt.Sprintf("%s@%s pid %d (%s)", e.Operator, host, os.Getpid(), action)
@@ -73,7 +83,7 @@ func (e *Env) withLock(ctx context.Context, action string, fn func() error) erro
 			e.log().Error("release the cluster lock", "err", err)
 		}
 	}()
-	return fn()
+	return fn(owner)
 }
 
 var holderRE = regexp.MustCompile(`^.*@(.+) pid (\d+) \(`)

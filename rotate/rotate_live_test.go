@@ -15,6 +15,7 @@ import (
 
 	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/internal/clusterlab"
+	"github.com/pcmkeys/pcmkeys/keys"
 	"github.com/pcmkeys/pcmkeys/keystore"
 )
 
@@ -184,6 +185,30 @@ func TestLiveAuthkeyRefusals(t *testing.T) {
 	unchanged("dry run")
 	if err := c.Cleanup(ctx, ""); err != nil {
 		t.Fatal(err)
+	}
+
+	// push with another authkey in the store (one restored from a backup,
+	// say): on a live cluster the hosts' authkey is left as it is, and the
+	// run fails naming the live procedure. (init first: the lab's store
+	// holds only the authkey, and push converges every file.)
+	if _, err := Init(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	other, err := keys.Generate(keys.Authkey, e.Config.Policy.KeySize(keys.Authkey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Store.Put(ctx, keystore.AuthkeyID, other, keystore.PutOptions{CAS: before.Version.Version, CreatedBy: "tester"}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = Push(ctx, e, nil)
+	if !errors.Is(err, ErrPartial) || !strings.Contains(strings.Join(rep.Notes, " "), "rotate --authkey --restart") {
+		t.Errorf("push of another authkey on a live cluster: %v %v", err, rep.Notes)
+	}
+	for _, n := range append([]*clusterlab.Node{c.Remote}, c.Nodes...) {
+		if out, err := n.Exec(ctx, "sha256sum < /etc/pacemaker/authkey | cut -c1-64"); err != nil || out != sha(before.Key)+"\n" {
+			t.Errorf("push on a live cluster changed %s's authkey: %q %v", n.Name, out, err)
+		}
 	}
 }
 

@@ -209,51 +209,7 @@ func recordAudit(cfg *config.Config, action, file string, creds []filestore.Cred
 	if runErr != nil {
 		r.Result, r.Error, r.Credentials = "failed", runErr.Error(), nil
 	}
-	return audit.Open(cfg.AuditPath).Append(r)
-}
-
-// withClusterLock runs fn holding the cluster's lock as rotate's
-// workflows take it (the same holder format; --wait waits for another
-// run's; the lease is renewed while fn runs and released after).
-func withClusterLock(ctx context.Context, g *globals, st keystore.Store, action string, fn func(holder string) error) error {
-	host, _ := os.Hostname()
-	holder := fmt.Sprintf("%s@%s pid %d (%s)", rotate.CurrentOperator(), host, os.Getpid(), action)
-	lease, err := st.Lock(ctx, holder, keystore.DefaultLockTTL)
-	var le *keystore.LockedError
-	for deadline := time.Now().Add(g.lockWait); errors.As(err, &le) && time.Now().Before(deadline); {
-		g.logger().Info("waiting for the cluster's lock", "holder", le.Holder)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
-		}
-		lease, err = st.Lock(ctx, holder, keystore.DefaultLockTTL)
-	}
-	if err != nil {
-		return err
-	}
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(keystore.DefaultLockTTL / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				if l, err := st.Renew(context.WithoutCancel(ctx), lease, keystore.DefaultLockTTL); err == nil {
-					lease = l // read by the Unlock below only after done
-				} else {
-					g.logger().Error("renew the cluster lock", "err", err)
-				}
-			}
-		}
-	}()
-	err = fn(holder)
-	close(stop)
-	<-done
-	return errors.Join(err, st.Unlock(context.WithoutCancel(ctx), lease))
+	return audit.Open(cfg.AuditPath).WithSyslog(cfg.AuditSyslog).Append(r)
 }
 
 func runRestore(g *globals, path string, force bool, identityFile string) error {
@@ -286,7 +242,8 @@ func runRestore(g *globals, path string, force bool, identityFile string) error 
 		res, err = st.Restore(ctx, bytes.NewReader(data), opts)
 	default:
 		defer st.Close()
-		err = withClusterLock(ctx, g, st, "restore", func(holder string) error {
+		env := &rotate.Env{Config: cfg, Store: st, Operator: rotate.CurrentOperator(), LockWait: g.lockWait, Log: g.logger()}
+		err = env.WithLock(ctx, "restore", func(holder string) error {
 			opts.Holder = holder
 			var rerr error
 			res, rerr = st.Restore(ctx, bytes.NewReader(data), opts)
