@@ -21,7 +21,7 @@ import (
 // then restores maintenance mode to what the marker says, not to "on".
 
 // resumeMarkerPath is the marker on each full node (root-owned, 0600).
-const resumeMarkerPath = "/etc/pacemaker/pcmkeys-live-rotation"
+const resumeMarkerPath = LiveRotationMarkerPath
 
 // markerFile renders the marker: the value maintenance-mode had before
 // ("" for unset).

@@ -12,18 +12,11 @@ import (
 
 	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/distribute"
-	"github.com/pcmkeys/pcmkeys/keystore"
-	"github.com/pcmkeys/pcmkeys/policies"
 	"github.com/pcmkeys/pcmkeys/rotate"
 )
 
 // auditdKey is the key every rule carries: ausearch -k pcmkeys.
 const auditdKey = "pcmkeys"
-
-// liveRotationMarkerPath is the marker a live authkey rotation keeps on
-// every full node while it runs (rotate's resumeMarkerPath; a test reads
-// rotate's source to keep the two equal).
-const liveRotationMarkerPath = "/etc/pacemaker/pcmkeys-live-rotation"
 
 // Limits of auditctl's rules files (audit-userspace, src/auditctl.c): a
 // line is read into 6144 bytes, a watch's path is shorter than PATH_MAX
@@ -55,11 +48,11 @@ and no host is contacted.`,
 		Args: argsExactly(0),
 		RunE: func(*cobra.Command, []string) error {
 			return withEnv(g, false, func(ctx context.Context, env *rotate.Env) error {
-				admins, err := env.Store.ListAdmins(ctx)
+				files, err := rotate.ManagedFiles(ctx, env)
 				if err != nil {
 					return err
 				}
-				rs := auditdRules(ctx, env.Config, admins)
+				rs := auditdRules(ctx, env.Config, files)
 				return printResult(g, rs, rs.text())
 			})
 		},
@@ -92,64 +85,42 @@ type auditdUnresolved struct {
 	Reason string `json:"reason"`
 }
 
-// auditdRules lists the files pcmkeys manages on every host of cfg and
-// the client hosts admins hold files on. Homes are looked up on local
-// hosts only.
-func auditdRules(ctx context.Context, cfg *config.Config, admins []keystore.Admin) auditdRuleSet {
+// auditdRules turns the files pcmkeys manages into each host's rules.
+// Homes are looked up on local hosts only.
+func auditdRules(ctx context.Context, cfg *config.Config, files []rotate.ManagedFile) auditdRuleSet {
 	hosts := map[string]*auditdHost{}
-	roots := map[string]string{}
-	locals := map[string]bool{}
-	get := func(name string, inConfig bool) *auditdHost {
-		if hosts[name] == nil {
-			hosts[name] = &auditdHost{Host: name, InConfig: inConfig, Rules: []string{}, Unresolved: []auditdUnresolved{}}
-		}
-		return hosts[name]
+	for _, h := range cfg.Hosts { // a host with nothing to watch is listed too
+		hosts[h.Name] = &auditdHost{Host: h.Name, InConfig: true, Rules: []string{}, Unresolved: []auditdUnresolved{}}
 	}
-	files := cfg.Policy.Files
-	managed := cfg.Policy.IdentityMode == policies.Shared && cfg.CIB.ManagePassword
-	for _, h := range cfg.Hosts {
-		hh := get(h.Name, true)
-		roots[h.Name], locals[h.Name] = h.Root, h.Local
-		for _, k := range []policies.FileKind{policies.CIBCredentials, policies.Authkey} {
-			if h.Role.Holds(k) {
-				hh.add(h.Root, files[k].Path)
+	type home struct{ dir, why string }
+	homes := map[[2]string]home{} // by host and user
+	for _, f := range files {
+		hh := hosts[f.Host]
+		if hh == nil {
+			hh = &auditdHost{Host: f.Host, InConfig: f.InConfig, Rules: []string{}, Unresolved: []auditdUnresolved{}}
+			hosts[f.Host] = hh
+		}
+		h, _ := cfg.Host(f.Host)
+		if !strings.HasPrefix(f.Path, "~/") {
+			hh.add(h.Root, f.Path)
+			continue
+		}
+		key := [2]string{f.Host, f.User}
+		hm, ok := homes[key]
+		if !ok {
+			hm.dir, hm.why = localHome(ctx, f.Host, h.Root, h.Local, f.User)
+			homes[key] = hm
+		}
+		if hm.why != "" {
+			rel := "~" + f.User + f.Path[1:] // ~alice/.pcmkeys/…
+			if h.Root != "" {
+				rel = path.Join(h.Root, rel)
 			}
+			rule := "#" + printable(auditdRule(rel))
+			hh.Unresolved = append(hh.Unresolved, auditdUnresolved{Path: f.Path, Rule: rule, Reason: hm.why})
+			continue
 		}
-		if h.Role == config.RoleNode {
-			if managed {
-				hh.add(h.Root, policies.NodePasswordMarkerPath)
-			}
-			hh.add(h.Root, liveRotationMarkerPath)
-		}
-	}
-	for _, a := range admins {
-		if a.RevocationFinished() {
-			continue // nothing of theirs is left anywhere
-		}
-		for _, c := range a.Clients {
-			_, inConfig := cfg.Host(c.Host)
-			hh := get(c.Host, inConfig)
-			var home, why string
-			for _, p := range clientPaths(cfg, c, managed) {
-				if !strings.HasPrefix(p, "~/") {
-					hh.add(roots[c.Host], p)
-					continue
-				}
-				if home == "" && why == "" {
-					home, why = localHome(ctx, c.Host, roots[c.Host], locals[c.Host], a.User)
-				}
-				if why != "" {
-					rel := "~" + a.User + p[1:] // ~alice/.pcmkeys/…
-					if r := roots[c.Host]; r != "" {
-						rel = path.Join(r, rel)
-					}
-					rule := "#" + printable(auditdRule(rel))
-					hh.Unresolved = append(hh.Unresolved, auditdUnresolved{Path: p, Rule: rule, Reason: why})
-					continue
-				}
-				hh.add(roots[c.Host], path.Join(home, p[2:]))
-			}
-		}
+		hh.add(h.Root, path.Join(hm.dir, f.Path[2:]))
 	}
 	out := auditdRuleSet{Cluster: cfg.Cluster, Hosts: []auditdHost{}}
 	for _, hh := range hosts {
@@ -162,23 +133,6 @@ func auditdRules(ctx context.Context, cfg *config.Config, admins []keystore.Admi
 		out.Hosts = append(out.Hosts, *hh)
 	}
 	slices.SortFunc(out.Hosts, func(a, b auditdHost) int { return strings.Compare(a.Host, b.Host) })
-	return out
-}
-
-// clientPaths are the files of client entry c, as the store records them:
-// the key, the env file and, when pcmkeys manages hacluster's password,
-// the password file (derived as rotate derives it for a record from before
-// it was recorded).
-func clientPaths(cfg *config.Config, c keystore.Client, managed bool) []string {
-	out := []string{c.KeyFile, c.EnvFile}
-	switch pw := c.PasswordFile; {
-	case pw != "":
-		out = append(out, pw)
-	case managed && c.KeyFile == cfg.Policy.Files[policies.ClientKey].Path:
-		out = append(out, cfg.Policy.Files[policies.ClientPassword].Path)
-	case managed:
-		out = append(out, c.KeyFile+".passwd")
-	}
 	return out
 }
 
