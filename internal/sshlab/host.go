@@ -3,7 +3,6 @@ package sshlab
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,16 +18,21 @@ import (
 // Host is one lab host. Its methods are safe for concurrent use (a test may
 // Stop a host from a goroutine of its own while another Restarts it).
 type Host struct {
-	Name       string
+	Name string
+	// Address and Port are where its sshd listens: 127.0.0.1 unless the
+	// lab runs in a network namespace of its own ([Options].Netns).
+	Address    string
 	Port       int
 	SudoOnly   bool
 	OwnNetwork bool
 	// HostKeyLine is its known_hosts line.
 	HostKeyLine string
 
-	lab   *Lab
-	dir   string
-	share []string // machine directories visible inside
+	lab      *Lab
+	dir      string
+	share    []string // machine directories visible inside
+	netns    string   // the network namespace sshd runs in ("": the machine's)
+	logLevel string
 
 	mu     sync.Mutex // guards the fields below
 	slowBy time.Duration
@@ -111,12 +115,12 @@ func (l *Lab) startHost(h *Host) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for attempt := 0; ; attempt++ {
-		port, err := freePort()
+		port, err := freePortIn(h.netns, h.Address)
 		if err != nil {
 			return err
 		}
 		h.Port = port
-		h.HostKeyLine = fmt.Sprintf("[127.0.0.1]:%d %s %s", port, fields[0], fields[1])
+		h.HostKeyLine = fmt.Sprintf("[%s]:%d %s %s", h.Address, port, fields[0], fields[1])
 		if err := h.launch(); err == nil {
 			return nil
 		} else if attempt >= 3 {
@@ -135,7 +139,7 @@ func (h *Host) launch() error {
 		root += fmt.Sprintf("\nForceCommand sleep %.3f; eval \"$SSH_ORIGINAL_COMMAND\"", h.slowBy.Seconds())
 	}
 	cfg := fmt.Sprintf(`Port %d
-ListenAddress 127.0.0.1
+ListenAddress %s
 HostKey %s
 PidFile none
 UsePAM no
@@ -146,10 +150,10 @@ PubkeyAuthentication yes
 AuthorizedKeysFile %s
 %s
 PrintMotd no
-LogLevel ERROR
+LogLevel %s
 MaxSessions 64
 MaxStartups 200
-`, h.Port, filepath.Join(h.dir, "ssh_host_ed25519_key"), filepath.Join(h.lab.Dir, "authorized_keys"), root)
+`, h.Port, h.Address, filepath.Join(h.dir, "ssh_host_ed25519_key"), filepath.Join(h.lab.Dir, "authorized_keys"), root, h.logLevel)
 	if err := os.WriteFile(filepath.Join(h.dir, "sshd_config"), []byte(cfg), 0o644); err != nil {
 		return err
 	}
@@ -157,7 +161,11 @@ MaxStartups 200
 	if err := os.Remove(ready); err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	args := []string{"--mount", "--propagation", "private"}
+	var args []string
+	if h.netns != "" {
+		args = append(args, "--net="+h.netns, "--", "unshare")
+	}
+	args = append(args, "--mount", "--propagation", "private")
 	ownNet := "0"
 	if h.OwnNetwork {
 		args = append(args, "--net", "--uts", "--ipc")
@@ -165,7 +173,11 @@ MaxStartups 200
 	}
 	args = append(args, "--", "sh", "-c", hostScript, "lab", h.lab.Dir, h.dir, ownNet, h.Name)
 	args = append(args, h.share...)
-	cmd := exec.Command("unshare", args...)
+	bin := "unshare"
+	if h.netns != "" {
+		bin = "nsenter" // which execs unshare: the pid stays sshd's
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	log, err := os.OpenFile(filepath.Join(h.dir, "sshd.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
@@ -197,23 +209,13 @@ MaxStartups 200
 				}
 				return err
 			}
-		} else if c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(h.Port)), 200*time.Millisecond); err == nil {
-			c.Close()
+		} else if err := dialIn(h.netns, h.Address, h.Port, 200*time.Millisecond); err == nil {
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	h.stop()
 	return fmt.Errorf("sshd of %s did not listen within 15s", h.Name)
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // SetSlow makes the host delay every session by d from its next
@@ -351,4 +353,11 @@ func (h *Host) Command(ctx context.Context, name string, args ...string) (*exec.
 	}
 	all := append(h.nsenterArgs(pid), append([]string{"--", name}, args...)...)
 	return exec.CommandContext(ctx, "nsenter", all...), nil
+}
+
+// Log returns what the host's sshd has logged (its stderr, at the lab's
+// [Options].LogLevel) since it was last (re)started.
+func (h *Host) Log() (string, error) {
+	b, err := os.ReadFile(filepath.Join(h.dir, "sshd.log"))
+	return string(b), err
 }

@@ -4,11 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"runtime"
 	"sync"
-
-	"golang.org/x/sys/unix"
 )
 
 // ForwardInto makes a service of the machine reachable from inside a host
@@ -55,28 +51,7 @@ func (h *Host) ForwardInto(addr, target string) (close func(), err error) {
 }
 
 // listenInNetns opens a listener in the network namespace of pid: the
-// socket is made on a thread switched into that namespace, and belongs to
-// it for its life; the thread then switches back.
+// socket belongs to it for its life.
 func listenInNetns(pid int, addr string) (net.Listener, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	self, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		return nil, err
-	}
-	defer self.Close()
-	target, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", pid))
-	if err != nil {
-		return nil, err
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		return nil, err
-	}
-	ln, lerr := net.Listen("tcp", addr)
-	if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
-		// This thread is in the wrong namespace: never hand it back.
-		runtime.Goexit()
-	}
-	return ln, lerr
+	return listenIn(fmt.Sprintf("/proc/%d/ns/net", pid), addr)
 }

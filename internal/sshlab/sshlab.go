@@ -62,6 +62,17 @@ type Options struct {
 	// /root, /home or /etc/pacemaker: programs a test built into a cache
 	// (pcmklab's Pacemaker in ~/.cache). They are the machine's, not copies.
 	Share []string
+	// Netns runs every host's sshd in this network namespace (a path such
+	// as /proc/PID/ns/net), listening on Address, instead of the machine's
+	// own network on 127.0.0.1: a benchmark's lab behind a link of its
+	// own (internal/sshbench/netem). Hosts still get their own mount
+	// namespace; they share this network. Not with OwnNetwork.
+	Netns   string
+	Address string
+	// LogLevel is sshd's LogLevel (default ERROR); VERBOSE logs every
+	// login and session ("Starting session: command …") in the host's
+	// sshd.log, which [Host.Log] reads.
+	LogLevel string
 }
 
 // Uids of the lab's users.
@@ -130,6 +141,17 @@ func New(n int, opts Options) (*Lab, error) {
 			return nil, fmt.Errorf("sshlab: shared path %q is not a directory", p)
 		}
 	}
+	if opts.Netns != "" && opts.OwnNetwork {
+		return nil, fmt.Errorf("sshlab: Netns and OwnNetwork exclude each other")
+	}
+	if opts.Address == "" {
+		opts.Address = "127.0.0.1"
+	} else if opts.Netns == "" && opts.Address != "127.0.0.1" {
+		return nil, fmt.Errorf("sshlab: Address %s needs Netns", opts.Address)
+	}
+	if opts.LogLevel == "" {
+		opts.LogLevel = "ERROR"
+	}
 	dir, err := os.MkdirTemp("", "pcmkeys-lab-")
 	if err != nil {
 		return nil, err
@@ -157,7 +179,8 @@ func New(n int, opts Options) (*Lab, error) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
 	for i := 0; i < n; i++ {
-		l.Hosts[i] = &Host{Name: fmt.Sprintf("host%02d", i), SudoOnly: sudoOnly[i], OwnNetwork: opts.OwnNetwork, share: opts.Share, slowBy: slow[i], lab: l}
+		l.Hosts[i] = &Host{Name: fmt.Sprintf("host%02d", i), Address: opts.Address, SudoOnly: sudoOnly[i], OwnNetwork: opts.OwnNetwork,
+			share: opts.Share, slowBy: slow[i], netns: opts.Netns, logLevel: opts.LogLevel, lab: l}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
