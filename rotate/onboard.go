@@ -5,15 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"path"
-	"slices"
 	"sort"
 	"strings"
 
-	"github.com/pcmkeys/pcmkeys/rotate/internal/deliver"
-
 	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/distribute"
-	"github.com/pcmkeys/pcmkeys/keys"
 	"github.com/pcmkeys/pcmkeys/keystore"
 	"github.com/pcmkeys/pcmkeys/policies"
 )
@@ -70,14 +66,9 @@ func (e *Env) onboard(ctx context.Context, user string, hosts []config.Host, key
 	if err != nil {
 		return fmt.Errorf("list admins: %w", err)
 	}
-	admin, known := findAdmin(admins, user)
-	switch {
-	case known && admin.RevocationFinished():
-		admin = keystore.Admin{Revision: admin.Revision} // a new start
-	case known && !admin.Active():
-		return badInput("the revocation of %s is not finished: run pcmkeys revoke %s until it exits 0, then onboard again", user, user)
-	case known && admin.Identity != ident:
-		return fmt.Errorf("admin %s is recorded with identity %s, but identity_mode gives %s: revoke and onboard again", user, admin.Identity, ident)
+	admin, err := recordToOnboard(admins, user, ident)
+	if err != nil {
+		return err
 	}
 	// The key they will hold, if it exists yet.
 	cred, err := e.Store.Get(ctx, keystore.CIB(ident))
@@ -130,66 +121,18 @@ func (e *Env) onboard(ctx context.Context, user string, hosts []config.Host, key
 	if pw.Key != nil {
 		rep.Credentials = append(rep.Credentials, CredentialChange{ID: pw.ID, Version: pw.Version.Version, Fingerprint: pw.Version.Fingerprint})
 	}
-	var ds []deliver.Host
-	if pol.IdentityMode == policies.PerUser {
-		others := activeExcept(admins, user)
-		entries, _, err := e.cibEntriesFor(ctx, others, map[keystore.ID]keys.Secret{cred.ID: cred.Key})
-		if err != nil {
-			return err
-		}
-		if ds, err = e.serverDeliveries(entries, nil, deliver.WriteIfDrift); err != nil {
-			return err
-		}
-	}
 	admin.User, admin.Identity = user, ident
-	for _, c := range clients {
-		entry.Host = c.host.Name
-		// A rerun writes nothing that is in sync.
-		ws, err := e.clientWanted(admin, entry, cred.Key, pw.Key, deliver.WriteIfDrift)
-		if err != nil {
-			return err
-		}
-		env := e.clientEnv(ident, entry.KeyFile, entry.PasswordFile, c.account.Home)
-		if old, ok := recordedClient(admin, c.host.Name); ok {
-			// A changed path: the old files go.
-			for _, w := range e.removalWanted(admin, old) {
-				if !slices.Contains(entryPaths(entry), w.File.Path) {
-					ws = append(ws, w)
-				}
-			}
-		}
-		if rep.ClientEnv == nil {
-			rep.ClientEnv = &env
-		}
-		ds = append(ds, deliver.Host{Host: c.host, Conn: c.conn, Files: ws, Homes: map[string]string{user: c.account.Home}})
+	ds, err := e.onboardDeliveries(ctx, admin, admins, clients, entry, cred, pw.Key, rep)
+	if err != nil {
+		return err
 	}
 	var derr error
 	rep.Hosts, derr = e.engine().Deliver(ctx, ds)
 	if e.DryRun {
 		return derr
 	}
-
-	// Record the clients whose files were delivered (a record that would
-	// not change is not written again).
-	before := fmt.Sprint(admin)
-	delivered := 0
-	for _, c := range clients {
-		if clientDelivered(rep.Hosts, c.host.Name, entryPaths(entry)) {
-			entry.Host = c.host.Name
-			admin.Clients = setClient(admin.Clients, entry)
-			delivered++
-		}
-	}
-	if delivered == 0 {
-		return derr
-	}
-	if admin.Onboarded.IsZero() {
-		admin.Onboarded = e.now()
-	}
-	if fmt.Sprint(admin) != before {
-		if _, err := e.Store.PutAdmin(ctx, admin); err != nil {
-			return errors.Join(derr, fmt.Errorf("record admin %s: %w", user, err))
-		}
+	if delivered, err := e.recordClients(ctx, admin, clients, entry, rep.Hosts); err != nil || delivered == 0 {
+		return errors.Join(derr, err)
 	}
 	if verify {
 		rep.Logins = e.verifyDelivered(ctx, clients, user, entry, func(host string) bool {
@@ -198,65 +141,6 @@ func (e *Env) onboard(ctx context.Context, user string, hosts []config.Host, key
 		return errors.Join(derr, loginFailures(rep.Logins))
 	}
 	return derr
-}
-
-// entryPaths lists a client entry's files.
-func entryPaths(c keystore.Client) []string {
-	out := []string{c.KeyFile, c.EnvFile}
-	if c.PasswordFile != "" {
-		out = append(out, c.PasswordFile)
-	}
-	return out
-}
-
-// activeExcept returns the active admins other than user.
-func activeExcept(admins []keystore.Admin, user string) []keystore.Admin {
-	var out []keystore.Admin
-	for _, a := range admins {
-		if a.User != user && a.Active() {
-			out = append(out, a)
-		}
-	}
-	return out
-}
-
-func recordedClient(a keystore.Admin, host string) (keystore.Client, bool) {
-	for _, c := range a.Clients {
-		if c.Host == host {
-			return c, true
-		}
-	}
-	return keystore.Client{}, false
-}
-
-// clientDelivered reports whether every one of paths was written on host,
-// or found in sync.
-func clientDelivered(results []HostResult, host string, paths []string) bool {
-	return allFiles(results, host, paths, func(f FileStep) bool {
-		return f.Action == ActionWritten || f.Action == ActionInSync
-	})
-}
-
-// allFiles reports whether every one of paths has a step on host for which
-// ok holds.
-func allFiles(results []HostResult, host string, paths []string, ok func(FileStep) bool) bool {
-	done := map[string]bool{}
-	for _, r := range results {
-		if r.Host != host {
-			continue
-		}
-		for _, f := range r.Files {
-			if ok(f) {
-				done[f.Path] = true
-			}
-		}
-	}
-	for _, p := range paths {
-		if !done[p] {
-			return false
-		}
-	}
-	return true
 }
 
 // clientPaths returns the client key and env file paths: the policy's, or
@@ -375,15 +259,4 @@ func expandHome(p, home string) string {
 		return path.Join(home, rest)
 	}
 	return p
-}
-
-// setClient adds c to cs, replacing an entry for the same host.
-func setClient(cs []keystore.Client, c keystore.Client) []keystore.Client {
-	for i := range cs {
-		if cs[i].Host == c.Host {
-			cs[i] = c
-			return cs
-		}
-	}
-	return append(cs, c)
 }

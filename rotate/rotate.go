@@ -72,21 +72,76 @@ func Rotate(ctx context.Context, e *Env, req Request) (*Report, error) {
 	})
 }
 
+// rotation is a rotation's plan: the keys it replaces, their new ones,
+// and the files the hosts get.
+type rotation struct {
+	admins  []keystore.Admin
+	ids     []keystore.ID
+	current map[keystore.ID]keystore.Credential
+	fresh   map[keystore.ID]keys.Secret
+	// servers are staged on every node and committed at once; clients
+	// follow the commit.
+	servers, clients []deliver.Host
+	// live, for an authkey rotated on the live cluster.
+	live *liveRotation
+}
+
 func (e *Env) rotate(ctx context.Context, req Request, rep *Report) error {
+	r, err := e.planRotation(ctx, req, rep)
+	switch {
+	case err != nil || r == nil:
+		return err
+	case e.DryRun:
+		for _, id := range r.ids {
+			rep.Credentials = append(rep.Credentials, CredentialChange{ID: id, Version: r.current[id].Version.Version + 1, Created: true})
+		}
+		rep.Hosts, err = e.engine().Deliver(ctx, append(r.servers, r.clients...))
+		if r.fresh[keystore.AuthkeyID] != nil && r.live == nil {
+			rep.Restart = e.restartPlan(ctx, false)
+			rep.Notes, _ = restartNotes(rep.Restart)
+		}
+		return err
+	}
+	committed, err := e.commitRotation(ctx, r, rep)
+	if err != nil {
+		return err
+	}
+	clientResults, _ := e.engine().Deliver(ctx, r.clients)
+	rep.Hosts = append(rep.Hosts, clientResults...)
+	switch {
+	case r.live != nil:
+		return e.finishLive(ctx, r.live, r.current[keystore.AuthkeyID].Key, committed, rep)
+	case r.fresh[keystore.AuthkeyID] != nil:
+		if err := deliver.Partial(rep.Hosts); err != nil {
+			rep.Notes = append(rep.Notes, "not every node holds the new authkey: no node was restarted; run push, then restart")
+			return err
+		}
+		rep.Restart = e.restartPlan(ctx, req.Restart)
+		notes, failed := restartNotes(rep.Restart)
+		rep.Notes = append(rep.Notes, notes...)
+		rep.Hosts = append(rep.Hosts, failed...)
+	}
+	return deliver.Partial(rep.Hosts)
+}
+
+// planRotation selects the keys, makes their new ones and the files, and
+// for a live authkey rotation reads and checks the cluster, all before
+// anything changes. It returns nil when nothing is to be rotated.
+func (e *Env) planRotation(ctx context.Context, req Request, rep *Report) (*rotation, error) {
 	admins, err := e.Store.ListAdmins(ctx)
 	if err != nil {
-		return fmt.Errorf("list admins: %w", err)
+		return nil, fmt.Errorf("list admins: %w", err)
 	}
 	ids, err := e.selectRotation(ctx, req, admins)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if slices.Contains(ids, keystore.AuthkeyID) && !req.Restart {
 		// A bare write of the authkey on a live cluster fences remote nodes
 		// at the next reconnect: only the live procedure may do it.
 		if node, live := e.liveCluster(ctx); live {
 			if !req.Due {
-				return badInput("%s answers crm_mon: this is a live cluster, and a bare write of the authkey fences its remote nodes at the next reconnect; use rotate --authkey --restart (maintenance mode, restarts, rollback), or stop the cluster first", node)
+				return nil, badInput("%s answers crm_mon: this is a live cluster, and a bare write of the authkey fences its remote nodes at the next reconnect; use rotate --authkey --restart (maintenance mode, restarts, rollback), or stop the cluster first", node)
 			}
 			ids = slices.DeleteFunc(ids, func(id keystore.ID) bool { return id == keystore.AuthkeyID })
 			rep.Notes = append(rep.Notes, "the authkey is due, but the cluster is live: run pcmkeys rotate --authkey --restart (the scheduled job rotates only the CIB keys)")
@@ -94,11 +149,42 @@ func (e *Env) rotate(ctx context.Context, req Request, rep *Report) error {
 	}
 	if len(ids) == 0 {
 		rep.Notes = append(rep.Notes, "nothing to rotate: no selected key is due")
-		return nil
+		return nil, nil
 	}
 	if e.managesPassword() && slices.Contains(ids, keystore.CIB(policies.SharedIdentity)) {
 		ids = append(ids, sharedPasswordID) // rotated with the shared key
 	}
+	r := &rotation{admins: admins, ids: ids}
+	if r.current, r.fresh, err = e.newKeys(ctx, ids); err != nil {
+		return nil, err
+	}
+	if r.servers, err = e.rotationServerFiles(ctx, admins, r.fresh); err != nil {
+		return nil, err
+	}
+	if r.clients, err = e.clientDeliveries(admins, r.fresh, r.fresh[sharedPasswordID], deliver.WriteAlways); err != nil {
+		return nil, err
+	}
+	if len(req.Hosts) > 0 {
+		r.clients = slices.DeleteFunc(r.clients, func(d deliver.Host) bool { return !slices.Contains(req.Hosts, d.Host.Name) })
+		rep.Notes = append(rep.Notes, "only the client hosts named got the new key now: run pcmkeys push to deliver it to the others")
+	}
+	// A live authkey rotation reads and checks the cluster before
+	// anything changes (a dry run shows those checks and the plan).
+	if r.fresh[keystore.AuthkeyID] != nil && req.Restart {
+		override, err := overrideSet(req.Override)
+		if err != nil {
+			return nil, err
+		}
+		if r.live, err = e.startLive(ctx, override, rep); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// newKeys reads the current version of each credential and makes its new
+// key.
+func (e *Env) newKeys(ctx context.Context, ids []keystore.ID) (map[keystore.ID]keystore.Credential, map[keystore.ID]keys.Secret, error) {
 	current := map[keystore.ID]keystore.Credential{}
 	fresh := map[keystore.ID]keys.Secret{}
 	for _, id := range ids {
@@ -113,96 +199,52 @@ func (e *Env) rotate(ctx context.Context, req Request, rep *Report) error {
 			err = nil
 		}
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		current[id] = cred
 		if fresh[id], err = e.generate(id.Kind()); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
-	ds, err := e.rotationServerFiles(ctx, admins, fresh)
-	if err != nil {
-		return err
-	}
-	clients, err := e.clientDeliveries(admins, fresh, fresh[sharedPasswordID], deliver.WriteAlways)
-	if err != nil {
-		return err
-	}
-	if len(req.Hosts) > 0 {
-		clients = slices.DeleteFunc(clients, func(d deliver.Host) bool { return !slices.Contains(req.Hosts, d.Host.Name) })
-		rep.Notes = append(rep.Notes, "only the client hosts named got the new key now: run pcmkeys push to deliver it to the others")
-	}
-	// A live authkey rotation reads and checks the cluster before
-	// anything changes (a dry run shows those checks and the plan).
-	var lv *liveRotation
-	if fresh[keystore.AuthkeyID] != nil && req.Restart {
-		override, err := overrideSet(req.Override)
-		if err != nil {
-			return err
-		}
-		if lv, err = e.startLive(ctx, override, rep); err != nil {
-			return err
-		}
-	}
-	if e.DryRun {
-		for _, id := range ids {
-			rep.Credentials = append(rep.Credentials, CredentialChange{ID: id, Version: current[id].Version.Version + 1, Created: true})
-		}
-		rep.Hosts, err = e.engine().Deliver(ctx, append(ds, clients...))
-		if fresh[keystore.AuthkeyID] != nil && lv == nil {
-			rep.Restart = e.restartPlan(ctx, false)
-			rep.Notes, _ = restartNotes(rep.Restart)
-		}
-		return err
-	}
+	return current, fresh, nil
+}
 
-	staged, results := e.engine().Stage(ctx, ds)
+// commitRotation stages the server files on every node, stores the new
+// keys (check-and-set) and commits the files everywhere at once, and
+// returns when. If staging or the store fails, every staged file is
+// removed and the old keys stay in force.
+func (e *Env) commitRotation(ctx context.Context, r *rotation, rep *Report) (time.Time, error) {
+	staged, results := e.engine().Stage(ctx, r.servers)
 	if err := deliver.Partial(results); err != nil {
 		staged.Abort(ctx)
 		rep.Hosts = results
 		rep.Notes = append(rep.Notes, "staging failed: every staged file was removed; the old keys stay in force")
-		return err
+		return time.Time{}, err
 	}
-	if lv != nil {
-		if err := lv.maintenanceOn(ctx); err != nil {
+	if r.live != nil {
+		if err := r.live.maintenanceOn(ctx); err != nil {
 			staged.Abort(ctx)
 			rep.Hosts = results
-			return errors.Join(fmt.Errorf("maintenance mode: %w (staged files removed; no host changed)", err), lv.maintenanceRestore(ctx))
+			return time.Time{}, errors.Join(fmt.Errorf("maintenance mode: %w (staged files removed; no host changed)", err), r.live.maintenanceRestore(ctx))
 		}
 	}
-	for _, id := range ids {
-		v, err := e.Store.Put(ctx, id, fresh[id], keystore.PutOptions{CAS: current[id].Version.Version, CreatedBy: e.Operator, Holders: holdersOf(admins, id)})
+	for _, id := range r.ids {
+		v, err := e.Store.Put(ctx, id, r.fresh[id], keystore.PutOptions{CAS: r.current[id].Version.Version, CreatedBy: e.Operator, Holders: holdersOf(r.admins, id)})
 		if err != nil {
 			// Keys stored before this one are not yet on any host; push
 			// delivers them. Nothing was committed.
 			staged.Abort(ctx)
 			rep.Hosts = results
 			err = fmt.Errorf("store new %s: %w (staged files removed; no host changed)", id, err)
-			if lv != nil {
-				err = errors.Join(err, lv.maintenanceRestore(ctx))
+			if r.live != nil {
+				err = errors.Join(err, r.live.maintenanceRestore(ctx))
 			}
-			return err
+			return time.Time{}, err
 		}
 		rep.Credentials = append(rep.Credentials, CredentialChange{ID: id, Version: v.Version, Fingerprint: v.Fingerprint, Created: true})
 	}
 	rep.Hosts = staged.Commit(ctx)
-	committed := time.Now()
-	clientResults, _ := e.engine().Deliver(ctx, clients)
-	rep.Hosts = append(rep.Hosts, clientResults...)
-	if lv != nil {
-		return e.finishLive(ctx, lv, current[keystore.AuthkeyID].Key, committed, rep)
-	}
-	if fresh[keystore.AuthkeyID] != nil {
-		if err := deliver.Partial(rep.Hosts); err != nil {
-			rep.Notes = append(rep.Notes, "not every node holds the new authkey: no node was restarted; run push, then restart")
-			return err
-		}
-		rep.Restart = e.restartPlan(ctx, req.Restart)
-		notes, failed := restartNotes(rep.Restart)
-		rep.Notes = append(rep.Notes, notes...)
-		rep.Hosts = append(rep.Hosts, failed...)
-	}
-	return deliver.Partial(rep.Hosts)
+	return time.Now(), nil
 }
 
 // finishLive takes a live authkey rotation from the commit to its end:
