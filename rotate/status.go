@@ -35,6 +35,7 @@ type CredentialStatus struct {
 	Fingerprint string      `json:"fingerprint"`
 	Created     time.Time   `json:"created"`
 	Age         string      `json:"age"`
+	AgeSeconds  int64       `json:"age_seconds"`
 	Due         time.Time   `json:"due"`
 	Overdue     bool        `json:"overdue"`
 }
@@ -108,7 +109,8 @@ func Status(ctx context.Context, e *Env, req StatusRequest) (*StatusReport, erro
 	for _, id := range ids {
 		cur := creds[id].Version
 		cs := CredentialStatus{ID: id, Version: cur.Version, Fingerprint: cur.Fingerprint, Created: cur.Created,
-			Age: policies.FormatAge(now.Sub(cur.Created).Truncate(policies.Day)), Due: e.Config.Policy.Due(id.Kind(), cur.Created)}
+			Age: policies.FormatAge(now.Sub(cur.Created).Truncate(policies.Day)), AgeSeconds: int64(now.Sub(cur.Created).Seconds()),
+			Due: e.Config.Policy.Due(id.Kind(), cur.Created)}
 		cs.Overdue = !now.Before(cs.Due)
 		if cs.Overdue {
 			rep.Findings++

@@ -116,7 +116,7 @@ func reportText(rep *rotate.Report) string {
 		}
 		fp := c.Fingerprint
 		if fp == "" {
-			fp = "(new key)"
+			fp = rotate.NewKeyMarker
 		}
 		fmt.Fprintf(&b, "  key %-20s v%-3d %-12s %s\n", c.ID, c.Version, state, fp)
 	}
@@ -132,7 +132,7 @@ func reportText(rep *rotate.Report) string {
 			case f.Identities > 1:
 				what = fmt.Sprintf("%d identities", f.Identities)
 			case what == "" && rep.DryRun:
-				what = "(new key)"
+				what = rotate.NewKeyMarker
 			case what == "":
 				what = "-"
 			}

@@ -134,8 +134,8 @@ func newVersionCmd(g *globals) *cobra.Command {
 		Short: "Print the version of pcmkeys",
 		Args:  argsExactly(0),
 		RunE: func(*cobra.Command, []string) error {
-			_, err := fmt.Fprintln(g.stdout, "pcmkeys", buildVersion())
-			return err
+			v := buildVersion()
+			return printResult(g, map[string]string{"version": v}, "pcmkeys "+v+"\n")
 		},
 	}
 }
