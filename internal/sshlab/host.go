@@ -150,6 +150,7 @@ PubkeyAuthentication yes
 AuthorizedKeysFile %s
 %s
 PrintMotd no
+Subsystem sftp internal-sftp
 LogLevel %s
 MaxSessions 64
 MaxStartups 200
