@@ -40,7 +40,7 @@ import (
 const (
 	ClientAddr = "198.18.0.1"
 	LabAddr    = "198.18.0.2"
-	clientIf   = "pcmkc0"
+	ClientIf   = "pcmkc0" // the client's end of the veth pair (for a capture)
 	labIf      = "pcmkl0"
 	queueNum   = 7
 )
@@ -95,10 +95,10 @@ func New() (*Link, error) {
 		ns   string
 		argv []string
 	}{
-		{l.ClientNetns, []string{"ip", "link", "add", clientIf, "type", "veth", "peer", "name", labIf, "netns", fmt.Sprint(labPid)}},
-		{l.ClientNetns, []string{"ip", "addr", "add", ClientAddr + "/30", "dev", clientIf}},
+		{l.ClientNetns, []string{"ip", "link", "add", ClientIf, "type", "veth", "peer", "name", labIf, "netns", fmt.Sprint(labPid)}},
+		{l.ClientNetns, []string{"ip", "addr", "add", ClientAddr + "/30", "dev", ClientIf}},
 		{l.ClientNetns, []string{"ip", "link", "set", "lo", "up"}},
-		{l.ClientNetns, []string{"ip", "link", "set", clientIf, "up"}},
+		{l.ClientNetns, []string{"ip", "link", "set", ClientIf, "up"}},
 		{l.LabNetns, []string{"ip", "addr", "add", LabAddr + "/30", "dev", labIf}},
 		{l.LabNetns, []string{"ip", "link", "set", "lo", "up"}},
 		{l.LabNetns, []string{"ip", "link", "set", labIf, "up"}},

@@ -69,7 +69,7 @@ func TestDelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(string(out), clientIf) || strings.Contains(string(out), labIf) {
+	if strings.Contains(string(out), ClientIf) || strings.Contains(string(out), labIf) {
 		t.Errorf("the machine's namespace has the link's interfaces:\n%s", out)
 	}
 	// The client's namespace reaches the lab through the veth, and only it.
@@ -77,7 +77,7 @@ func TestDelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(string(out), "default") || !strings.Contains(string(out), clientIf) {
+	if strings.Contains(string(out), "default") || !strings.Contains(string(out), ClientIf) {
 		t.Errorf("client routes:\n%s", out)
 	}
 }
