@@ -47,6 +47,10 @@ type job struct {
 
 func all(c *cluster) int { return c.n }
 
+// pcmkeysNofile, when set, is the RLIMIT_NOFILE (soft and hard) the timed
+// pcmkeys runs get (prlimit): to see what a low hard limit does.
+var pcmkeysNofile int
+
 // sshArgs are every OpenSSH client's options: the lab's keys only, no
 // config file, curve25519.
 func sshArgs(l *sshlab.Lab) []string {
@@ -76,7 +80,11 @@ func scaleJobs() []job {
 	cmDir := func(c *cluster) string { return filepath.Join(c.dir, "cm") }
 	cmOpts := func(c *cluster) []string { return []string{"-o", "ControlPath=" + cmDir(c) + "/%p"} }
 	pcmkeys := func(e *env, c *cluster, args ...string) []string {
-		return e.link.Argv(append([]string{e.bin, "--config", c.cfg}, args...)...)
+		argv := append([]string{e.bin, "--config", c.cfg}, args...)
+		if pcmkeysNofile > 0 {
+			argv = append([]string{"prlimit", fmt.Sprintf("--nofile=%d:%d", pcmkeysNofile, pcmkeysNofile), "--"}, argv...)
+		}
+		return e.link.Argv(argv...)
 	}
 	admins := func(e *env, c *cluster) error { return c.admit(e, "alice", "bob") }
 	return []job{

@@ -67,6 +67,7 @@ func main() {
 	storeCount := flag.Bool("store-count", true, "with -scale: count the file store's operations (strace)")
 	limits := flag.Int("limits", 0, "start this many lab hosts and print what they cost")
 	ownNet := flag.Bool("own-network", false, "with -limits: hosts with a network namespace each (OwnNetwork)")
+	nofile := flag.Int("pcmkeys-nofile", 0, "with -scale: run the timed pcmkeys jobs with this RLIMIT_NOFILE, soft and hard (prlimit)")
 	keep := flag.Bool("keep", false, "with -scale: keep the work directory (configs, captures) and say where")
 	flag.Parse()
 	if *list {
@@ -80,6 +81,7 @@ func main() {
 		os.Exit(2)
 	}
 	sampleRSS = !*noSample
+	pcmkeysNofile = *nofile
 	raiseNofile()
 	var err error
 	switch {
