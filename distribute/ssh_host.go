@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -66,6 +67,10 @@ type SSHHost struct {
 	timeout time.Duration
 	dialer  *sshDialer
 	ep      SSHEndpoint
+
+	// sessions counts the sessions opened on the host (for tests: how
+	// many round trips an operation costs).
+	sessions atomic.Int64
 
 	mu       sync.Mutex
 	client   *ssh.Client

@@ -137,8 +137,8 @@ func (h *SSHHost) runOn(ctx context.Context, c *ssh.Client, timeout time.Duratio
 }
 
 // session runs one command on c — with sudo -n when logging in as a sudo
-// user — bounded by ctx and timeout (0: ctx only), whatever the remote
-// side does. Opening the session, starting the command and waiting for it
+// user, exec'd by the login shell — bounded by ctx and timeout (0: ctx
+// only), whatever the remote side does. Opening the session, starting the command and waiting for it
 // all happen in a goroutine; on expiry or cancellation the session is
 // closed, and if it has not ended within closeGrace the connection is
 // closed too (which ends every session on it) and given up. The result is
@@ -157,8 +157,11 @@ func (h *SSHHost) session(ctx context.Context, c *ssh.Client, timeout time.Durat
 	if h.sudo {
 		command = "sudo -n -- " + command
 	}
+	// The login shell becomes the command: one process fewer per session.
+	command = "exec " + command
 	started := make(chan *ssh.Session, 1)
 	done := make(chan error, 1)
+	h.sessions.Add(1)
 	go func() {
 		sess, err := c.NewSession()
 		if err != nil {

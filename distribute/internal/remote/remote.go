@@ -1,8 +1,9 @@
 // Package remote is the remote half of distribute's write protocol, for
 // hosts reached over SSH: a POSIX sh script (script.sh) that runs there,
 // the command line that starts it, and the exit codes it answers with.
-// Its usage, operations and guarantees are written at the top of
-// script.sh.
+// It works one file, or a batch of files in one run (many files of one
+// host, one session). Its usage, operations, answers and guarantees are
+// written at the top of script.sh.
 package remote
 
 import (
@@ -28,6 +29,7 @@ const (
 	ExitVerify   = 13 // verification failed
 	ExitNoHome   = 14 // the owner's home directory is missing
 	ExitTooLarge = 15 // a file larger than MaxRead
+	ExitLost     = 16 // a batch's record failed with its content unread: later contents are not attempted
 	ExitUsage    = 2  // a malformed argument (a temporary file suffix) or an unknown operation
 )
 

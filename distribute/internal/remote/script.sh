@@ -519,6 +519,7 @@ one() {
 		stage
 		checkstaged
 		commit
+		say did written
 		;;
 	commit)
 		at commit

@@ -1,0 +1,470 @@
+package distribute
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/pcmkeys/pcmkeys/distribute/internal/escape"
+	"github.com/pcmkeys/pcmkeys/distribute/internal/remote"
+	"github.com/pcmkeys/pcmkeys/policies"
+)
+
+var _ Batcher = (*SSHHost)(nil)
+
+// record is one file of a batch, as the remote script takes it (see
+// script.sh): its content goes to stdin when the operation reads it.
+type record struct {
+	op, path, owner, group, mode, sum, tmp string
+	content                                []byte
+}
+
+// reads reports whether the script reads the record's content.
+func (r record) reads() bool {
+	op := strings.TrimPrefix(r.op, "sweep+")
+	return op == "stage" || op == "write" || op == "converge"
+}
+
+// answer is what the script said of one record.
+type answer struct {
+	at, path, state, tmp, did string
+	swept                     int
+	hasSwept                  bool
+	code                      int // from an "err" line
+	msg                       string
+	hasErr                    bool
+	end                       int
+	ended                     bool
+	said                      []string // lines without the colon: its commands' stderr
+}
+
+// batchOut is a batch's answers and what was said outside any record.
+type batchOut struct {
+	answers []answer
+	said    []string
+}
+
+// batch runs recs in one session of the script in form (batch or chain)
+// and returns each record's answer. err is the session's own failure (the
+// host unreachable, a timeout, ctx): records it cut short have no end.
+func (h *SSHHost) batch(ctx context.Context, form string, recs []record) (batchOut, error) {
+	out := batchOut{answers: make([]answer, len(recs))}
+	c, err := h.conn()
+	if err != nil {
+		return out, &notStarted{err}
+	}
+	return h.batchOn(ctx, c, h.timeout, form, recs)
+}
+
+func (h *SSHHost) batchOn(ctx context.Context, c *ssh.Client, timeout time.Duration, form string, recs []record) (batchOut, error) {
+	out := batchOut{answers: make([]answer, len(recs))}
+	args := []string{form, h.root, "", "0", ""}
+	var stdin bytes.Buffer
+	for _, r := range recs {
+		size := "0"
+		if r.reads() {
+			size = strconv.Itoa(len(r.content))
+			stdin.Write(r.content)
+		}
+		args = append(args, r.op, r.path, r.owner, r.group, r.mode, r.sum, size, r.tmp)
+	}
+	var stdout, stderr limitedBuffer
+	stdout.max, stderr.max = maxOutput, maxOutput
+	err := h.session(ctx, c, timeout, remote.Command(args...), &stdin, &stdout, &stderr)
+	out.parse(stdout.String())
+	if s := strings.TrimSpace(stderr.String()); s != "" {
+		if h.sudo && strings.Contains(s, "sudo:") {
+			s = "sudo failed (passwordless sudo is required): " + s
+		}
+		out.said = append(out.said, s)
+	}
+	var ee *ssh.ExitError
+	switch {
+	case err == nil, errors.As(err, &ee):
+		// The script's own exit says nothing the records do not.
+		return out, nil
+	case errors.Is(err, ErrUnreachable), ctx.Err() != nil:
+		return out, err
+	}
+	return out, fmt.Errorf("%w: %s", ErrUnreachable, escape.String(err.Error()))
+}
+
+// parse reads the script's lines: ":N KEY VALUE" for record N, and the
+// lines of its commands' stderr, which belong to the record under way.
+// Anything malformed is kept as text, never trusted.
+func (b *batchOut) parse(s string) {
+	cur := -1
+	for _, line := range strings.Split(strings.TrimSuffix(s, "\n"), "\n") {
+		if line == "" {
+			continue
+		}
+		n, key, val, ok := tagged(line, len(b.answers))
+		if !ok {
+			if cur >= 0 && !b.answers[cur].ended {
+				b.answers[cur].said = append(b.answers[cur].said, line)
+			} else {
+				b.said = append(b.said, line)
+			}
+			continue
+		}
+		cur = n
+		a := &b.answers[n]
+		switch key {
+		case "at":
+			a.at = val
+		case "path":
+			a.path = val
+		case "state":
+			a.state = val
+		case "tmp":
+			a.tmp = val
+		case "did":
+			a.did = val
+		case "swept":
+			a.swept, a.hasSwept = atoi(val)
+		case "err":
+			code, msg, _ := strings.Cut(val, " ")
+			a.code, a.hasErr = atoi(code)
+			a.msg = msg
+		case "end":
+			a.end, a.ended = atoi(val)
+		}
+	}
+}
+
+// tagged splits ":N KEY VALUE" with N a record of a batch of n.
+func tagged(line string, n int) (int, string, string, bool) {
+	rest, ok := strings.CutPrefix(line, ":")
+	if !ok {
+		return 0, "", "", false
+	}
+	num, rest, ok := strings.Cut(rest, " ")
+	i, okN := atoi(num)
+	if !ok || !okN || i >= n {
+		return 0, "", "", false
+	}
+	key, val, _ := strings.Cut(rest, " ")
+	return i, key, val, true
+}
+
+func atoi(s string) (int, bool) {
+	n, err := strconv.Atoi(s)
+	return n, err == nil && n >= 0
+}
+
+// err is the record's failure (nil if it ended well), as the one-file
+// operations report theirs: a *PathError for op (or the step the script
+// was at) wrapping the script's refusal, or serr, the session's failure,
+// for a record it cut short.
+func (b *batchOut) err(h *SSHHost, k int, op, path string, serr error) error {
+	a := b.answers[k]
+	if a.ended && a.end == 0 && !a.hasErr {
+		return nil
+	}
+	if a.at != "" {
+		op = a.at
+	}
+	said := a.said
+	if !a.ended {
+		said = append(said, b.said...)
+	}
+	var err error
+	switch {
+	case a.hasErr:
+		err = &remoteError{code: a.code, msg: escape.String(strings.Join(append(said, a.msg), "\n"))}
+	case a.ended:
+		msg := strings.Join(said, "\n")
+		if msg == "" {
+			msg = fmt.Sprintf("remote command exited %d", a.end)
+		}
+		err = &remoteError{code: a.end, msg: escape.String(msg)}
+	case serr != nil:
+		err = serr
+	default:
+		msg := "the remote side gave no answer for this file"
+		if len(said) > 0 {
+			msg += ": " + strings.Join(said, "\n")
+		}
+		err = errors.New(escape.String(msg))
+	}
+	return h.fail(op, path, err)
+}
+
+// state reads the record's inspection into a FileState.
+func (b *batchOut) state(k int, path string) (FileState, error) {
+	a := b.answers[k]
+	st := FileState{Path: path}
+	if a.path == "" && a.state == "" {
+		return st, nil
+	}
+	if err := parseInspect(a.path+"\n"+a.state+"\n", &st); err != nil {
+		return FileState{Path: path}, err
+	}
+	return st, nil
+}
+
+// ApplyJobs implements Batcher: every job in one session of the script.
+func (h *SSHHost) ApplyJobs(ctx context.Context, jobs []Job) []Outcome {
+	out := make([]Outcome, len(jobs))
+	var recs []record
+	var at []int // the job of each record
+	for i, j := range jobs {
+		r, op, err := h.jobRecord(j)
+		if err != nil {
+			out[i].Err = h.fail(op, j.File.Path, err)
+			continue
+		}
+		recs = append(recs, r)
+		at = append(at, i)
+	}
+	if len(recs) == 0 {
+		return out
+	}
+	b, serr := h.batch(ctx, "batch", recs)
+	var cut []int // writes the session cut short: their temporary files may be there
+	for k, r := range recs {
+		j, o := jobs[at[k]], &out[at[k]]
+		a := b.answers[k]
+		o.Swept = a.swept
+		o.Wrote, o.Removed = a.did == "written", a.did == "removed"
+		o.Err = b.err(h, k, jobOp(j), j.File.Path, serr)
+		if r.reads() && !a.ended && mayHaveRun(serr) {
+			cut = append(cut, k)
+		}
+		st, err := b.state(k, j.File.Path)
+		o.State = st
+		if err != nil && o.Err == nil {
+			o.Err = h.fail("inspect", j.File.Path, err)
+		}
+	}
+	if len(cut) > 0 {
+		var rs []record
+		for _, k := range cut {
+			rs = append(rs, recs[k])
+		}
+		for n, err := range h.cleanupBatch(ctx, rs) {
+			if o := &out[at[cut[n]]]; err != nil {
+				o.Err = errors.Join(o.Err, err)
+			}
+		}
+	}
+	for i, j := range jobs {
+		if o := &out[i]; o.Err == nil && j.Do == Converge && !o.Wrote {
+			// The script found it in sync; Compare decides, and a file it
+			// does not find so is written after all.
+			if finding, _ := Compare(o.State, j.File); finding != FindingOK {
+				o.Err = Write(ctx, h, j.File)
+				o.Wrote = o.Err == nil
+			}
+		}
+	}
+	return out
+}
+
+// jobRecord is the script's record for j, or why j is refused before it
+// is sent (with the operation to name).
+func (h *SSHHost) jobRecord(j Job) (record, string, error) {
+	f := j.File
+	op := jobOp(j)
+	if j.Sweep {
+		op = "sweep"
+	}
+	if err := checkPath(f.Path); err != nil {
+		return record{}, op, err
+	}
+	if err := policies.ValidateUser(f.Owner); err != nil {
+		return record{}, op, err
+	}
+	r := record{path: f.Path, owner: f.Owner, mode: "600"}
+	switch j.Do {
+	case Put, Converge:
+		if err := h.checkFile(f); err != nil {
+			return record{}, "write", err
+		}
+		r.group, r.mode, r.sum, r.tmp, r.content = f.Group, modeArg(f.Mode), f.SHA256(), tempSuffix(), f.Content
+		r.op = "write"
+		if j.Do == Converge {
+			r.op = "converge"
+		}
+	case RemoveOwn:
+		r.op = "removeown"
+	default:
+		r.op = "inspect"
+	}
+	if j.Sweep {
+		r.op = "sweep+" + r.op
+	}
+	return r, op, nil
+}
+
+// jobOp names a job's operation in its errors, as the one-file
+// operations do.
+func jobOp(j Job) string {
+	switch j.Do {
+	case Put:
+		return "write"
+	case RemoveOwn:
+		return "remove"
+	}
+	return "inspect"
+}
+
+// StageFiles implements Batcher: the files staged in one session.
+func (h *SSHHost) StageFiles(ctx context.Context, files []File) ([]Staged, error) {
+	var recs []record
+	var bad error
+	for _, f := range files {
+		if err := h.checkFile(f); err != nil {
+			bad = h.fail("stage", f.Path, err)
+			break
+		}
+		recs = append(recs, record{op: "stage", path: f.Path, owner: f.Owner, group: f.Group, mode: modeArg(f.Mode), sum: f.SHA256(), tmp: tempSuffix(), content: f.Content})
+	}
+	var out []Staged
+	if len(recs) == 0 {
+		return out, bad
+	}
+	b, serr := h.batch(ctx, "chain", recs)
+	for k, r := range recs {
+		a := b.answers[k]
+		if err := b.err(h, k, "stage", r.path, serr); err != nil {
+			var re *remoteError
+			if !errors.As(err, &re) && mayHaveRun(serr) {
+				// Interrupted or timed out: this file's (and no later
+				// one's: a chain stops) temporary file may be there.
+				if aerr := h.cleanupBatch(ctx, []record{r})[0]; aerr != nil {
+					err = errors.Join(err, aerr)
+				}
+			}
+			return out, err
+		}
+		if a.tmp == "" || strings.ContainsAny(a.tmp, "\n\x00") {
+			return out, h.fail("stage", r.path, errors.New("the remote side did not name its temporary file"))
+		}
+		out = append(out, &sshStaged{h: h, f: files[k], tmp: a.tmp})
+	}
+	return out, bad
+}
+
+// CommitFiles implements Batcher: the files committed in one session.
+// Staged files of another host, or done already, are committed one by
+// one.
+func (h *SSHHost) CommitFiles(ctx context.Context, staged []Staged) (int, error) {
+	var recs []record
+	for _, s := range staged {
+		ss, ok := s.(*sshStaged)
+		if !ok || ss.h != h || ss.done {
+			return commitEach(ctx, staged)
+		}
+		f := ss.f
+		recs = append(recs, record{op: "commit", path: f.Path, owner: f.Owner, group: f.Group, mode: modeArg(f.Mode), sum: f.SHA256(), tmp: ss.tmp})
+	}
+	if len(recs) == 0 {
+		return 0, nil
+	}
+	b, serr := h.batch(ctx, "chain", recs)
+	for k, r := range recs {
+		if err := b.err(h, k, "commit", r.path, serr); err != nil {
+			return k, err
+		}
+		staged[k].(*sshStaged).done = true
+	}
+	return len(recs), nil
+}
+
+func commitEach(ctx context.Context, staged []Staged) (int, error) {
+	for i, s := range staged {
+		if err := s.Commit(ctx); err != nil {
+			return i, err
+		}
+	}
+	return len(staged), nil
+}
+
+// AbortFiles implements Batcher: this host's staged files removed in one
+// session (see [SSHHost.cleanupBatch]), others one by one.
+func (h *SSHHost) AbortFiles(ctx context.Context, staged []Staged) error {
+	var recs []record
+	var errs []error
+	for _, s := range staged {
+		ss, ok := s.(*sshStaged)
+		if !ok || ss.h != h {
+			errs = append(errs, s.Abort(ctx))
+			continue
+		}
+		if ss.done {
+			continue
+		}
+		ss.done = true
+		f := ss.f
+		recs = append(recs, record{op: "abort", path: f.Path, owner: f.Owner, group: f.Group, mode: modeArg(f.Mode), tmp: ss.tmp})
+	}
+	if len(recs) > 0 {
+		for k, err := range h.cleanupBatch(ctx, recs) {
+			if err != nil {
+				errs = append(errs, fmt.Errorf("abort %s: %w", recs[k].path, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// cleanupBatch removes the temporary files of recs (their tmp: a path or
+// a suffix) as [SSHHost.cleanup] removes one: even after ctx has ended,
+// within a bound, over a fresh connection (killing what is left of the
+// commands that made them first) when the host's own fails. It returns an
+// error per record.
+func (h *SSHHost) cleanupBatch(ctx context.Context, recs []record) []error {
+	with := func(op string) []record {
+		out := make([]record, len(recs))
+		for k, r := range recs {
+			out[k] = record{op: op, path: r.path, owner: r.owner, group: r.group, mode: r.mode, tmp: r.tmp}
+		}
+		return out
+	}
+	errs := make([]error, len(recs))
+	collect := func(b batchOut, serr error) bool {
+		fresh := false
+		for k, r := range recs {
+			errs[k] = b.err(h, k, "abort", r.path, serr)
+			fresh = fresh || (errs[k] != nil && errors.Is(errs[k], ErrUnreachable))
+		}
+		return fresh
+	}
+	base := context.WithoutCancel(ctx)
+	bound := h.cleanupBound()
+	deadline := time.Now().Add(bound)
+	if c, err := h.conn(); err == nil {
+		if !collect(h.batchOn(base, c, bound/2, "batch", with("abort"))) {
+			return errs
+		}
+	}
+	left := time.Until(deadline)
+	if left < time.Second {
+		left = time.Second
+	}
+	dctx, cancel := context.WithTimeout(base, left)
+	defer cancel()
+	c, err := h.spareConn(dctx)
+	if err != nil {
+		for k := range errs {
+			errs[k] = fmt.Errorf("cleanup over a new connection: %w", err)
+		}
+		return errs
+	}
+	b, serr := h.batchOn(base, c, time.Until(deadline), "batch", with("reap"))
+	for k, r := range recs {
+		if err := b.err(h, k, "abort", r.path, serr); err != nil {
+			errs[k] = fmt.Errorf("cleanup over a new connection: %w", err)
+		} else {
+			errs[k] = nil
+		}
+	}
+	return errs
+}

@@ -1,0 +1,161 @@
+package distribute
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pcmkeys/pcmkeys/internal/sshlab"
+)
+
+// TestSSHBatchOneSession: a batch costs one session whatever it holds —
+// server files and files in two homes, writes, inspections, removals —
+// and so do staging, committing and aborting the files of one host.
+func TestSSHBatchOneSession(t *testing.T) {
+	lab := sshlab.Start(t, 1, sshlab.Options{})
+	host := lab.Hosts[0]
+	h := labOpen(t, labDialer(t, lab, nil), host)
+	ctx := context.Background()
+	onLab(t, host, `printf same > /etc/pacemaker/insync; chown hacluster:haclient /etc/pacemaker/insync; chmod 600 /etc/pacemaker/insync
+mkdir -m 700 /home/bob/.pcmkeys; printf old > /home/bob/.pcmkeys/old; chown -R bob:bob /home/bob/.pcmkeys`)
+	sessions := func(what string, want int64, do func()) {
+		t.Helper()
+		before := h.sessions.Load()
+		do()
+		if got := h.sessions.Load() - before; got != want {
+			t.Errorf("%s took %d sessions, want %d", what, got, want)
+		}
+	}
+	insync := authkeyFile("same")
+	insync.Path = "/etc/pacemaker/insync"
+	jobs := []Job{
+		{File: authkeyFile("k"), Do: Put},
+		{File: insync, Do: Converge, Sweep: true},
+		{File: File{Path: "~/.pcmkeys/a", Content: []byte("a"), Owner: "alice", Mode: 0o600}, Do: Converge, Sweep: true},
+		{File: File{Path: "~/.pcmkeys/b", Content: []byte("b"), Owner: "alice", Mode: 0o400}, Do: Put},
+		{File: File{Path: "~/.pcmkeys/old", Owner: "bob"}, Do: RemoveOwn},
+		{File: File{Path: "~/.pcmkeys/c", Content: []byte("c"), Owner: "bob", Mode: 0o600}, Do: Converge},
+	}
+	sessions("a batch of six jobs", 1, func() {
+		for i, o := range Apply(ctx, h, jobs) {
+			if o.Err != nil || o.Wrote != (i != 1 && i != 4) || o.Removed != (i == 4) {
+				t.Errorf("job %d: %+v", i, o)
+			}
+		}
+	})
+	if got := onLab(t, host, "cat /etc/pacemaker/authkey /home/alice/.pcmkeys/a /home/alice/.pcmkeys/b /home/bob/.pcmkeys/c; ls -A /home/bob/.pcmkeys"); got != "kabcc\n" {
+		t.Errorf("the host holds %q", got)
+	}
+	files := []File{authkeyFile("k2"), {Path: "~/.pcmkeys/a", Content: []byte("a2"), Owner: "alice", Mode: 0o600}, {Path: "~/.pcmkeys/c", Content: []byte("c2"), Owner: "bob", Mode: 0o600}}
+	var staged []Staged
+	sessions("staging three files", 1, func() {
+		var err error
+		if staged, err = StageAll(ctx, h, files); err != nil || len(staged) != 3 {
+			t.Fatalf("stage: %d, %v", len(staged), err)
+		}
+	})
+	sessions("committing them", 1, func() {
+		if n, err := CommitAll(ctx, h, staged); n != 3 || err != nil {
+			t.Errorf("commit: %d, %v", n, err)
+		}
+	})
+	sessions("aborting them once committed", 0, func() {
+		if err := AbortAll(ctx, h, staged); err != nil {
+			t.Error(err)
+		}
+	})
+	staged, _ = StageAll(ctx, h, files)
+	sessions("aborting three staged files", 1, func() {
+		if err := AbortAll(ctx, h, staged); err != nil {
+			t.Error(err)
+		}
+	})
+	if got := onLab(t, host, "cat /etc/pacemaker/authkey /home/alice/.pcmkeys/a /home/bob/.pcmkeys/c; ls -A /etc/pacemaker /home/alice/.pcmkeys /home/bob/.pcmkeys | grep -c '^\\.' || :"); got != "k2a2c20\n" {
+		t.Errorf("the host holds %q", got)
+	}
+}
+
+// TestSSHBatchStopped: a batch whose remote command is stopped mid-write
+// ends within the command timeout with ErrTimeout for every file it had
+// not finished, and the temporary files it may have left are removed over
+// a fresh connection, the stopped command killed first.
+func TestSSHBatchStopped(t *testing.T) {
+	lab := sshlab.Start(t, 1, sshlab.Options{})
+	host := lab.Hosts[0]
+	d := labDialer(t, lab, func(c *SSHConfig) { c.CommandTimeout = labTimeout })
+	ctx := context.Background()
+	h := labOpen(t, d, host)
+	if err := Write(ctx, h, authkeyFile("old key")); err != nil {
+		t.Fatal(err)
+	}
+	installFreeze(t, host)
+	onLab(t, host, "touch /root/freeze")
+	start := time.Now()
+	out := Apply(ctx, h, []Job{
+		{File: authkeyFile("new key"), Do: Put},
+		{File: File{Path: "~/.pcmkeys/k", Content: []byte("k"), Owner: "alice", Mode: 0o600}, Do: Converge},
+	})
+	within(t, "a frozen batch", time.Since(start), labTimeout+closeGrace+8*time.Second)
+	for i, o := range out {
+		if !errors.Is(o.Err, ErrTimeout) || o.Wrote {
+			t.Errorf("job %d of a frozen batch: %+v", i, o)
+		}
+	}
+	if got := onLab(t, host, "ls -A /etc/pacemaker /home/alice; cat /etc/pacemaker/authkey"); got != "/etc/pacemaker:\nauthkey\n\n/home/alice:\nold key" {
+		t.Errorf("after the frozen batch: %q", got)
+	}
+	// Staging: the same through StageAll.
+	h2 := labOpen(t, d, host)
+	if s, err := StageAll(ctx, h2, []File{authkeyFile("staged"), authkeyFile("staged too")}); !errors.Is(err, ErrTimeout) || len(s) != 0 {
+		t.Errorf("a frozen stage: %d staged, %v", len(s), err)
+	}
+	onLab(t, host, "rm /root/freeze")
+	for _, p := range hostProcs(t, host, "") {
+		if p != host.PID() {
+			syscallCont(p)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	if got := onLab(t, host, "ls -A /etc/pacemaker /home/alice; cat /etc/pacemaker/authkey"); got != "/etc/pacemaker:\nauthkey\n\n/home/alice:\nold key" {
+		t.Errorf("after the stopped commands resumed: %q", got)
+	}
+}
+
+// TestParseBatch: what a host answers is read record by record, never
+// trusted: a line naming no record of the batch, or malformed, is only
+// text; text is escaped; a record without an end has no answer.
+func TestParseBatch(t *testing.T) {
+	h := &SSHHost{name: "h"}
+	var b batchOut
+	b.answers = make([]answer, 4)
+	b.parse(":0 at write\n:0 did written\n:0 end 0\n" +
+		":1 at commit\nmv: \x1b]0;pwned\x07 no\n:1 err 10 /x is a symbolic link\n:1 end 10\n" +
+		":2 at inspect\n:2 path /y\n:2 state file 0 0 600 1 root root -\n:9 end 0\n:x end 0\n" +
+		":3 end 3\n")
+	if err := b.err(h, 0, "write", "/w", nil); err != nil || b.answers[0].did != "written" {
+		t.Errorf("record 0: %v %+v", err, b.answers[0])
+	}
+	err := b.err(h, 1, "write", "/x", nil)
+	if !errors.Is(err, ErrUnsafe) || !strings.Contains(err.Error(), `mv: \x1b]0;pwned\a no`) || !strings.Contains(err.Error(), "commit /x on h") {
+		t.Errorf("record 1: %v", err)
+	}
+	err = b.err(h, 2, "inspect", "/y", nil)
+	if err == nil || !strings.Contains(err.Error(), "no answer") || !strings.Contains(err.Error(), ":9 end 0") {
+		t.Errorf("record 2, never ended: %v", err)
+	}
+	if st, err := b.state(2, "/y"); err != nil || !st.Regular || st.Path != "/y" {
+		t.Errorf("record 2's state: %+v %v", st, err)
+	}
+	if err := b.err(h, 3, "remove", "/z", ErrTimeout); err == nil || errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "exited 3") {
+		t.Errorf("record 3, ended 3: %v", err)
+	}
+	b.answers[2].state = "file 0 0 600 1 root"
+	if _, err := b.state(2, "/y"); err == nil {
+		t.Error("a short state line was read")
+	}
+	if err := b.err(h, 2, "inspect", "/y", ErrTimeout); !errors.Is(err, ErrTimeout) {
+		t.Errorf("record 2 when the session timed out: %v", err)
+	}
+}
