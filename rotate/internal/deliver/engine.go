@@ -113,8 +113,9 @@ func connectStatus(err error) Status {
 	return StatusFailed
 }
 
-// deliverHost works every file of one host. A file that fails does not
-// stop the others: each is attempted, and each failure is named.
+// deliverHost works every file of one host, in one round trip where the
+// host works batches. A file that fails does not stop the others: each is
+// attempted, and each failure is named.
 func (e *Engine) deliverHost(ctx context.Context, d Host) Result {
 	res := Result{Host: d.Host.Name, Status: StatusOK}
 	if e.DryRun {
@@ -125,11 +126,11 @@ func (e *Engine) deliverHost(ctx context.Context, d Host) Result {
 		return *fail
 	}
 	defer done()
-	on := NewConn(h, d.Homes)
+	steps, errs := e.Files(ctx, NewConn(h, d.Homes), d.Files)
 	var failed []string
 	status := StatusFailed
-	for _, w := range d.Files {
-		step, err := e.File(ctx, on, w)
+	for i, w := range d.Files {
+		step, err := steps[i], errs[i]
 		if err != nil {
 			if errors.Is(err, distribute.ErrTimeout) {
 				status = StatusTimedOut

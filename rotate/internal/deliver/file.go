@@ -48,62 +48,160 @@ func (h *Conn) Resolve(ctx context.Context, w Want) (distribute.File, error) {
 // File brings one file on an open host to what w says, and returns its
 // step for the report (with the fingerprint as the report shows it).
 func (e *Engine) File(ctx context.Context, h *Conn, w Want) (FileStep, error) {
-	step, err := e.file(ctx, h, w)
-	step.Fingerprint = e.shown(step.Fingerprint)
-	return step, err
+	steps, errs := e.Files(ctx, h, []Want{w})
+	return steps[0], errs[0]
 }
 
-func (e *Engine) file(ctx context.Context, h *Conn, w Want) (FileStep, error) {
-	step := w.Step
-	switch w.Mode {
-	case LeaveAlone:
-		step.Action, step.Detail = ActionNotTheirs, "not the admin's file"
-		return step, nil
-	case Remove:
-		return e.removeOwn(ctx, h, w)
+// Files brings the files of one open host to what ws say, and returns a
+// step and an error per want, in order: a file that fails does not stop
+// the others. Where the host works batches (an SSH host) every file is
+// judged, written or removed in one round trip, and only what that finds
+// to do besides (a password to set, a kept file to write) costs more.
+func (e *Engine) Files(ctx context.Context, h *Conn, ws []Want) ([]FileStep, []error) {
+	steps := make([]FileStep, len(ws))
+	errs := make([]error, len(ws))
+	files := make([]distribute.File, len(ws))
+	var jobs []distribute.Job
+	var at []int   // the want of each job
+	var then []int // wants to write once the batch is judged
+	for i, w := range ws {
+		steps[i] = w.Step
+		if w.Mode == LeaveAlone {
+			steps[i].Action, steps[i].Detail = ActionNotTheirs, "not the admin's file"
+			continue
+		}
+		job, direct, err := e.job(ctx, h, w)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		if files[i] = job.File; direct {
+			then = append(then, i)
+			continue
+		}
+		jobs = append(jobs, job)
+		at = append(at, i)
+	}
+	for k, o := range distribute.Apply(ctx, h.Host, jobs) {
+		i := at[k]
+		steps[i].Swept = o.Swept
+		var write bool
+		steps[i].Action, steps[i].Detail, write, errs[i] = e.judge(ws[i], jobs[k], o)
+		if write {
+			then = append(then, i)
+		}
+	}
+	e.writes(ctx, h, ws, files, then, steps, errs)
+	for i := range steps {
+		steps[i].Fingerprint = e.shown(steps[i].Fingerprint)
+	}
+	return steps, errs
+}
+
+// job is what a batch does for w: a removal, an inspection of what is
+// there, or a write (unless a dry run, or the file is written only as
+// judged), with a sweep where push converges (that includes what a killed
+// run left). direct is a password to set whatever is there: no job.
+func (e *Engine) job(ctx context.Context, h *Conn, w Want) (j distribute.Job, direct bool, err error) {
+	if w.Mode == Remove {
+		do := distribute.RemoveOwn
+		if e.DryRun {
+			do = distribute.Look
+		}
+		return distribute.Job{File: distribute.File{Path: w.File.Path, Owner: w.File.Owner}, Do: do}, false, nil
 	}
 	f, err := h.Resolve(ctx, w)
 	if err != nil {
-		return step, err
+		return j, false, err
 	}
-	if w.Mode == WriteIfDrift && !e.DryRun {
-		// Push converges: that includes what a killed run left behind.
-		if step.Swept, err = h.Sweep(ctx, f.Path, f.Owner); err != nil {
-			return step, err
+	j = distribute.Job{File: f, Do: distribute.Look, Sweep: w.Mode == WriteIfDrift && !e.DryRun}
+	switch {
+	case e.DryRun || w.Mode == KeepExisting:
+	case w.Password != nil:
+		// chpasswd comes first: the marker is only inspected here.
+		return j, w.Mode == WriteAlways, nil
+	case w.Mode == WriteAlways:
+		j.Do, j.Sweep = distribute.Put, false
+	case w.Mode == WriteIfDrift:
+		j.Do = distribute.Converge
+	}
+	return j, false, nil
+}
+
+// judge reads what a batch did with w's job: its action and detail, or
+// that the file is still to be written (write), or its error.
+func (e *Engine) judge(w Want, j distribute.Job, o distribute.Outcome) (Action, string, bool, error) {
+	if w.Mode == Remove {
+		return e.judgeRemoval(w, o)
+	}
+	if o.Err != nil {
+		return "", "", false, o.Err
+	}
+	switch j.Do {
+	case distribute.Put:
+		return ActionWritten, "", false, nil
+	case distribute.Converge:
+		if o.Wrote {
+			return ActionWritten, "", false, nil
+		}
+		return ActionInSync, "", false, nil
+	}
+	finding, _ := distribute.Compare(o.State, j.File)
+	switch {
+	case finding == distribute.FindingOK && w.Mode != WriteAlways:
+		// (a dry run of WriteAlways says what the real run does: write)
+		return ActionInSync, "", false, nil
+	case w.Mode == KeepExisting && (finding == distribute.FindingContent || finding == distribute.FindingNotRegular):
+		return ActionKept, "exists with other content (use import or push)", false, nil
+		// The same content with another owner or mode is ours: it is
+		// written again with the policy's.
+	case e.DryRun:
+		return ActionWrite, "", false, nil
+	}
+	return "", "", true, nil
+}
+
+// judgeRemoval reads a removal: a file there that belongs to someone
+// else is not the admin's to lose, and is left alone.
+func (e *Engine) judgeRemoval(w Want, o distribute.Outcome) (Action, string, bool, error) {
+	st := o.State
+	switch {
+	case errors.Is(o.Err, distribute.ErrUnknownUser):
+		return ActionRemoved, "the account is gone, and its home with it", false, nil
+	case o.Err != nil:
+		return "", "", false, o.Err
+	case st.Exists && st.Owner != w.File.Owner:
+		return ActionNotTheirs, fmt.Sprintf("owned by %s, not the admin", st.Owner), false, nil
+	case e.DryRun:
+		return ActionRemove, "", false, nil
+	case o.Removed || !st.Exists:
+		return ActionRemoved, "", false, nil
+	}
+	// The owner's by name, yet the host did not remove it: left alone.
+	return ActionNotTheirs, fmt.Sprintf("owned by uid %d, not the admin's", st.UID), false, nil
+}
+
+// writes writes the wants at idx that the batch judged to need it: the
+// files in one more batch, passwords one by one (chpasswd, then the
+// marker).
+func (e *Engine) writes(ctx context.Context, h *Conn, ws []Want, files []distribute.File, idx []int, steps []FileStep, errs []error) {
+	var jobs []distribute.Job
+	var at []int
+	for _, i := range idx {
+		if ws[i].Password != nil {
+			if errs[i] = setPassword(ctx, h.Host, ws[i]); errs[i] == nil {
+				steps[i].Action = ActionWritten
+			}
+			continue
+		}
+		jobs = append(jobs, distribute.Job{File: files[i], Do: distribute.Put})
+		at = append(at, i)
+	}
+	for k, o := range distribute.Apply(ctx, h.Host, jobs) {
+		if errs[at[k]] = o.Err; o.Err == nil {
+			steps[at[k]].Action = ActionWritten
 		}
 	}
-	if w.Mode != WriteAlways || e.DryRun {
-		st, err := h.Inspect(ctx, f.Path, f.Owner)
-		if err != nil {
-			return step, err
-		}
-		finding, _ := distribute.Compare(st, f)
-		switch {
-		case finding == distribute.FindingOK && w.Mode != WriteAlways:
-			// (a dry run of WriteAlways says what the real run does: write)
-			step.Action = ActionInSync
-			return step, nil
-		case w.Mode == KeepExisting && (finding == distribute.FindingContent || finding == distribute.FindingNotRegular):
-			step.Action, step.Detail = ActionKept, "exists with other content (use import or push)"
-			return step, nil
-			// The same content with another owner or mode is ours: it is
-			// written again with the policy's.
-		}
-	}
-	if e.DryRun {
-		step.Action = ActionWrite
-		return step, nil
-	}
-	if w.Password != nil {
-		err = setPassword(ctx, h.Host, w) // the transport itself: the wrapper hides its optional methods
-	} else {
-		err = distribute.Write(ctx, h.Host, f)
-	}
-	if err != nil {
-		return step, err
-	}
-	step.Action = ActionWritten
-	return step, nil
 }
 
 // setPassword sets the password with chpasswd, then records it in the
@@ -118,32 +216,4 @@ func setPassword(ctx context.Context, h distribute.Host, w Want) error {
 		return fmt.Errorf("%s's password is set, but recording it failed: %w", policies.SharedIdentity, err)
 	}
 	return nil
-}
-
-// removeOwn removes a file of its owner's: a file there that belongs to
-// someone else is not theirs to lose, and is left alone.
-func (e *Engine) removeOwn(ctx context.Context, h distribute.Host, w Want) (FileStep, error) {
-	step := w.Step
-	st, err := h.Inspect(ctx, w.File.Path, w.File.Owner)
-	switch {
-	case errors.Is(err, distribute.ErrUnknownUser):
-		step.Action, step.Detail = ActionRemoved, "the account is gone, and its home with it"
-		return step, nil
-	case err != nil:
-		return step, err
-	case st.Exists && st.Owner != w.File.Owner:
-		step.Action, step.Detail = ActionNotTheirs, fmt.Sprintf("owned by %s, not the admin", st.Owner)
-		return step, nil
-	case e.DryRun:
-		step.Action = ActionRemove
-		return step, nil
-	case !st.Exists:
-		step.Action = ActionRemoved
-		return step, nil
-	}
-	if err := h.Remove(ctx, w.File.Path, w.File.Owner); err != nil {
-		return step, err
-	}
-	step.Action = ActionRemoved
-	return step, nil
 }

@@ -48,30 +48,41 @@ func (e *Engine) stageHost(ctx context.Context, s *staged) Result {
 		return *fail
 	}
 	s.conn, s.close = NewConn(h, s.d.Homes), done
+	var files []distribute.File
+	var err error
 	for _, w := range s.d.Files {
-		f, err := s.conn.Resolve(ctx, w)
-		var st distribute.Staged
-		if err == nil {
-			st, err = h.Stage(ctx, f)
+		var f distribute.File
+		if f, err = s.conn.Resolve(ctx, w); err != nil {
+			break
 		}
+		files = append(files, f)
+	}
+	n := len(files) // the steps to report: those staged, and one that failed
+	if err == nil {
+		// One round trip where the host works batches.
+		s.files, err = distribute.StageAll(ctx, h, files)
+		n = len(s.files)
+	}
+	if err != nil {
+		n++
+	}
+	for _, w := range s.d.Files[:n] {
 		step := w.Step
 		step.Action = ActionStaged
 		step.Fingerprint = e.shown(step.Fingerprint)
 		res.Files = append(res.Files, step)
-		if err != nil {
-			res.Status, res.Error = StatusFailed, err.Error()
-			e.abortHost(ctx, s)
-			return res
-		}
-		s.files = append(s.files, st)
+	}
+	if err != nil {
+		res.Status, res.Error = StatusFailed, err.Error()
+		e.abortHost(ctx, s)
 	}
 	return res
 }
 
 // abortHost removes what was staged on one host and closes it.
 func (e *Engine) abortHost(ctx context.Context, s *staged) {
-	for _, st := range s.files {
-		if err := st.Abort(ctx); err != nil {
+	if len(s.files) > 0 {
+		if err := distribute.AbortAll(ctx, s.conn.Host, s.files); err != nil {
 			e.log().Error("abort failed", "host", s.d.Host.Name, "err", err)
 		}
 	}
@@ -102,17 +113,21 @@ func (s *Staging) Commit(ctx context.Context) []Result {
 			return h.res
 		}
 		res := Result{Host: h.d.Host.Name, Status: StatusOK}
-		for j, st := range h.files {
+		// One round trip where the host works batches.
+		n, err := distribute.CommitAll(ctx, h.conn.Host, h.files)
+		for j := range h.files[:n] {
 			step := h.d.Files[j].Step
 			step.Action = ActionCommitted
 			step.Fingerprint = e.shown(step.Fingerprint)
-			if err := st.Commit(ctx); err != nil {
-				step.Action, step.Error = ActionFailed, err.Error()
-				res.Files = append(res.Files, step)
-				res.Status, res.Error = StatusFailed, err.Error()
-				return res
-			}
 			res.Files = append(res.Files, step)
+		}
+		if err != nil {
+			step := h.d.Files[n].Step
+			step.Fingerprint = e.shown(step.Fingerprint)
+			step.Action, step.Error = ActionFailed, err.Error()
+			res.Files = append(res.Files, step)
+			res.Status, res.Error = StatusFailed, err.Error()
+			return res
 		}
 		if h.d.After != nil && h.conn != nil {
 			h.d.After(ctx, h.conn.Host, &res)
