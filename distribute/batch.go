@@ -34,7 +34,9 @@ type Job struct {
 // Outcome is what became of one [Job].
 type Outcome struct {
 	// State is what was at the path before anything was written or
-	// removed (Look, Converge, RemoveOwn).
+	// removed (Look, Converge, RemoveOwn). A transport may leave unhashed
+	// (SHA256 empty) a file Converge wrote because its size differs from
+	// the content's.
 	State FileState
 	// Swept counts the temporary files removed beside it.
 	Swept int

@@ -34,6 +34,7 @@ func (r record) reads() bool {
 // answer is what the script said of one record.
 type answer struct {
 	at, path, state, tmp, did string
+	account                   string // UID:GID:HOME, a stage's
 	swept                     int
 	hasSwept                  bool
 	code                      int // from an "err" line
@@ -124,6 +125,8 @@ func (b *batchOut) parse(s string) {
 			a.state = val
 		case "tmp":
 			a.tmp = val
+		case "account":
+			a.account = val
 		case "did":
 			a.did = val
 		case "swept":
@@ -347,7 +350,7 @@ func (h *SSHHost) StageFiles(ctx context.Context, files []File) ([]Staged, error
 		if a.tmp == "" || strings.ContainsAny(a.tmp, "\n\x00") {
 			return out, h.fail("stage", r.path, errors.New("the remote side did not name its temporary file"))
 		}
-		out = append(out, &sshStaged{h: h, f: files[k], tmp: a.tmp})
+		out = append(out, &sshStaged{h: h, f: files[k], tmp: a.tmp, account: account(a.account)})
 	}
 	return out, bad
 }
@@ -363,7 +366,11 @@ func (h *SSHHost) CommitFiles(ctx context.Context, staged []Staged) (int, error)
 			return commitEach(ctx, staged)
 		}
 		f := ss.f
-		recs = append(recs, record{op: "commit", path: f.Path, owner: f.Owner, group: f.Group, mode: modeArg(f.Mode), sum: f.SHA256(), tmp: ss.tmp})
+		owner := f.Owner
+		if ss.account != "" {
+			owner += ":" + ss.account // not looked up again
+		}
+		recs = append(recs, record{op: "commit", path: f.Path, owner: owner, group: f.Group, mode: modeArg(f.Mode), sum: f.SHA256(), tmp: ss.tmp})
 	}
 	if len(recs) == 0 {
 		return 0, nil
@@ -376,6 +383,18 @@ func (h *SSHHost) CommitFiles(ctx context.Context, staged []Staged) (int, error)
 		staged[k].(*sshStaged).done = true
 	}
 	return len(recs), nil
+}
+
+// account returns a stage's answer UID:GID:HOME if it is one, else "".
+func account(s string) string {
+	uid, rest, ok1 := strings.Cut(s, ":")
+	gid, home, ok2 := strings.Cut(rest, ":")
+	_, ok3 := atoi(uid)
+	_, ok4 := atoi(gid)
+	if !ok1 || !ok2 || !ok3 || !ok4 || strings.ContainsAny(home, ":\n\x00") {
+		return ""
+	}
+	return s
 }
 
 func commitEach(ctx context.Context, staged []Staged) (int, error) {

@@ -159,3 +159,33 @@ func TestParseBatch(t *testing.T) {
 		t.Errorf("record 2 when the session timed out: %v", err)
 	}
 }
+
+// TestSSHBatchCommitKeepsAccount: a batch's commit is checked against the
+// account its stage found and gave the file to, without looking it up
+// again (the lookups are the stage's); the one-file commit looks it up.
+func TestSSHBatchCommitKeepsAccount(t *testing.T) {
+	lab := sshlab.Start(t, 1, sshlab.Options{})
+	host := lab.Hosts[0]
+	h := labOpen(t, labDialer(t, lab, nil), host)
+	ctx := context.Background()
+	files := []File{authkeyFile("k"), {Path: "~/.pcmkeys/a", Content: []byte("a"), Owner: "alice", Mode: 0o600}}
+	staged, err := StageAll(ctx, h, files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, err := h.Stage(ctx, File{Path: "~/.pcmkeys/b", Content: []byte("b"), Owner: "alice", Mode: 0o600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The accounts are gone from the name service now.
+	onLab(t, host, `sed -i '/^alice:/d; /^hacluster:/d' /etc/passwd`)
+	if n, err := CommitAll(ctx, h, staged); n != 2 || err != nil {
+		t.Errorf("commit: %d, %v", n, err)
+	}
+	if got := onLab(t, host, "stat -c '%u:%g %a' /etc/pacemaker/authkey /home/alice/.pcmkeys/a; cat /home/alice/.pcmkeys/a"); got != "189:189 600\n2001:2001 600\na" {
+		t.Errorf("committed: %q", got)
+	}
+	if err := one.Commit(ctx); !errors.Is(err, ErrUnknownUser) {
+		t.Errorf("the one-file commit: %v, want the owner looked up (and not found)", err)
+	}
+}

@@ -223,10 +223,13 @@ func (h *SSHHost) abortSuffix(ctx context.Context, f File, suffix string) error 
 }
 
 type sshStaged struct {
-	h    *SSHHost
-	f    File
-	tmp  string
-	done bool
+	h   *SSHHost
+	f   File
+	tmp string
+	// account is the owner's UID:GID:HOME as the stage found it (staged in
+	// a batch), for the commit to use without looking it up again.
+	account string
+	done    bool
 }
 
 // Commit implements Staged.

@@ -27,6 +27,8 @@
 #           OWNER's
 #   ROOT    prefix of every path ("" for /)
 #   PATH    absolute, or ~/REL for OWNER's home (validated by the caller)
+#   OWNER   a user name; in a batch NAME:UID:GID:HOME, the account a stage
+#           answered, is not looked up again
 #   MODE    octal permission bits of the file, such as 600
 #   SIZE    stage, write, converge: the length of the record's content on
 #           stdin, where the contents of a batch follow one another in
@@ -36,9 +38,11 @@
 # A batch answers on stdout, a line per fact, each ":N KEY VALUE" for
 # record N: "at STEP" (the step under way: sweep, inspect, stage, write,
 # commit, abort, remove), "path FULL", "state missing|file|symlink|other
-# ...", "swept COUNT", "tmp PATH", "did insync|written|removed", "err CODE
-# MESSAGE", and last "end CODE". Lines without the colon are what its
-# commands said on stderr.
+# ...", "swept COUNT", "tmp PATH" and "account UID:GID:HOME" (stage), "did
+# insync|written|removed", "err CODE MESSAGE", and last "end CODE". Lines
+# without the colon are what its commands said on stderr. converge hashes
+# a file only if its size is the content's (another cannot be in sync):
+# otherwise its state's SHA-256 is "-".
 # Exit codes: 0 done; 10 unsafe target; 11 no such user; 12 no such group;
 # 13 verification failed; 14 home directory missing; 15 file too large;
 # 16 failed, and the record's content was not read to its end (the later
@@ -434,6 +438,7 @@ verify() {
 # for none). It sets kind (missing, file, symlink, other) and for a file
 # fsum.
 inspect() {
+	want=${1-}
 	say path "$full"
 	create=0
 	kind=missing
@@ -452,7 +457,9 @@ inspect() {
 	else
 		kind=file
 		fsum=-
-		[ "$4" -gt "$max" ] || fsum=$(hash "$t")
+		if [ "$4" -le "$max" ] && { [ -z "$want" ] || [ "$4" = "$want" ]; }; then
+			fsum=$(hash "$t")
+		fi
 		say state file $tst "$fsum"
 		return 0
 	fi
@@ -496,6 +503,7 @@ abort() {
 one() {
 	left=0 walked=0
 	! reads || left=1
+	acct=$uid:$gid:$home
 	locate
 	case $op in
 	sweep+*)
@@ -513,6 +521,7 @@ one() {
 		stage
 		checkstaged
 		say tmp "$tmp"
+		say account "$acct"
 		;;
 	write)
 		at write
@@ -561,7 +570,7 @@ one() {
 		;;
 	converge)
 		at inspect
-		inspect
+		inspect "$size"
 		if insync; then
 			left=lost
 			skip || die 1 "could not read past the content of $full"
@@ -623,7 +632,7 @@ grouplen() {
 	k=1
 	[ "$1" != reap ] || return 0
 	shift 8
-	while [ $# -ge 8 ] && [ "$3" = "$owner" ] && [ "$4" = "$group" ] && [ "$1" != reap ]; do
+	while [ $# -ge 8 ] && [ "${3%%:*}" = "$owner" ] && [ "$4" = "$group" ] && [ "$1" != reap ]; do
 		case $2 in '~/'*) ;; *) break ;; esac
 		k=$((k + 1))
 		shift 8
@@ -649,10 +658,17 @@ work() {
 		refuse 1 "not attempted: the content of an earlier file was not read to its end"
 		return 0
 	fi
+	acct=''
+	case $owner in *:*) acct=${owner#*:} owner=${owner%%:*} ;; esac
 	if [ -n "$as" ]; then
 		# Run again as the owner: root looked the account up.
-		uid=${as%%:*} gid=${as#*:}
-		home=${gid#*:} gid=${gid%%:*}
+		account "$as"
+		record
+		return 0
+	fi
+	if [ -n "$acct" ]; then
+		# The account a stage answered.
+		account "$acct"
 	else
 		c=0
 		lookup || c=$?
@@ -672,9 +688,15 @@ work() {
 			[ "$form" = single ] || printf ':%s end 0\n' "$i"
 			return 0
 		fi
-		case $path in '~/'*) [ -n "${home%/}" ] && asowner "$@" && return 0 ;; esac
 	fi
+	case $path in '~/'*) [ -n "${home%/}" ] && asowner "$@" && return 0 ;; esac
 	record
+}
+
+# account sets uid, gid and home from UID:GID:HOME.
+account() {
+	uid=${1%%:*} gid=${1#*:}
+	home=${gid#*:} gid=${gid%%:*}
 }
 
 # asowner runs the script again as the owner for the run of records in
