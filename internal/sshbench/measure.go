@@ -17,8 +17,12 @@ var sampleRSS = true
 // result is one measured run of a job.
 type result struct {
 	wall time.Duration
-	rss  int64 // peak total RSS of the process tree, KB
-	fds  int   // peak open files of the job's own process
+	rss  int64         // peak total RSS of the process tree, KB
+	fds  int           // peak open files of the job's own process
+	cpu  time.Duration // CPU time the whole machine spent while it ran (all cores)
+	// client is the CPU time of the job's own processes (user and system,
+	// with the children it waited for: xargs's ssh, not the lab's sshd).
+	client time.Duration
 }
 
 // median runs argv runs times and returns the median wall time, peak RSS
@@ -43,13 +47,18 @@ func medianOf(rs []result) result {
 	walls := make([]time.Duration, len(rs))
 	rsss := make([]int64, len(rs))
 	fds := make([]int, len(rs))
+	cpus := make([]time.Duration, len(rs))
+	clients := make([]time.Duration, len(rs))
 	for i, r := range rs {
-		walls[i], rsss[i], fds[i] = r.wall, r.rss, r.fds
+		walls[i], rsss[i], fds[i], cpus[i], clients[i] = r.wall, r.rss, r.fds, r.cpu, r.client
 	}
 	sort.Slice(walls, func(i, j int) bool { return walls[i] < walls[j] })
 	sort.Slice(rsss, func(i, j int) bool { return rsss[i] < rsss[j] })
 	sort.Ints(fds)
-	return result{walls[len(rs)/2], rsss[len(rs)/2], fds[len(rs)/2]}
+	sort.Slice(cpus, func(i, j int) bool { return cpus[i] < cpus[j] })
+	sort.Slice(clients, func(i, j int) bool { return clients[i] < clients[j] })
+	m := len(rs) / 2
+	return result{walls[m], rsss[m], fds[m], cpus[m], clients[m]}
 }
 
 // measure runs argv and samples the total RSS of its process tree and the
@@ -60,6 +69,7 @@ func measure(argv []string) (result, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
+	cpu0 := machineCPU()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return result{}, err
@@ -87,11 +97,15 @@ func measure(argv []string) (result, error) {
 	}()
 	err := cmd.Wait()
 	wall := time.Since(start)
+	cpu := machineCPU() - cpu0
 	close(stop)
 	<-done
 	mu.Lock()
 	defer mu.Unlock()
-	peak.wall = wall
+	peak.wall, peak.cpu = wall, cpu
+	if ps := cmd.ProcessState; ps != nil {
+		peak.client = ps.UserTime() + ps.SystemTime()
+	}
 	if err != nil {
 		s := out.String()
 		if len(s) > 4000 {
@@ -142,4 +156,26 @@ func treeRSS(root int) int64 {
 		}
 	}
 	return total
+}
+
+// machineCPU is the CPU time all cores have spent busy since boot
+// (/proc/stat: user, nice, system, irq, softirq). Across a job it counts
+// the lab's sshd as well as the client, and whatever else the machine
+// ran meanwhile: a job cannot take less wall time than its CPU time over
+// the cores.
+func machineCPU() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	var busy int64
+	for _, i := range []int{1, 2, 3, 6, 7} { // user nice system (idle iowait) irq softirq
+		if i < len(f) {
+			n, _ := strconv.ParseInt(f[i], 10, 64)
+			busy += n
+		}
+	}
+	return time.Duration(busy) * time.Second / 100 // USER_HZ
 }

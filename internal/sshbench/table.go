@@ -13,14 +13,16 @@ import (
 
 // printTable prints one host count's table: each job's median wall time
 // locally and at the delay, as a multiple of the floor and of OpenSSH's
-// one-shot write measured in the same runs, the round trips per host the
-// capture counted and the wall time they imply at the measured RTT, peak
-// RSS and (pcmkeys) peak open files.
+// one-shot write measured in the same runs, and CPU time: the job's own
+// processes' (the client's) and the whole machine's meanwhile (the lab's
+// sshd too; over the cores, either is a floor as well); the round
+// trips per host the capture counted and the wall time they imply at the
+// measured RTT; peak RSS and (pcmkeys) peak open files.
 func printTable(c *cluster, jobs []job, cells map[string]map[time.Duration]cell, delays []time.Duration, rts map[string]rtCount, o scaleOptions) {
 	fmt.Printf("\n%d hosts (medians of %d; Ansible forks %d; pcmkeys's default --parallel %d)\n", c.n, o.runs, c.forks, distribute.DefaultParallel)
 	head := fmt.Sprintf("%-44s", "job")
 	for _, d := range delays {
-		head += fmt.Sprintf(" | %-24s", where(d, cells, jobs))
+		head += fmt.Sprintf(" | %-38s", where(d, cells, jobs))
 	}
 	if rts != nil {
 		head += fmt.Sprintf(" | %-16s", "round trips")
@@ -28,7 +30,7 @@ func printTable(c *cluster, jobs []job, cells map[string]map[time.Duration]cell,
 	fmt.Println(head + " | peak RSS |  fds")
 	sub := fmt.Sprintf("%-44s", "")
 	for range delays {
-		sub += fmt.Sprintf(" | %8s %7s %7s", "wall", "×floor", "×ssh")
+		sub += fmt.Sprintf(" | %8s %6s %6s %14s", "wall", "×floor", "×ssh", "CPU client/all")
 	}
 	if rts != nil {
 		sub += fmt.Sprintf(" | %5s %10s", "/host", "min wall")
@@ -41,7 +43,8 @@ func printTable(c *cluster, jobs []job, cells map[string]map[time.Duration]cell,
 		for _, d := range delays {
 			r := cells[j.name][d].res
 			rss, fds = max(rss, r.rss), max(fds, r.fds)
-			line += fmt.Sprintf(" | %8s %7s %7s", r.wall.Round(10*time.Millisecond), ratio(r.wall, cells["floor"][d].res.wall), ratio(r.wall, cells["ssh"][d].res.wall))
+			line += fmt.Sprintf(" | %8s %6s %6s %14s", r.wall.Round(10*time.Millisecond), ratio(r.wall, cells["floor"][d].res.wall),
+				ratio(r.wall, cells["ssh"][d].res.wall), fmt.Sprintf("%.1f/%.1fs", r.client.Seconds(), r.cpu.Seconds()))
 		}
 		if rts != nil {
 			if rc, ok := rts[j.name]; ok && len(delays) > 1 {
@@ -100,23 +103,32 @@ func printStoreOps(e *env, c *cluster) error {
 		if err != nil {
 			return err
 		}
-		counts := map[string]int{}
+		counts, files := map[string]int{}, map[string]int{}
 		total := 0
 		for _, line := range strings.Split(string(b), "\n") {
-			if !strings.Contains(line, store) {
+			i := strings.Index(line, store+"/")
+			if i < 0 {
 				continue
 			}
 			_, call, _ := strings.Cut(line, " ")
 			call, _, _ = strings.Cut(strings.TrimSpace(call), "(")
+			name, _, _ := strings.Cut(line[i+len(store)+1:], `"`)
 			counts[call]++
+			files[name]++
 			total++
 		}
-		var parts []string
-		for k, v := range counts {
-			parts = append(parts, fmt.Sprintf("%s %d", k, v))
-		}
-		sort.Strings(parts)
-		fmt.Printf("store requests, %s on %d hosts: %d file operations on the store (%s)\n", strings.Join(args, " "), c.n, total, strings.Join(parts, ", "))
+		fmt.Printf("store requests, %s on %d hosts: %d file operations on the store (%s; by file: %s)\n",
+			strings.Join(args, " "), c.n, total, tally(counts), tally(files))
 	}
 	return nil
+}
+
+// tally is "k n, k n" in the keys' order.
+func tally(m map[string]int) string {
+	var parts []string
+	for k, v := range m {
+		parts = append(parts, fmt.Sprintf("%s %d", k, v))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
 }

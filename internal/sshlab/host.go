@@ -119,6 +119,9 @@ func (l *Lab) startHost(h *Host) error {
 		if err != nil {
 			return err
 		}
+		if !h.lab.takePort(port) {
+			continue
+		}
 		h.Port = port
 		h.HostKeyLine = fmt.Sprintf("[%s]:%d %s %s", h.Address, port, fields[0], fields[1])
 		if err := h.launch(); err == nil {

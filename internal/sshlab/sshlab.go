@@ -44,6 +44,25 @@ type Lab struct {
 	KnownHosts   string // known_hosts with every host's key
 	IdentityFile string // the client key every host accepts (root and deploy)
 	Hosts        []*Host
+
+	portsMu sync.Mutex
+	ports   map[int]bool // ports handed to hosts
+}
+
+// takePort reserves port for a host unless another host has it: a port
+// the kernel says is free stays free only until someone binds it, and
+// hosts starting side by side may be told the same one.
+func (l *Lab) takePort(port int) bool {
+	l.portsMu.Lock()
+	defer l.portsMu.Unlock()
+	if l.ports == nil {
+		l.ports = map[int]bool{}
+	}
+	if l.ports[port] {
+		return false
+	}
+	l.ports[port] = true
+	return true
 }
 
 // Options shape a lab.
