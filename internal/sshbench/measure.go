@@ -23,6 +23,11 @@ type result struct {
 	// client is the CPU time of the job's own processes (user and system,
 	// with the children it waited for: xargs's ssh, not the lab's sshd).
 	client time.Duration
+	// machineMem is how much more of the machine's memory was in use at
+	// the peak than before the job (KB, MemAvailable); procs the most
+	// processes the machine had.
+	machineMem int64
+	procs      int
 }
 
 // median runs argv runs times and returns the median wall time, peak RSS
@@ -58,7 +63,7 @@ func medianOf(rs []result) result {
 	sort.Slice(cpus, func(i, j int) bool { return cpus[i] < cpus[j] })
 	sort.Slice(clients, func(i, j int) bool { return clients[i] < clients[j] })
 	m := len(rs) / 2
-	return result{walls[m], rsss[m], fds[m], cpus[m], clients[m]}
+	return result{wall: walls[m], rss: rsss[m], fds: fds[m], cpu: cpus[m], client: clients[m], machineMem: maxOf(rs, func(r result) int64 { return r.machineMem }), procs: int(maxOf(rs, func(r result) int64 { return int64(r.procs) }))}
 }
 
 // measure runs argv and samples the total RSS of its process tree and the
@@ -69,7 +74,7 @@ func measure(argv []string) (result, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
-	cpu0 := machineCPU()
+	cpu0, mem0 := machineCPU(), memAvailable()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return result{}, err
@@ -84,9 +89,12 @@ func measure(argv []string) (result, error) {
 			t0 := time.Now()
 			r := treeRSS(cmd.Process.Pid)
 			n := openFiles(cmd.Process.Pid)
+			used, procs := mem0-memAvailable(), countProcs()
 			mu.Lock()
 			peak.rss = max(peak.rss, r)
 			peak.fds = max(peak.fds, n)
+			peak.machineMem = max(peak.machineMem, used)
+			peak.procs = max(peak.procs, procs)
 			mu.Unlock()
 			select {
 			case <-stop:
@@ -178,4 +186,13 @@ func machineCPU() time.Duration {
 		}
 	}
 	return time.Duration(busy) * time.Second / 100 // USER_HZ
+}
+
+// maxOf is the largest f(r) over rs.
+func maxOf(rs []result, f func(result) int64) int64 {
+	var m int64
+	for _, r := range rs {
+		m = max(m, f(r))
+	}
+	return m
 }

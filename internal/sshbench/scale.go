@@ -135,8 +135,9 @@ func benchScale(o scaleOptions) error {
 					if err != nil {
 						return fmt.Errorf("%s on %d hosts, %s each way: %w", j.name, n, d, err)
 					}
-					fmt.Fprintf(os.Stderr, "  run %d %-9s %8s CPU %5.1f/%5.1fs %7.1f MB %5d fds (load %s)\n", run+1, j.name, r.wall.Round(time.Millisecond),
-						r.client.Seconds(), r.cpu.Seconds(), float64(r.rss)/1024, r.fds, load())
+					fmt.Fprintf(os.Stderr, "  run %d %-9s %8s CPU %5.1f/%5.1fs %7.1f MB %5d fds; machine: +%.0f MB, %d processes (load %s)\n",
+						run+1, j.name, r.wall.Round(time.Millisecond), r.client.Seconds(), r.cpu.Seconds(), float64(r.rss)/1024, r.fds,
+						float64(r.machineMem)/1024, r.procs, load())
 					runs[j.name] = append(runs[j.name], r)
 				}
 			}

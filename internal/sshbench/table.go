@@ -62,6 +62,20 @@ func printTable(c *cluster, jobs []job, cells map[string]map[time.Duration]cell,
 		}
 		fmt.Printf("%s | %5.1f MB | %s\n", line, float64(rss)/1024, f)
 	}
+	var mem int64
+	var procs int
+	var which string
+	for _, j := range jobs {
+		for _, d := range delays {
+			r := cells[j.name][d].res
+			if r.machineMem > mem {
+				mem, which = r.machineMem, j.name
+			}
+			procs = max(procs, r.procs)
+		}
+	}
+	fmt.Printf("the machine at the peak of any job: %.0f MB more memory in use (%s), %d processes (pid_max %s)\n",
+		float64(mem)/1024, which, procs, sysctl("kernel/pid_max"))
 }
 
 // where names a column: local, or the delay with the RTT measured.
