@@ -3,7 +3,8 @@
 // the command line that starts it, and the exit codes it answers with.
 // It works one file, or a batch of files in one run (many files of one
 // host, one session). Its usage, operations, answers and guarantees are
-// written at the top of script.sh.
+// written at the top of script.sh; protocol.sh holds the write protocol's
+// steps, batch.sh the loop over the files.
 package remote
 
 import (
@@ -11,10 +12,19 @@ import (
 	"strings"
 )
 
-// Script is script.sh's text.
-//
-//go:embed script.sh
-var Script string
+// The script's parts: script.sh (its usage, arguments and helpers),
+// protocol.sh (the write protocol's steps), batch.sh (the record loop).
+var (
+	//go:embed script.sh
+	head string
+	//go:embed protocol.sh
+	protocol string
+	//go:embed batch.sh
+	batch string
+)
+
+// Script is the script's text: script.sh, protocol.sh and batch.sh.
+var Script = head + "\n" + protocol + "\n" + batch
 
 // MaxRead bounds how much of a file is read to verify, inspect or read
 // it, on every transport: the largest file pcmkeys writes (the script's

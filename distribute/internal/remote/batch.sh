@@ -1,0 +1,261 @@
+# The record loop, for script.sh (see its top): each record of the command
+# line worked on its own, as root or, for a run of files in one owner's
+# home, as that owner, and answered.
+
+# one works the record under way, as root or as its owner.
+one() {
+	left=0 walked=0
+	! reads || left=1
+	acct=$uid:$gid:$home
+	locate
+	case $op in
+	sweep+*)
+		op=${op#sweep+}
+		at sweep
+		create=0
+		n=0
+		if walk; then sweep; fi
+		say swept "$n"
+		;;
+	esac
+	case $op in
+	stage)
+		at stage
+		stage
+		checkstaged
+		say tmp "$tmp"
+		say account "$acct"
+		;;
+	write)
+		at write
+		stage
+		checkstaged
+		commit
+		say did written
+		;;
+	commit)
+		at commit
+		create=0
+		walk || die 1 "the directory of $full is gone"
+		commit
+		;;
+	abort | reap)
+		at abort
+		[ "$op" = abort ] || [ -n "$as" ] || reap
+		abort
+		;;
+	remove)
+		at remove
+		remove
+		;;
+	sweep)
+		at sweep
+		create=0
+		n=0
+		if walk; then sweep; fi
+		say swept "$n"
+		;;
+	read)
+		create=0
+		walk || die 1 "$full does not exist"
+		t=$r$full
+		[ ! -L "$t" ] || die 10 "$full is a symbolic link"
+		[ -f "$t" ] || die 1 "$full is not a regular file or does not exist"
+		[ -n "$tst" ] || tst=$(stat -c '%u %g %a %s %U %G' -- "$t")
+		size=${tst#* * * }
+		size=${size%% *}
+		[ "$size" -le "$max" ] || die 15 "$full is larger than $max bytes"
+		dd if="$t" iflag=nofollow,count_bytes count=$((max + 1)) bs=64K status=none
+		;;
+	inspect)
+		at inspect
+		inspect
+		;;
+	converge)
+		at inspect
+		inspect "$size"
+		if insync; then
+			left=lost
+			skip || die 1 "could not read past the content of $full"
+			left=0
+			say did insync
+		else
+			at write
+			stage
+			checkstaged
+			commit
+			say did written
+		fi
+		;;
+	removeown)
+		at inspect
+		inspect
+		if [ "$kind" != missing ] && [ "${tst%% *}" = "$uid" ]; then
+			at remove
+			remove
+			say did removed
+		fi
+		;;
+	esac
+}
+
+# record works the record under way: alone, directly; in a batch in a
+# subshell of its own, so that a refusal ends only that record, and
+# answers its end.
+record() {
+	if [ "$form" = single ]; then
+		one
+		return 0
+	fi
+	set +e
+	(
+		set -e
+		one
+	) 2>&1
+	c=$?
+	set -e
+	printf ':%s end %s\n' "$i" "$c"
+	[ "$c" != 16 ] || broken=1
+	[ "$c" = 0 ] || failed=$c
+}
+
+# refuse answers a record that cannot be worked at all with code $1 and
+# message $2 (alone, the script exits).
+refuse() {
+	[ "$form" != single ] || die "$@"
+	printf ':%s err %s %s\n:%s end %s\n' "$i" "$1" "$2" "$i" "$1"
+	failed=$1
+	[ "$broken" = 1 ] || skip || broken=1
+}
+
+# grouplen sets k to the number of records, from the first on, that one
+# run as their owner works: files in the home of one owner with one
+# group. A reap is worked alone (root kills first).
+grouplen() {
+	k=1
+	[ "$1" != reap ] || return 0
+	shift 8
+	while [ $# -ge 8 ] && [ "${3%%:*}" = "$owner" ] && [ "$4" = "$group" ] && [ "$1" != reap ]; do
+		case $2 in '~/'*) ;; *) break ;; esac
+		k=$((k + 1))
+		shift 8
+	done
+}
+
+# work works the first record of "$@", or the run of records starting
+# there that one run as their owner works, and sets k to how many.
+work() {
+	k=1
+	case ${op#sweep+} in
+	stage | commit | write | abort | reap | remove | inspect | sweep | user | converge | removeown) ;;
+	read) [ "$form" = single ] || {
+		refuse 2 "read works one file alone"
+		return 0
+	} ;;
+	*)
+		refuse 2 "unknown operation $op"
+		return 0
+		;;
+	esac
+	if [ "$broken" = 1 ] && reads; then
+		refuse 1 "not attempted: the content of an earlier file was not read to its end"
+		return 0
+	fi
+	acct=''
+	case $owner in *:*) acct=${owner#*:} owner=${owner%%:*} ;; esac
+	if [ -n "$as" ]; then
+		# Run again as the owner: root looked the account up.
+		account "$as"
+		record
+		return 0
+	fi
+	if [ -n "$acct" ]; then
+		# The account a stage answered.
+		account "$acct"
+	else
+		c=0
+		lookup || c=$?
+		case $c in
+		0) ;;
+		11)
+			refuse 11 "no such user \"$owner\""
+			return 0
+			;;
+		*)
+			refuse 12 "no such group \"$group\""
+			return 0
+			;;
+		esac
+		if [ "$op" = user ]; then
+			say user "$uid:$gid:$home"
+			[ "$form" = single ] || printf ':%s end 0\n' "$i"
+			return 0
+		fi
+	fi
+	case $path in '~/'*) [ -n "${home%/}" ] && asowner "$@" && return 0 ;; esac
+	record
+}
+
+# account sets uid, gid and home from UID:GID:HOME.
+account() {
+	uid=${1%%:*} gid=${1#*:}
+	home=${gid#*:} gid=${gid%%:*}
+}
+
+# asowner runs the script again as the owner for the run of records in
+# the owner's home that starts at the first of "$@"; a reap is killed as
+# root first.
+asowner() {
+	grouplen "$@"
+	if [ "$op" = reap ]; then
+		if [ "$form" = single ]; then
+			reap
+		else
+			set +e
+			(
+				set -e
+				reap
+			) 2>&1
+			c=$?
+			set -e
+			if [ "$c" != 0 ]; then
+				printf ':%s end %s\n' "$i" "$c"
+				failed=$c
+				return 0
+			fi
+		fi
+	fi
+	if [ "$form" = single ]; then
+		exec chroot --userspec="$uid:$gid" / sh -c 'eval "$1"' pcmkeys "$self" \
+			single "$root" "$uid:$gid:$home" "$i" 1 "$@"
+	fi
+	set +e
+	chroot --userspec="$uid:$gid" / sh -c 'eval "$1"' pcmkeys "$self" \
+		"$form" "$root" "$uid:$gid:$home" "$i" "$k" "$@" 2>&1
+	c=$?
+	set -e
+	# The run exits 0, or in a chain with the code that stopped it; 16 or
+	# anything else leaves the content of later records unread.
+	case $c in
+	0) ;;
+	16) broken=1 failed=$c ;;
+	*)
+		failed=$c
+		[ "$form" = chain ] && [ "$c" -le 16 ] || broken=1
+		;;
+	esac
+	return 0
+}
+
+while [ $# -ge 8 ] && [ "$count" != 0 ]; do
+	op=$1 path=$2 owner=$3 group=$4 mode=$5 sum=$6 size=$7 tmp=$8
+	work "$@"
+	shift $((8 * k))
+	i=$((i + k))
+	[ -z "$count" ] || count=$((count - k))
+	[ "$form" != chain ] || [ "$failed" = 0 ] || break
+done
+[ "$form" != single ] || exit 0
+[ "$form" != chain ] || exit "$failed"
+[ "$broken" = 0 ] || exit 16
+exit 0
