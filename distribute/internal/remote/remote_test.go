@@ -29,3 +29,21 @@ func TestCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestScriptCompact: the script runs without its comments, and only they
+// (and blank lines) are dropped.
+func TestScriptCompact(t *testing.T) {
+	full := head + "\n" + protocol + "\n" + batch
+	var code []string
+	for _, line := range strings.Split(full, "\n") {
+		if t := strings.TrimSpace(line); t != "" && !strings.HasPrefix(t, "#") {
+			code = append(code, line)
+		}
+	}
+	if Script != strings.Join(code, "\n")+"\n" {
+		t.Error("Script is not the three parts' code lines")
+	}
+	if strings.Contains(Script, "\n#") || len(Script) > len(full)*2/3 {
+		t.Errorf("the script sent holds comments (%d bytes of %d)", len(Script), len(full))
+	}
+}
