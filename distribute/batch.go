@@ -3,6 +3,7 @@ package distribute
 import (
 	"context"
 	"errors"
+	"fmt"
 )
 
 // Do is what a [Job] does with its file.
@@ -19,7 +20,14 @@ const (
 	// RemoveOwn inspects the file and removes it if it exists and is its
 	// owner's (File.Owner); a file of anyone else's is left alone.
 	RemoveOwn
+	// Run runs Job.Command on the host as root, as [Host.Exec] does, once
+	// every job before it succeeded (else it fails with [ErrNotRun]); it
+	// touches no file.
+	Run
 )
+
+// ErrNotRun is a Run job after a job that failed: its command did not run.
+var ErrNotRun = errors.New("not run: a file before it failed")
 
 // Job is one file's part of a batch (see [Apply]).
 type Job struct {
@@ -29,6 +37,9 @@ type Job struct {
 	// Sweep removes the temporary files an interrupted write left beside
 	// the target first ([Host.Sweep]).
 	Sweep bool
+	// Command is a Run job's shell command. It never carries key
+	// material.
+	Command string
 }
 
 // Outcome is what became of one [Job].
@@ -42,6 +53,10 @@ type Outcome struct {
 	Swept int
 	// Wrote and Removed say what was done.
 	Wrote, Removed bool
+	// Output is a Run job's output (stdout and stderr), escaped as
+	// [Host.Exec]'s; over SSH in a batch, its lines each end with a
+	// newline.
+	Output string
 	// Err is why the job failed; its other fields hold what was done
 	// before.
 	Err error
@@ -64,6 +79,9 @@ type Batcher interface {
 	CommitFiles(ctx context.Context, staged []Staged) (int, error)
 	// AbortFiles removes staged files (see [Staged.Abort]).
 	AbortFiles(ctx context.Context, staged []Staged) error
+	// CommitFilesThen is CommitFiles, then, if every file was committed,
+	// the Run job then in the same round trip.
+	CommitFilesThen(ctx context.Context, staged []Staged, then Job) (int, Outcome, error)
 }
 
 // Apply works jobs on h, each on its own (a failure ends only its job),
@@ -74,8 +92,14 @@ func Apply(ctx context.Context, h Host, jobs []Job) []Outcome {
 		return b.ApplyJobs(ctx, jobs)
 	}
 	out := make([]Outcome, len(jobs))
+	failed := false
 	for i, j := range jobs {
-		out[i] = applyOne(ctx, h, j)
+		if j.Do == Run && failed {
+			out[i].Err = fmt.Errorf("host %s: %s: %w", h.Name(), j.Command, ErrNotRun)
+		} else {
+			out[i] = applyOne(ctx, h, j)
+		}
+		failed = failed || out[i].Err != nil
 	}
 	return out
 }
@@ -84,6 +108,10 @@ func Apply(ctx context.Context, h Host, jobs []Job) []Outcome {
 // the same.
 func applyOne(ctx context.Context, h Host, j Job) Outcome {
 	var o Outcome
+	if j.Do == Run {
+		o.Output, o.Err = h.Exec(ctx, j.Command)
+		return o
+	}
 	f := j.File
 	if j.Sweep {
 		if o.Swept, o.Err = h.Sweep(ctx, f.Path, f.Owner); o.Err != nil {
@@ -144,6 +172,20 @@ func CommitAll(ctx context.Context, h Host, staged []Staged) (int, error) {
 		}
 	}
 	return len(staged), nil
+}
+
+// CommitAllThen is CommitAll, then, if every file was committed, the Run
+// job then (its Outcome; it fails with [ErrNotRun] if a commit failed):
+// in one round trip if h is a [Batcher].
+func CommitAllThen(ctx context.Context, h Host, staged []Staged, then Job) (int, Outcome, error) {
+	if b, ok := h.(Batcher); ok {
+		return b.CommitFilesThen(ctx, staged, then)
+	}
+	n, err := CommitAll(ctx, h, staged)
+	if err != nil {
+		return n, Outcome{Err: fmt.Errorf("host %s: %s: %w", h.Name(), then.Command, ErrNotRun)}, err
+	}
+	return n, applyOne(ctx, h, then), nil
 }
 
 // AbortAll removes staged files of h (those committed are left alone),

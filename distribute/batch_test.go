@@ -335,3 +335,63 @@ func testStageCommitAbort(t *testing.T, newHost func(t *testing.T) (distribute.H
 		t.Errorf("after a refused commit and abort: %q", got)
 	}
 }
+
+// TestRunLocal and TestRunSSH: a Run job runs its command once every
+// job before it succeeded, after them, and never after one that failed;
+// CommitAllThen runs it once every file is committed.
+func TestRunLocal(t *testing.T) { testRun(t, localHosts) }
+
+func TestRunSSH(t *testing.T) { testRun(t, sshHosts(t)) }
+
+func testRun(t *testing.T, newHost func(t *testing.T) (distribute.Host, hosttest.Fixture)) {
+	h, fx := newHost(t)
+	ctx := context.Background()
+	_, remote := h.(distribute.Batcher)
+	// The command shows what it sees of the file, and leaves a mark.
+	run := distribute.Job{Do: distribute.Run, Command: `cat /etc/pacemaker/authkey; touch /root/ran`}
+	out := distribute.Apply(ctx, h, []distribute.Job{{File: srv("authkey", "k1"), Do: distribute.Put}, run})
+	switch {
+	case out[0].Err != nil:
+		t.Fatal(out[0].Err)
+	case remote && (out[1].Err != nil || out[1].Output != "k1\n"):
+		t.Errorf("run after a write: %q, %v", out[1].Output, out[1].Err)
+	case !remote && !errors.Is(out[1].Err, distribute.ErrNoExec):
+		t.Errorf("run on a host under a root prefix: %q, %v", out[1].Output, out[1].Err)
+	}
+	fx.Sh(t, `rm -f "$R/root/ran"; ln -s authkey "$R/etc/pacemaker/link"`)
+	out = distribute.Apply(ctx, h, []distribute.Job{{File: srv("link", "k2"), Do: distribute.Put}, {File: srv("authkey", "k2"), Do: distribute.Put}, run})
+	if !errors.Is(out[0].Err, distribute.ErrUnsafe) || out[1].Err != nil || !errors.Is(out[2].Err, distribute.ErrNotRun) || out[2].Output != "" {
+		t.Errorf("run after a refused write: %+v", out)
+	}
+	if got := fx.Sh(t, `ls -A "$R/root"`); got != "" {
+		t.Errorf("the command ran after a refused write: %q", got)
+	}
+
+	s, err := distribute.StageAll(ctx, h, []distribute.File{srv("authkey", "k3")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, o, err := distribute.CommitAllThen(ctx, h, s, run)
+	switch {
+	case n != 1 || err != nil:
+		t.Fatalf("commit: %d, %v", n, err)
+	case remote && (o.Err != nil || o.Output != "k3\n"):
+		t.Errorf("run after the commit: %q, %v", o.Output, o.Err)
+	case !remote && !errors.Is(o.Err, distribute.ErrNoExec):
+		t.Errorf("run on a host under a root prefix: %q, %v", o.Output, o.Err)
+	}
+	fx.Sh(t, `rm -f "$R/root/ran"`)
+	s, err = distribute.StageAll(ctx, h, []distribute.File{srv("authkey", "k4")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.Sh(t, `cd "$R/etc/pacemaker"; rm authkey; ln -s link authkey`)
+	n, o, err = distribute.CommitAllThen(ctx, h, s, run)
+	if n != 0 || !errors.Is(err, distribute.ErrUnsafe) || !errors.Is(o.Err, distribute.ErrNotRun) {
+		t.Errorf("commit over a link, then run: %d, %v, %+v", n, err, o)
+	}
+	distribute.AbortAll(ctx, h, s)
+	if got := fx.Sh(t, `ls -A "$R/root"`); got != "" {
+		t.Errorf("the command ran after a refused commit: %q", got)
+	}
+}

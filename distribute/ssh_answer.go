@@ -43,6 +43,7 @@ type answer struct {
 	end                       int
 	ended                     bool
 	said                      []string // lines without the colon: its commands' stderr
+	out                       []string // a run's output
 }
 
 // batchOut is a batch's answers and what was said outside any record.
@@ -127,6 +128,8 @@ func (b *batchOut) parse(s string) {
 			a.tmp = val
 		case "account":
 			a.account = val
+		case "out":
+			a.out = append(a.out, val)
 		case "did":
 			a.did = val
 		case "swept":
@@ -210,4 +213,30 @@ func (b *batchOut) state(k int, path string) (FileState, error) {
 		return FileState{Path: path}, err
 	}
 	return st, nil
+}
+
+// ran reads a Run record's answer as Exec reports a command: its output,
+// and an error naming the host and the command.
+func (b *batchOut) ran(h *SSHHost, k int, command string, serr error) (string, error) {
+	a := b.answers[k]
+	out := ""
+	if len(a.out) > 0 {
+		out = escape.Lines(strings.Join(a.out, "\n") + "\n")
+	}
+	var err error
+	switch {
+	case a.hasErr && a.code == 1 && strings.HasPrefix(a.msg, "not run"):
+		err = ErrNotRun
+	case a.hasErr:
+		err = &remoteError{code: a.code, msg: escape.String(a.msg)}
+	case a.ended && a.end != 0:
+		err = fmt.Errorf("remote command exited %d", a.end)
+	case a.ended:
+		return out, nil
+	case serr != nil:
+		err = serr
+	default:
+		err = errors.New("the remote side gave no answer for the command")
+	}
+	return out, fmt.Errorf("host %s: %s: %w", h.name, command, err)
 }

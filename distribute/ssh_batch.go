@@ -16,11 +16,17 @@ var _ Batcher = (*SSHHost)(nil)
 func (h *SSHHost) ApplyJobs(ctx context.Context, jobs []Job) []Outcome {
 	out := make([]Outcome, len(jobs))
 	var recs []record
-	var at []int // the job of each record
+	var at []int     // the job of each record
+	refused := false // a job before failed here: a Run after it does not run
 	for i, j := range jobs {
+		if j.Do == Run && refused {
+			out[i].Err = fmt.Errorf("host %s: %s: %w", h.name, j.Command, ErrNotRun)
+			continue
+		}
 		r, op, err := h.jobRecord(j)
 		if err != nil {
 			out[i].Err = h.fail(op, j.File.Path, err)
+			refused = true
 			continue
 		}
 		recs = append(recs, r)
@@ -34,6 +40,10 @@ func (h *SSHHost) ApplyJobs(ctx context.Context, jobs []Job) []Outcome {
 	for k, r := range recs {
 		j, o := jobs[at[k]], &out[at[k]]
 		a := b.answers[k]
+		if j.Do == Run {
+			o.Output, o.Err = b.ran(h, k, j.Command, serr)
+			continue
+		}
 		o.Swept = a.swept
 		o.Wrote, o.Removed = a.did == "written", a.did == "removed"
 		o.Err = b.err(h, k, jobOp(j), j.File.Path, serr)
@@ -73,6 +83,9 @@ func (h *SSHHost) ApplyJobs(ctx context.Context, jobs []Job) []Outcome {
 // jobRecord is the script's record for j, or why j is refused before it
 // is sent (with the operation to name).
 func (h *SSHHost) jobRecord(j Job) (record, string, error) {
+	if j.Do == Run {
+		return record{op: "run", path: j.Command}, "run", nil
+	}
 	f := j.File
 	op := jobOp(j)
 	if j.Sweep {
@@ -159,11 +172,34 @@ func (h *SSHHost) StageFiles(ctx context.Context, files []File) ([]Staged, error
 // Staged files of another host, or done already, are committed one by
 // one.
 func (h *SSHHost) CommitFiles(ctx context.Context, staged []Staged) (int, error) {
+	n, _, err := h.commitFiles(ctx, staged, nil)
+	return n, err
+}
+
+// CommitFilesThen implements Batcher: the files committed, then the
+// command run, in one session.
+func (h *SSHHost) CommitFilesThen(ctx context.Context, staged []Staged, then Job) (int, Outcome, error) {
+	o := Outcome{Err: fmt.Errorf("host %s: %s: %w", h.name, then.Command, ErrNotRun)}
+	n, ran, err := h.commitFiles(ctx, staged, &then)
+	if ran != nil {
+		o = *ran
+	}
+	return n, o, err
+}
+
+// commitFiles commits staged in one session, then runs then (if any) and
+// returns its outcome (nil if it did not run).
+func (h *SSHHost) commitFiles(ctx context.Context, staged []Staged, then *Job) (int, *Outcome, error) {
 	var recs []record
 	for _, s := range staged {
 		ss, ok := s.(*sshStaged)
 		if !ok || ss.h != h || ss.done {
-			return commitEach(ctx, staged)
+			n, err := commitEach(ctx, staged)
+			if err != nil || then == nil {
+				return n, nil, err
+			}
+			o := applyOne(ctx, h, *then)
+			return n, &o, nil
 		}
 		f := ss.f
 		owner := f.Owner
@@ -172,17 +208,26 @@ func (h *SSHHost) CommitFiles(ctx context.Context, staged []Staged) (int, error)
 		}
 		recs = append(recs, record{op: "commit", path: f.Path, owner: owner, group: f.Group, mode: modeArg(f.Mode), sum: f.SHA256(), tmp: ss.tmp})
 	}
+	files := len(recs)
+	if then != nil {
+		recs = append(recs, record{op: "run", path: then.Command})
+	}
 	if len(recs) == 0 {
-		return 0, nil
+		return 0, nil, nil
 	}
 	b, serr := h.batch(ctx, "chain", recs)
-	for k, r := range recs {
+	for k, r := range recs[:files] {
 		if err := b.err(h, k, "commit", r.path, serr); err != nil {
-			return k, err
+			return k, nil, err
 		}
 		staged[k].(*sshStaged).done = true
 	}
-	return len(recs), nil
+	if then == nil {
+		return files, nil, nil
+	}
+	var o Outcome
+	o.Output, o.Err = b.ran(h, files, then.Command, serr)
+	return files, &o, nil
 }
 
 // account returns a stage's answer UID:GID:HOME if it is one, else "".

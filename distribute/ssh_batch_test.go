@@ -37,10 +37,11 @@ mkdir -m 700 /home/bob/.pcmkeys; printf old > /home/bob/.pcmkeys/old; chown -R b
 		{File: File{Path: "~/.pcmkeys/b", Content: []byte("b"), Owner: "alice", Mode: 0o400}, Do: Put},
 		{File: File{Path: "~/.pcmkeys/old", Owner: "bob"}, Do: RemoveOwn},
 		{File: File{Path: "~/.pcmkeys/c", Content: []byte("c"), Owner: "bob", Mode: 0o600}, Do: Converge},
+		{Do: Run, Command: "cat /home/bob/.pcmkeys/c"},
 	}
-	sessions("a batch of six jobs", 1, func() {
+	sessions("a batch of six files and a command", 1, func() {
 		for i, o := range Apply(ctx, h, jobs) {
-			if o.Err != nil || o.Wrote != (i != 1 && i != 4) || o.Removed != (i == 4) {
+			if o.Err != nil || o.Wrote != (i != 1 && i != 4 && i != 6) || o.Removed != (i == 4) || o.Output != map[bool]string{true: "c\n"}[i == 6] {
 				t.Errorf("job %d: %+v", i, o)
 			}
 		}
@@ -56,9 +57,9 @@ mkdir -m 700 /home/bob/.pcmkeys; printf old > /home/bob/.pcmkeys/old; chown -R b
 			t.Fatalf("stage: %d, %v", len(staged), err)
 		}
 	})
-	sessions("committing them", 1, func() {
-		if n, err := CommitAll(ctx, h, staged); n != 3 || err != nil {
-			t.Errorf("commit: %d, %v", n, err)
+	sessions("committing them, then a command", 1, func() {
+		if n, o, err := CommitAllThen(ctx, h, staged, Job{Do: Run, Command: "cat /etc/pacemaker/authkey"}); n != 3 || err != nil || o.Output != "k2\n" {
+			t.Errorf("commit: %d, %v, then %+v", n, err, o)
 		}
 	})
 	sessions("aborting them once committed", 0, func() {

@@ -152,6 +152,10 @@ work() {
 		refuse 2 "read works one file alone"
 		return 0
 	} ;;
+	run)
+		run
+		return 0
+		;;
 	*)
 		refuse 2 "unknown operation $op"
 		return 0
@@ -194,6 +198,29 @@ work() {
 	fi
 	case $path in '~/'*) [ -n "${home%/}" ] && asowner "$@" && return 0 ;; esac
 	record
+}
+
+# run runs the command PATH as root once every record before it
+# succeeded, and answers its output line by line and its exit code.
+run() {
+	if [ "$form" = single ] || [ -n "$as" ]; then
+		refuse 2 "run works in a batch, as root"
+		return 0
+	fi
+	if [ "$failed" != 0 ]; then
+		refuse 1 "not run: a file before it failed"
+		return 0
+	fi
+	set +e
+	out=$(sh -c "$path" 2>&1)
+	c=$?
+	set -e
+	while [ -n "$out" ]; do
+		printf ':%s out %s\n' "$i" "${out%%"$nl"*}"
+		case $out in *"$nl"*) out=${out#*"$nl"} ;; *) out='' ;; esac
+	done
+	printf ':%s end %s\n' "$i" "$c"
+	[ "$c" = 0 ] || failed=$c
 }
 
 # account sets uid, gid and home from UID:GID:HOME.

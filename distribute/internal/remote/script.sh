@@ -20,11 +20,14 @@
 #           OWNER
 #   BASE    the number of the first record; COUNT how many to work ("": all)
 #   OP      stage | commit | write | abort | reap | remove | inspect | read |
-#           sweep | user | converge | removeown, or sweep+OP to sweep first
-#           converge: inspect, then write unless the target is a regular
-#           file with the owner, group (when GROUP is set), mode and SHA-256
-#           meant; removeown: inspect, then remove the target if it is
-#           OWNER's
+#           sweep | user | converge | removeown | run, or sweep+OP to sweep
+#           first. converge: inspect, then write unless the target is a
+#           regular file with the owner, group (when GROUP is set), mode and
+#           SHA-256 meant; removeown: inspect, then remove the target if it
+#           is OWNER's; run (in a batch): run PATH, a command, with sh -c as
+#           root once every record before it succeeded, answering its output
+#           as "out" lines and its exit code as its end (no key material:
+#           it is a command line)
 #   ROOT    prefix of every path ("" for /)
 #   PATH    absolute, or ~/REL for OWNER's home (validated by the caller)
 #   OWNER   a user name; in a batch NAME:UID:GID:HOME, the account a stage
@@ -38,7 +41,8 @@
 # A batch answers on stdout, a line per fact, each ":N KEY VALUE" for
 # record N: "at STEP" (the step under way: sweep, inspect, stage, write,
 # commit, abort, remove), "path FULL", "state missing|file|symlink|other
-# ...", "swept COUNT", "tmp PATH" and "account UID:GID:HOME" (stage), "did
+# ...", "swept COUNT", "tmp PATH" and "account UID:GID:HOME" (stage), "out
+# LINE" (run), "did
 # insync|written|removed", "err CODE MESSAGE", and last "end CODE". Lines
 # without the colon are what its commands said on stderr. converge hashes
 # a file only if its size is the content's (another cannot be in sync):

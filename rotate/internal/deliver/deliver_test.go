@@ -258,3 +258,62 @@ func testStage(t *testing.T, l lab) {
 		t.Errorf("sessions: stage %d, commit %d, refused stage and its abort %d; want 1, 1, 2", s1-s0, s2-s1, s3-s2)
 	}
 }
+
+// TestThenLocal and TestThenSSH: a host's Then runs once its files are in
+// place — over SSH in the same round trip as they — and never after a
+// file failed, nor in a dry run; Done reads what it said.
+func TestThenLocal(t *testing.T) { testThen(t, localLab(t)) }
+
+func TestThenSSH(t *testing.T) { testThen(t, sshLab(t)) }
+
+func testThen(t *testing.T, l lab) {
+	ctx := context.Background()
+	var said []string
+	then := &Then{Command: "cat /etc/pacemaker/cib-credentials", Done: func(ctx context.Context, out string, err error, res *Result) {
+		said = append(said, fmt.Sprintf("%q %v", out, err))
+	}}
+	plan := func(content string) []Host {
+		return []Host{{Host: config.Host{Name: "h"}, Then: then, Files: []Want{srv("cib-credentials", content, WriteIfDrift), removal("alice", "gone")}}}
+	}
+	e := &Engine{Connect: l.connect, DryRun: true}
+	if _, err := e.Deliver(ctx, plan("c1")); err != nil || len(said) != 0 {
+		t.Errorf("dry run: %v, then said %v", err, said)
+	}
+	e.DryRun = false
+	s0 := l.sessions()
+	if _, err := e.Deliver(ctx, plan("c1")); err != nil {
+		t.Fatal(err)
+	}
+	s1 := l.sessions()
+	staging := plan("c2")
+	staging[0].Files = staging[0].Files[:1]
+	st, res := e.Stage(ctx, staging)
+	if err := Partial(res); err != nil {
+		t.Fatal(err)
+	}
+	if err := Partial(st.Commit(ctx)); err != nil {
+		t.Fatal(err)
+	}
+	s2 := l.sessions()
+	l.sh(t, `ln -s /etc/passwd "$R/etc/pacemaker/link"`)
+	failing := plan("c3")
+	failing[0].Files = append(failing[0].Files, srv("link", "x", WriteAlways))
+	if _, err := e.Deliver(ctx, failing); err == nil {
+		t.Error("a write over a link succeeded")
+	}
+	failing[0].Files = failing[0].Files[2:]
+	st, _ = e.Stage(ctx, failing)
+	st.Commit(ctx)
+	if s2 == 0 { // locally: the command cannot run under a root prefix
+		if len(said) != 2 || !strings.Contains(said[0], "cannot run on a host under a root prefix") || said[0] != said[1] {
+			t.Errorf("then said %v", said)
+		}
+		return
+	}
+	if want := []string{`"c1\n" <nil>`, `"c2\n" <nil>`}; fmt.Sprint(said) != fmt.Sprint(want) {
+		t.Errorf("then said %v, want %v", said, want)
+	}
+	if s1-s0 != 1 || s2-s1 != 2 {
+		t.Errorf("sessions: delivery and then %d, stage %d then commit and then; want 1, 2", s1-s0, s2-s1)
+	}
+}

@@ -126,7 +126,7 @@ func (e *Engine) deliverHost(ctx context.Context, d Host) Result {
 		return *fail
 	}
 	defer done()
-	steps, errs := e.Files(ctx, NewConn(h, d.Homes), d.Files)
+	steps, errs, ran := e.files(ctx, NewConn(h, d.Homes), d.Files, d.Then)
 	var failed []string
 	status := StatusFailed
 	for i, w := range d.Files {
@@ -146,6 +146,13 @@ func (e *Engine) deliverHost(ctx context.Context, d Host) Result {
 	if len(failed) > 0 {
 		res.Status, res.Error = status, strings.Join(failed, "; ")
 		return res
+	}
+	if d.Then != nil && !e.DryRun {
+		if ran == nil {
+			o := distribute.Apply(ctx, h, []distribute.Job{d.Then.job()})[0]
+			ran = &o
+		}
+		d.Then.Done(ctx, ran.Output, ran.Err, &res)
 	}
 	if d.After != nil {
 		d.After(ctx, h, &res)

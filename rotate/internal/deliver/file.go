@@ -58,12 +58,19 @@ func (e *Engine) File(ctx context.Context, h *Conn, w Want) (FileStep, error) {
 // judged, written or removed in one round trip, and only what that finds
 // to do besides (a password to set, a kept file to write) costs more.
 func (e *Engine) Files(ctx context.Context, h *Conn, ws []Want) ([]FileStep, []error) {
+	steps, errs, _ := e.files(ctx, h, ws, nil)
+	return steps, errs
+}
+
+// files is Files, with then run last in the batch where nothing is left
+// to write after it (not in a dry run); ran is its outcome if it ran.
+func (e *Engine) files(ctx context.Context, h *Conn, ws []Want, then *Then) ([]FileStep, []error, *distribute.Outcome) {
 	steps := make([]FileStep, len(ws))
 	errs := make([]error, len(ws))
 	files := make([]distribute.File, len(ws))
 	var jobs []distribute.Job
-	var at []int   // the want of each job
-	var then []int // wants to write once the batch is judged
+	var at []int    // the want of each job
+	var later []int // wants to write once the batch is judged
 	for i, w := range ws {
 		steps[i] = w.Step
 		if w.Mode == LeaveAlone {
@@ -76,26 +83,47 @@ func (e *Engine) Files(ctx context.Context, h *Conn, ws []Want) ([]FileStep, []e
 			continue
 		}
 		if files[i] = job.File; direct {
-			then = append(then, i)
+			later = append(later, i)
 			continue
 		}
 		jobs = append(jobs, job)
 		at = append(at, i)
 	}
-	for k, o := range distribute.Apply(ctx, h.Host, jobs) {
+	var ran *distribute.Outcome
+	if then != nil && !e.DryRun && len(later) == 0 && e.final(ws) {
+		jobs = append(jobs, then.job())
+	}
+	outs := distribute.Apply(ctx, h.Host, jobs)
+	if len(outs) > len(at) {
+		ran = &outs[len(at)]
+		outs = outs[:len(at)]
+	}
+	for k, o := range outs {
 		i := at[k]
 		steps[i].Swept = o.Swept
 		var write bool
 		steps[i].Action, steps[i].Detail, write, errs[i] = e.judge(ws[i], jobs[k], o)
 		if write {
-			then = append(then, i)
+			later = append(later, i)
 		}
 	}
-	e.writes(ctx, h, ws, files, then, steps, errs)
+	e.writes(ctx, h, ws, files, later, steps, errs)
 	for i := range steps {
 		steps[i].Fingerprint = e.shown(steps[i].Fingerprint)
 	}
-	return steps, errs
+	return steps, errs, ran
+}
+
+// final says whether the batch of ws writes all there is to write: no
+// file waits to be judged first (kept where it differs, a password set
+// before its marker).
+func (e *Engine) final(ws []Want) bool {
+	for _, w := range ws {
+		if w.Mode == KeepExisting || w.Password != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // job is what a batch does for w: a removal, an inspection of what is

@@ -64,6 +64,10 @@ type Host struct {
 	// Homes are the home directories of owners already looked up on this
 	// host, by user name.
 	Homes map[string]string
+	// Then, if set, is a command the host runs once every file is in
+	// place, before After: in the same round trip as the files where the
+	// host works batches.
+	Then *Then
 	// After, if set, runs on the host's connection once every file is in
 	// place (closing live sessions on a node that was cut).
 	After func(ctx context.Context, h distribute.Host, res *Result)
@@ -95,6 +99,9 @@ func Merge(hs []Host) []Host {
 		if m.After == nil {
 			m.After = d.After
 		}
+		if m.Then == nil {
+			m.Then = d.Then
+		}
 		if len(d.Homes) > 0 {
 			homes := maps.Clone(m.Homes)
 			if homes == nil {
@@ -106,3 +113,19 @@ func Merge(hs []Host) []Host {
 	}
 	return out
 }
+
+// Then is a command a host runs once its files are in place (closing the
+// live sessions of a node that was cut), where the host works batches in
+// the same round trip as its files (its commit, or its delivery). A dry
+// run runs neither the command nor Done.
+type Then struct {
+	// Command is a shell command, run as root as distribute.Host.Exec
+	// runs one. It never carries key material.
+	Command string
+	// Done reads what the command said (its output, or why it failed)
+	// into the host's result.
+	Done func(ctx context.Context, out string, err error, res *Result)
+}
+
+// job is the command as a batch's last job.
+func (t *Then) job() distribute.Job { return distribute.Job{Do: distribute.Run, Command: t.Command} }

@@ -102,7 +102,7 @@ func (s *Staging) Abort(ctx context.Context) {
 }
 
 // Commit renames every staged file over its target, hosts in parallel,
-// runs each host's After, and returns a result per host. A host whose
+// runs each host's Then and After, and returns a result per host. A host whose
 // staging failed keeps that result: nothing of it is committed.
 func (s *Staging) Commit(ctx context.Context) []Result {
 	e := s.e
@@ -113,8 +113,15 @@ func (s *Staging) Commit(ctx context.Context) []Result {
 			return h.res
 		}
 		res := Result{Host: h.d.Host.Name, Status: StatusOK}
-		// One round trip where the host works batches.
-		n, err := distribute.CommitAll(ctx, h.conn.Host, h.files)
+		// One round trip where the host works batches, its Then too.
+		var n int
+		var err error
+		var ran distribute.Outcome
+		if h.d.Then != nil && !e.DryRun {
+			n, ran, err = distribute.CommitAllThen(ctx, h.conn.Host, h.files, h.d.Then.job())
+		} else {
+			n, err = distribute.CommitAll(ctx, h.conn.Host, h.files)
+		}
 		for j := range h.files[:n] {
 			step := h.d.Files[j].Step
 			step.Action = ActionCommitted
@@ -128,6 +135,9 @@ func (s *Staging) Commit(ctx context.Context) []Result {
 			res.Files = append(res.Files, step)
 			res.Status, res.Error = StatusFailed, err.Error()
 			return res
+		}
+		if h.d.Then != nil && !e.DryRun {
+			h.d.Then.Done(ctx, ran.Output, ran.Err, &res)
 		}
 		if h.d.After != nil && h.conn != nil {
 			h.d.After(ctx, h.conn.Host, &res)
