@@ -8,4 +8,10 @@
 // store and the config, and hand it a plan ([Host] and its [Want]s). It
 // writes through package distribute, which owns the write protocol (the
 // checks of a target, the atomic replace, the verification).
+//
+// A host's files of one phase travel together: where the host works
+// batches (an SSH host, a distribute.Batcher) a delivery judges, writes
+// and removes them in one round trip, a stage stages them in one, a commit
+// commits them — and runs the host's [Then] — in one. Other hosts (Local)
+// work them one at a time, to the same end.
 package deliver
