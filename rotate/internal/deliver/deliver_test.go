@@ -26,8 +26,12 @@ type lab struct {
 	sessions func() int64
 }
 
-func localLab(t *testing.T) lab {
-	testroot.RequireRoot(t)
+// localLab is a Local host under a root prefix; distinct asks for users
+// with ids of their own (root only).
+func localLab(t *testing.T, distinct bool) lab {
+	if distinct {
+		testroot.RequireRoot(t)
+	}
 	r := testroot.New(t)
 	ids := fmt.Sprintf("R=%s HAC=%d HACG=%d ALICE=%d BOB=%d", r.Dir, r.Hacluster, r.Haclient, r.Alice, r.Bob)
 	if out, err := exec.Command("sh", "-ec", ids+`; mkdir -m 750 "$R/etc/pacemaker"; chown :$HACG "$R/etc/pacemaker"`).CombinedOutput(); err != nil {
@@ -95,7 +99,7 @@ func sshLab(t *testing.T) lab {
 // over SSH a host's files cost one round trip, and one more only for what
 // that finds to write besides (a kept file's other owner or mode) or a
 // home to look up.
-func TestFilesLocal(t *testing.T) { testFiles(t, localLab(t)) }
+func TestFilesLocal(t *testing.T) { testFiles(t, localLab(t, true)) }
 
 func TestFilesSSH(t *testing.T) { testFiles(t, sshLab(t)) }
 
@@ -215,7 +219,7 @@ chown $ALICE:$ALICE "$R/home/alice/.pcmkeys" "$R/home/alice/.pcmkeys/gone"`)
 // TestStageLocal and TestStageSSH: a host's staged files are staged,
 // committed or aborted together, in one round trip each over SSH; a file
 // that cannot be staged fails its host and leaves nothing staged there.
-func TestStageLocal(t *testing.T) { testStage(t, localLab(t)) }
+func TestStageLocal(t *testing.T) { testStage(t, localLab(t, false)) }
 
 func TestStageSSH(t *testing.T) { testStage(t, sshLab(t)) }
 
@@ -262,7 +266,7 @@ func testStage(t *testing.T, l lab) {
 // TestThenLocal and TestThenSSH: a host's Then runs once its files are in
 // place — over SSH in the same round trip as they — and never after a
 // file failed, nor in a dry run; Done reads what it said.
-func TestThenLocal(t *testing.T) { testThen(t, localLab(t)) }
+func TestThenLocal(t *testing.T) { testThen(t, localLab(t, false)) }
 
 func TestThenSSH(t *testing.T) { testThen(t, sshLab(t)) }
 
