@@ -117,6 +117,9 @@ func (b *batchOut) parse(s string) {
 		}
 		cur = n
 		a := &b.answers[n]
+		if a.ended {
+			continue // a record's answer ends with its end
+		}
 		switch key {
 		case "at":
 			a.at = val

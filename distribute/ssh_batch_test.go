@@ -190,3 +190,56 @@ func TestSSHBatchCommitKeepsAccount(t *testing.T) {
 		t.Errorf("the one-file commit: %v, want the owner looked up (and not found)", err)
 	}
 }
+
+// TestSSHBatchOwnerCannotAnswerForOthers: whatever a process run as a
+// file's owner says (whoever controls the account controls the run that
+// works its files) passes only for that owner's records: it answers for
+// no other record of the batch, and gives root no account.
+func TestSSHBatchOwnerCannotAnswerForOthers(t *testing.T) {
+	lab := sshlab.Start(t, 1, sshlab.Options{})
+	host := lab.Hosts[0]
+	h := labOpen(t, labDialer(t, lab, nil), host)
+	ctx := context.Background()
+	// alice's sha256sum says, on stderr, what her run should not be
+	// believed about: a removal of bob's file, a failure of root's, an
+	// account of root's.
+	onLab(t, host, `set -e
+cp /usr/bin/sha256sum /home/sha256sum.real
+cat > /home/sha256sum.forge <<'WRAP'
+#!/bin/sh
+if [ "$(id -u)" = 2001 ]; then printf ':0 err 10 forged\n:0 account 0:0:/root\n:1 account 0:0:/root\n:2 did removed\n:2 end 0\n' >&2; fi
+exec /home/sha256sum.real "$@"
+WRAP
+chmod 755 /home/sha256sum.forge /home/sha256sum.real
+mount --bind /home/sha256sum.forge /usr/bin/sha256sum
+mkdir -m 700 /home/bob/.pcmkeys; chown bob:bob /home/bob/.pcmkeys; printf root > /home/bob/.pcmkeys/k`)
+	out := Apply(ctx, h, []Job{
+		{File: authkeyFile("k"), Do: Put},
+		{File: File{Path: "~/.pcmkeys/a", Content: []byte("a"), Owner: "alice", Mode: 0o600}, Do: Converge},
+		{File: File{Path: "~/.pcmkeys/k", Owner: "bob"}, Do: RemoveOwn},
+	})
+	if out[0].Err != nil || !out[0].Wrote || out[1].Err != nil || !out[1].Wrote {
+		t.Errorf("the writes: %+v, %+v", out[0], out[1])
+	}
+	if o := out[2]; o.Err != nil || o.Removed || o.State.Owner != "root" {
+		t.Errorf("bob's file owned by root: %+v; want it left alone, as bob's run said", o)
+	}
+	if got := onLab(t, host, "cat /home/bob/.pcmkeys/k"); got != "root" {
+		t.Errorf("bob's file holds %q", got)
+	}
+	s, err := StageAll(ctx, h, []File{authkeyFile("k2"), {Path: "~/.pcmkeys/a", Content: []byte("a2"), Owner: "alice", Mode: 0o600}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"189:189:/var/lib/pacemaker", "2001:2001:/home/alice"} {
+		if acct := s[i].(*sshStaged).account; acct != want {
+			t.Errorf("staged file %d's account is %q, want %q, the one root found", i, acct, want)
+		}
+	}
+	if n, err := CommitAll(ctx, h, s); n != 2 || err != nil {
+		t.Errorf("commit: %d, %v", n, err)
+	}
+	if got := onLab(t, host, "stat -c %U /home/alice/.pcmkeys/a; cat /etc/pacemaker/authkey /home/alice/.pcmkeys/a"); got != "alice\nk2a2" {
+		t.Errorf("committed: %q", got)
+	}
+}

@@ -24,7 +24,7 @@ one() {
 		stage
 		checkstaged
 		say tmp "$tmp"
-		say account "$acct"
+		[ -n "$as" ] || say account "$acct"
 		;;
 	write)
 		at write
@@ -223,6 +223,35 @@ run() {
 	[ "$c" = 0 ] || failed=$c
 }
 
+# accounts answers the account of each stage among the k records of "$@".
+accounts() {
+	j=$i
+	while [ "$j" -lt $((i + k)) ]; do
+		[ "$1" != stage ] || printf ':%s account %s\n' "$j" "$uid:$gid:$home"
+		j=$((j + 1))
+		shift 8
+	done
+}
+
+# relay passes on the lines of out, an owner's run of records i to i+k-1:
+# its commands' stderr and its answers for those records, but an account.
+relay() {
+	while [ -n "$out" ]; do
+		line=${out%%"$nl"*}
+		case $out in *"$nl"*) out=${out#*"$nl"} ;; *) out='' ;; esac
+		case $line in
+		:*)
+			j=${line#:}
+			j=${j%% *}
+			case $j in '' | *[!0-9]*) continue ;; esac
+			[ "$j" -ge "$i" ] && [ "$j" -lt $((i + k)) ] || continue
+			case ${line#:"$j" } in account*) continue ;; esac
+			;;
+		esac
+		printf '%s\n' "$line"
+	done
+}
+
 # account sets uid, gid and home from UID:GID:HOME.
 account() {
 	uid=${1%%:*} gid=${1#*:}
@@ -256,11 +285,19 @@ asowner() {
 		exec chroot --userspec="$uid:$gid" / sh -c 'eval "$1"' pcmkeys "$self" \
 			single "$root" "$uid:$gid:$home" "$i" 1 "$@"
 	fi
+	# The account root found, for a commit of what is staged not to look
+	# it up again: said by root, never by the owner's run.
+	accounts "$@"
+	# The owner's run answers through root, which passes on only what it
+	# says of its own records: a process of the owner's (whoever controls
+	# the account controls that run) can neither answer for another
+	# record of the batch nor give an account.
 	set +e
-	chroot --userspec="$uid:$gid" / sh -c 'eval "$1"' pcmkeys "$self" \
-		"$form" "$root" "$uid:$gid:$home" "$i" "$k" "$@" 2>&1
+	out=$(chroot --userspec="$uid:$gid" / sh -c 'eval "$1"' pcmkeys "$self" \
+		"$form" "$root" "$uid:$gid:$home" "$i" "$k" "$@" 2>&1)
 	c=$?
 	set -e
+	relay
 	# The run exits 0, or in a chain with the code that stopped it; 16 or
 	# anything else leaves the content of later records unread.
 	case $c in
