@@ -243,3 +243,40 @@ mkdir -m 700 /home/bob/.pcmkeys; chown bob:bob /home/bob/.pcmkeys; printf root >
 		t.Errorf("committed: %q", got)
 	}
 }
+
+// TestSSHBatchOwnerReadsOnlyItsContent: a run as a file's owner gets its
+// own records' contents on its stdin and nothing else: the contents after
+// them (another user's key) are not there for a process of the owner's to
+// read.
+func TestSSHBatchOwnerReadsOnlyItsContent(t *testing.T) {
+	lab := sshlab.Start(t, 1, sshlab.Options{})
+	host := lab.Hosts[0]
+	h := labOpen(t, labDialer(t, lab, nil), host)
+	ctx := context.Background()
+	// alice's stat reads what is left on its stdin, the stdin of her run.
+	onLab(t, host, `set -e
+cp /usr/bin/stat /home/stat.real
+cat > /home/stat.steal <<'WRAP'
+#!/bin/sh
+if [ "$(id -u)" = 2001 ]; then timeout 0.5 cat >> /home/alice/stolen || :; fi
+exec /home/stat.real "$@"
+WRAP
+chmod 755 /home/stat.steal /home/stat.real
+mount --bind /home/stat.steal /usr/bin/stat`)
+	secret := "bob's secret key"
+	out := Apply(ctx, h, []Job{
+		{File: File{Path: "~/.pcmkeys/a", Content: []byte("alice's key"), Owner: "alice", Mode: 0o600}, Do: Put},
+		{File: File{Path: "~/.pcmkeys/b", Content: []byte(secret), Owner: "bob", Mode: 0o600}, Do: Put},
+		{File: authkeyFile(secret), Do: Put},
+	})
+	// alice's own write is hers to spoil; the others are not.
+	for i, o := range out[1:] {
+		if o.Err != nil || !o.Wrote {
+			t.Errorf("job %d: %+v", i+1, o)
+		}
+	}
+	got := onLab(t, host, "cat /home/bob/.pcmkeys/b; echo; cat /etc/pacemaker/authkey; echo; cat /home/alice/stolen 2>/dev/null || :")
+	if !strings.HasPrefix(got, secret+"\n"+secret+"\n") || strings.Contains(strings.SplitN(got, "\n", 3)[2], "bob") {
+		t.Errorf("the host holds %q: bob's key written, and not in what alice's run read", got)
+	}
+}

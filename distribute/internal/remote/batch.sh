@@ -130,15 +130,17 @@ refuse() {
 
 # grouplen sets k to the number of records, from the first on, that one
 # run as their owner works: files in the home of one owner with one
-# group. A reap is worked alone (root kills first).
+# group (a reap is worked alone: root kills first), and total to the
+# length of their contents.
 grouplen() {
-	k=1
+	k=1 total=0
 	[ "$1" != reap ] || return 0
-	shift 8
-	while [ $# -ge 8 ] && [ "${3%%:*}" = "$owner" ] && [ "$4" = "$group" ] && [ "$1" != reap ]; do
+	while :; do
+		case $1 in *stage | *write | *converge) [ "$7" = - ] || total=$((total + $7)) ;; esac
+		shift 8
+		[ $# -ge 8 ] && [ "${3%%:*}" = "$owner" ] && [ "$4" = "$group" ] && [ "$1" != reap ] || break
 		case $2 in '~/'*) ;; *) break ;; esac
 		k=$((k + 1))
-		shift 8
 	done
 }
 
@@ -223,6 +225,12 @@ run() {
 	[ "$c" = 0 ] || failed=$c
 }
 
+# asowner1 runs the script as the owner for the k records of "$@".
+asowner1() {
+	chroot --userspec="$uid:$gid" / sh -c 'eval "$1"' pcmkeys "$self" \
+		"$form" "$root" "$uid:$gid:$home" "$i" "$k" "$@" 2>&1
+}
+
 # accounts answers the account of each stage among the k records of "$@".
 accounts() {
 	j=$i
@@ -292,9 +300,16 @@ asowner() {
 	# says of its own records: a process of the owner's (whoever controls
 	# the account controls that run) can neither answer for another
 	# record of the batch nor give an account.
+	# It reads its records' contents, and nothing else of stdin (later
+	# records hold other users' keys), from a pipe root fills.
 	set +e
-	out=$(chroot --userspec="$uid:$gid" / sh -c 'eval "$1"' pcmkeys "$self" \
-		"$form" "$root" "$uid:$gid:$home" "$i" "$k" "$@" 2>&1)
+	out=$(
+		if [ "$total" = 0 ] || [ "$broken" = 1 ]; then
+			asowner1 "$@" </dev/null
+		else
+			dd bs=64K iflag=fullblock,count_bytes count="$total" status=none | asowner1 "$@"
+		fi
+	)
 	c=$?
 	set -e
 	relay
