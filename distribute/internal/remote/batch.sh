@@ -242,8 +242,10 @@ accounts() {
 }
 
 # relay passes on the lines of out, an owner's run of records i to i+k-1:
-# its commands' stderr and its answers for those records, but an account.
+# its commands' stderr and its answers for those records, but an account;
+# it counts in done the records that ended well.
 relay() {
+	done=0
 	while [ -n "$out" ]; do
 		line=${out%%"$nl"*}
 		case $out in *"$nl"*) out=${out#*"$nl"} ;; *) out='' ;; esac
@@ -253,7 +255,10 @@ relay() {
 			j=${j%% *}
 			case $j in '' | *[!0-9]*) continue ;; esac
 			[ "$j" -ge "$i" ] && [ "$j" -lt $((i + k)) ] || continue
-			case ${line#:"$j" } in account*) continue ;; esac
+			case ${line#:"$j" } in
+			account*) continue ;;
+			'end 0') done=$((done + 1)) ;;
+			esac
 			;;
 		esac
 		printf '%s\n' "$line"
@@ -313,6 +318,9 @@ asowner() {
 	c=$?
 	set -e
 	relay
+	# A chain goes on only past records that all ended well, whatever the
+	# run's exit says.
+	[ "$form" != chain ] || [ "$c" != 0 ] || [ "$done" = "$k" ] || c=1
 	# The run exits 0, or in a chain with the code that stopped it; 16 or
 	# anything else leaves the content of later records unread.
 	case $c in
