@@ -85,10 +85,6 @@ var _ Host = (*SSHHost)(nil)
 // Name implements Host.
 func (h *SSHHost) Name() string { return h.name }
 
-// Sessions returns how many sessions were opened on the host so far: each
-// is one remote command, a few round trips over its connection.
-func (h *SSHHost) Sessions() int64 { return h.sessions.Load() }
-
 // Close implements Host. Closing a host whose connection was given up is
 // not an error.
 func (h *SSHHost) Close() error {
