@@ -4,16 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/pcmkeys/pcmkeys/distribute"
 	"github.com/pcmkeys/pcmkeys/distribute/hosttest"
-	"github.com/pcmkeys/pcmkeys/internal/sshlab"
-	"github.com/pcmkeys/pcmkeys/internal/testroot"
 )
 
 // batched is a host whose one-file operations all go through the batch
@@ -80,67 +75,6 @@ func TestContractSSHBatched(t *testing.T) {
 		}
 		return batched{h}, fx
 	})
-}
-
-// sshHosts returns what makes a fresh SSH host for a case, as
-// TestContractSSH does.
-func sshHosts(t *testing.T) func(t *testing.T) (distribute.Host, hosttest.Fixture) {
-	lab := sshlab.Start(t, 1, sshlab.Options{})
-	host := lab.Hosts[0]
-	d, err := distribute.NewSSHDialer(distribute.SSHConfig{User: "root", KnownHosts: lab.KnownHosts, IdentityFiles: []string{lab.IdentityFile}, ConnectTimeout: 10 * time.Second, CommandTimeout: 30 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(d.Close)
-	fx := hosttest.Fixture{
-		Path:  func(p string) string { return fmt.Sprintf("/proc/%d/root%s", host.PID(), p) },
-		Admin: 0, Hacluster: sshlab.UIDHacluster, Haclient: sshlab.GIDHaclient, Alice: sshlab.UIDAlice, Bob: sshlab.UIDBob,
-		Distinct: true,
-	}
-	fx.Sh = func(t *testing.T, script string) string {
-		t.Helper()
-		cmd, err := host.Command(context.Background(), "env", append(append([]string{"R="}, idsEnv(fx)...), "sh", "-ec", script)...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return run(t, cmd, script)
-	}
-	return func(t *testing.T) (distribute.Host, hosttest.Fixture) {
-		fx.Sh(t, `find /etc/pacemaker /home /root -mindepth 1 -delete
-chmod 750 /etc/pacemaker; chown 0:$HACG /etc/pacemaker; chmod 700 /root
-for u in alice bob deploy; do mkdir -m 700 /home/$u; chown $u:$u /home/$u; done`)
-		h, err := d.Open(context.Background(), host.Name, distribute.SSHEndpoint{Address: "127.0.0.1", Port: host.Port}, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { h.Close() })
-		return h, fx
-	}
-}
-
-// localHosts returns what makes a fresh Local host under a root prefix,
-// as TestContractLocal does.
-func localHosts(t *testing.T) (distribute.Host, hosttest.Fixture) {
-	r := testroot.New(t)
-	admin := os.Geteuid()
-	fx := hosttest.Fixture{
-		Path:  func(p string) string { return r.Dir + p },
-		Admin: admin, Hacluster: r.Hacluster, Haclient: r.Haclient, Alice: r.Alice, Bob: r.Bob,
-		Distinct: admin == 0,
-	}
-	fx.Sh = func(t *testing.T, script string) string {
-		t.Helper()
-		cmd := exec.Command("sh", "-ec", script)
-		cmd.Env = append(os.Environ(), "R="+r.Dir)
-		cmd.Env = append(cmd.Env, idsEnv(fx)...)
-		return run(t, cmd, script)
-	}
-	fx.Sh(t, `mkdir -m 750 "$R/etc/pacemaker" "$R/root"; chmod 700 "$R/root"; chown :$HACG "$R/etc/pacemaker"`)
-	h, err := distribute.NewLocal("lab", r.Dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h, fx
 }
 
 // TestBatchLocal and TestBatchSSH: the batch semantics, the same on a

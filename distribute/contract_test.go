@@ -15,35 +15,40 @@ import (
 	"github.com/pcmkeys/pcmkeys/internal/testroot"
 )
 
-// The host contract on this machine, under a root prefix: as root with
-// distinct users, as anyone else with every user mapped to the test's own.
-func TestContractLocal(t *testing.T) {
-	hosttest.Run(t, func(t *testing.T) (distribute.Host, hosttest.Fixture) {
-		r := testroot.New(t)
-		admin := os.Geteuid()
-		fx := hosttest.Fixture{
-			Path:  func(p string) string { return r.Dir + p },
-			Admin: admin, Hacluster: r.Hacluster, Haclient: r.Haclient, Alice: r.Alice, Bob: r.Bob,
-			Distinct: admin == 0,
-		}
-		fx.Sh = func(t *testing.T, script string) string {
-			t.Helper()
-			cmd := exec.Command("sh", "-ec", script)
-			cmd.Env = append(os.Environ(), "R="+r.Dir)
-			cmd.Env = append(cmd.Env, idsEnv(fx)...)
-			return run(t, cmd, script)
-		}
-		fx.Sh(t, `mkdir -m 750 "$R/etc/pacemaker" "$R/root"; chmod 700 "$R/root"; chown :$HACG "$R/etc/pacemaker"`)
-		h, err := distribute.NewLocal("lab", r.Dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return h, fx
-	})
-}
+// The host contract on this machine, under a root prefix.
+func TestContractLocal(t *testing.T) { hosttest.Run(t, localHosts) }
 
 // The host contract over SSH, on one sshlab host made new for every case.
-func TestContractSSH(t *testing.T) {
+func TestContractSSH(t *testing.T) { hosttest.Run(t, sshHosts(t)) }
+
+// localHosts makes a fresh Local host under a root prefix: as root with
+// distinct users, as anyone else with every user mapped to the test's own.
+func localHosts(t *testing.T) (distribute.Host, hosttest.Fixture) {
+	r := testroot.New(t)
+	admin := os.Geteuid()
+	fx := hosttest.Fixture{
+		Path:  func(p string) string { return r.Dir + p },
+		Admin: admin, Hacluster: r.Hacluster, Haclient: r.Haclient, Alice: r.Alice, Bob: r.Bob,
+		Distinct: admin == 0,
+	}
+	fx.Sh = func(t *testing.T, script string) string {
+		t.Helper()
+		cmd := exec.Command("sh", "-ec", script)
+		cmd.Env = append(os.Environ(), "R="+r.Dir)
+		cmd.Env = append(cmd.Env, idsEnv(fx)...)
+		return run(t, cmd, script)
+	}
+	fx.Sh(t, `mkdir -m 750 "$R/etc/pacemaker" "$R/root"; chmod 700 "$R/root"; chown :$HACG "$R/etc/pacemaker"`)
+	h, err := distribute.NewLocal("lab", r.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, fx
+}
+
+// sshHosts starts one sshlab host and returns what makes it fresh for
+// each case of the contract.
+func sshHosts(t *testing.T) func(t *testing.T) (distribute.Host, hosttest.Fixture) {
 	lab := sshlab.Start(t, 1, sshlab.Options{})
 	host := lab.Hosts[0]
 	d, err := distribute.NewSSHDialer(distribute.SSHConfig{User: "root", KnownHosts: lab.KnownHosts, IdentityFiles: []string{lab.IdentityFile}, ConnectTimeout: 10 * time.Second, CommandTimeout: 30 * time.Second})
@@ -64,7 +69,7 @@ func TestContractSSH(t *testing.T) {
 		}
 		return run(t, cmd, script)
 	}
-	hosttest.Run(t, func(t *testing.T) (distribute.Host, hosttest.Fixture) {
+	return func(t *testing.T) (distribute.Host, hosttest.Fixture) {
 		fx.Sh(t, `find /etc/pacemaker /home /root -mindepth 1 -delete
 chmod 750 /etc/pacemaker; chown 0:$HACG /etc/pacemaker; chmod 700 /root
 for u in alice bob deploy; do mkdir -m 700 /home/$u; chown $u:$u /home/$u; done`)
@@ -74,7 +79,7 @@ for u in alice bob deploy; do mkdir -m 700 /home/$u; chown $u:$u /home/$u; done`
 		}
 		t.Cleanup(func() { h.Close() })
 		return h, fx
-	})
+	}
 }
 
 func idsEnv(fx hosttest.Fixture) []string {
