@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pcmkeys/pcmkeys/policies"
+	"golang.org/x/crypto/ssh"
 )
 
 var _ Batcher = (*SSHHost)(nil)
@@ -293,41 +294,26 @@ func (h *SSHHost) cleanupBatch(ctx context.Context, recs []record) []error {
 		return out
 	}
 	errs := make([]error, len(recs))
-	collect := func(b batchOut, serr error) bool {
-		fresh := false
+	dialErr := h.cleanupOver(ctx, func(base context.Context, c *ssh.Client, bound time.Duration) bool {
+		b, serr := h.batchOn(base, c, bound, "batch", with("abort"))
+		settled := true
 		for k, r := range recs {
 			errs[k] = b.err(h, k, "abort", r.path, serr)
-			fresh = fresh || (errs[k] != nil && errors.Is(errs[k], ErrUnreachable))
+			settled = settled && (errs[k] == nil || !errors.Is(errs[k], ErrUnreachable))
 		}
-		return fresh
-	}
-	base := context.WithoutCancel(ctx)
-	bound := h.cleanupBound()
-	deadline := time.Now().Add(bound)
-	if c, err := h.conn(); err == nil {
-		if !collect(h.batchOn(base, c, bound/2, "batch", with("abort"))) {
-			return errs
-		}
-	}
-	left := time.Until(deadline)
-	if left < time.Second {
-		left = time.Second
-	}
-	dctx, cancel := context.WithTimeout(base, left)
-	defer cancel()
-	c, err := h.spareConn(dctx)
-	if err != nil {
-		for k := range errs {
-			errs[k] = fmt.Errorf("cleanup over a new connection: %w", err)
-		}
-		return errs
-	}
-	b, serr := h.batchOn(base, c, time.Until(deadline), "batch", with("reap"))
-	for k, r := range recs {
-		if err := b.err(h, k, "abort", r.path, serr); err != nil {
-			errs[k] = fmt.Errorf("cleanup over a new connection: %w", err)
-		} else {
+		return settled
+	}, func(base context.Context, c *ssh.Client, bound time.Duration) {
+		b, serr := h.batchOn(base, c, bound, "batch", with("reap"))
+		for k, r := range recs {
 			errs[k] = nil
+			if err := b.err(h, k, "abort", r.path, serr); err != nil {
+				errs[k] = fmt.Errorf("cleanup over a new connection: %w", err)
+			}
+		}
+	})
+	if dialErr != nil {
+		for k := range errs {
+			errs[k] = fmt.Errorf("cleanup over a new connection: %w", dialErr)
 		}
 	}
 	return errs

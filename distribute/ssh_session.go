@@ -240,14 +240,32 @@ func (h *SSHHost) cleanupBound() time.Duration {
 // first kills what is left of the command that made the file ("reap"),
 // so a stopped or hung command cannot write it again once it resumes.
 func (h *SSHHost) cleanup(ctx context.Context, args ...string) error {
+	var err error
+	dialErr := h.cleanupOver(ctx, func(base context.Context, c *ssh.Client, bound time.Duration) bool {
+		_, err = h.runOn(base, c, bound, nil, append([]string{"abort"}, args...)...)
+		return err == nil || !errors.Is(err, ErrUnreachable)
+	}, func(base context.Context, c *ssh.Client, bound time.Duration) {
+		if _, err = h.runOn(base, c, bound, nil, append([]string{"reap"}, args...)...); err != nil {
+			err = fmt.Errorf("cleanup over a new connection: %w", err)
+		}
+	})
+	if dialErr != nil {
+		return fmt.Errorf("cleanup over a new connection: %w", dialErr)
+	}
+	return err
+}
+
+// cleanupOver is the way of every cleanup, even after ctx has ended,
+// within cleanupBound: own runs over the host's connection while it is
+// sound, with half the bound, and says whether that settled it; if not,
+// spare runs over a fresh connection with what is left of the bound (at
+// least a second). It returns the error of dialling that connection.
+func (h *SSHHost) cleanupOver(ctx context.Context, own func(ctx context.Context, c *ssh.Client, bound time.Duration) (settled bool), spare func(ctx context.Context, c *ssh.Client, bound time.Duration)) error {
 	base := context.WithoutCancel(ctx)
 	bound := h.cleanupBound()
 	deadline := time.Now().Add(bound)
-	if c, err := h.conn(); err == nil {
-		_, err := h.runOn(base, c, bound/2, nil, append([]string{"abort"}, args...)...)
-		if err == nil || !errors.Is(err, ErrUnreachable) {
-			return err
-		}
+	if c, err := h.conn(); err == nil && own(base, c, bound/2) {
+		return nil
 	}
 	left := time.Until(deadline)
 	if left < time.Second {
@@ -257,12 +275,9 @@ func (h *SSHHost) cleanup(ctx context.Context, args ...string) error {
 	defer cancel()
 	c, err := h.spareConn(dctx)
 	if err != nil {
-		return fmt.Errorf("cleanup over a new connection: %w", err)
+		return err
 	}
-	_, err = h.runOn(base, c, time.Until(deadline), nil, append([]string{"reap"}, args...)...)
-	if err != nil {
-		return fmt.Errorf("cleanup over a new connection: %w", err)
-	}
+	spare(base, c, time.Until(deadline))
 	return nil
 }
 
