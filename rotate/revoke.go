@@ -251,13 +251,13 @@ func (e *Env) cutDeliveries(entries []credfile.Entry, pw keys.Secret, mode deliv
 	}
 	if mode == deliver.WriteAlways {
 		for i := range ds {
-			ds[i].After = e.afterCut(ds[i].Host, pw)
+			e.cutSteps(&ds[i], pw)
 		}
 		return ds, nil
 	}
 	ds = e.withNodePassword(ds, pw, mode)
 	for i := range ds {
-		ds[i].After = e.sessionCloser(ds[i].Host)
+		e.cutSteps(&ds[i], nil)
 	}
 	return ds, nil
 }

@@ -24,7 +24,8 @@ type revokeLab struct {
 func newRevokeLab(t *testing.T, store, mode, extra string) (*Env, *revokeLab) {
 	t.Helper()
 	requireGnuTLS(t)
-	lab := sshlab.Start(t, 4, sshlab.Options{OwnNetwork: true})
+	// At VERBOSE each sshd logs the sessions it starts (sessionsOn).
+	lab := sshlab.Start(t, 4, sshlab.Options{OwnNetwork: true, LogLevel: "VERBOSE"})
 	dir := t.TempDir()
 	storeDoc := storeYAML(t, store, dir)
 	rl := &revokeLab{lab: lab}
@@ -47,6 +48,17 @@ func (rl *revokeLab) clientKey(t *testing.T, i int, user string) string {
 		t.Fatalf("%s's key on %s: %v %s", user, rl.lab.Hosts[i].Name, err, out)
 	}
 	return out
+}
+
+// sessionsOn counts the SSH sessions host i's sshd has started (the
+// lab's own shell runs through nsenter, not sshd).
+func (rl *revokeLab) sessionsOn(t *testing.T, i int) int {
+	t.Helper()
+	log, err := rl.lab.Hosts[i].Log()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(log, "Starting session: ")
 }
 
 // exists reports whether path exists on host i.
@@ -313,9 +325,18 @@ func TestLabRevokeClosesLiveSessions(t *testing.T) {
 			for _, n := range rl.lab.Hosts[:2] {
 				holdSession(t, n, ident, aliceKey)
 			}
+			before := rl.sessionsOn(t, 1)
 			rep, err := Revoke(ctx, e, []string{"alice"})
 			if err != nil {
 				t.Fatal(err)
+			}
+			// The closing rides in the round trip that puts the cut file
+			// in place: per-user, one session on a node (its files, then
+			// ss). Shared, with hacluster's password managed: the
+			// staging, the commit, chpasswd, the password's marker, ss.
+			want := map[string]int{"shared": 5, "per-user": 1}[mode]
+			if n := rl.sessionsOn(t, 1) - before; n != want {
+				t.Errorf("revoke started %d sessions on node host01, want %d", n, want)
 			}
 			closed := 0
 			for _, h := range rep.Hosts {

@@ -371,7 +371,7 @@ func (e *Env) rotationServerFiles(ctx context.Context, admins []keystore.Admin, 
 	// A new CIB key does not end the sessions the old one opened; a new
 	// password is set once the node holds the new key.
 	for i := range ds {
-		ds[i].After = e.afterCut(ds[i].Host, fresh[sharedPasswordID])
+		e.cutSteps(&ds[i], fresh[sharedPasswordID])
 	}
 	return ds, nil
 }

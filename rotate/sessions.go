@@ -8,6 +8,8 @@ import (
 
 	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/distribute"
+	"github.com/pcmkeys/pcmkeys/keys"
+	"github.com/pcmkeys/pcmkeys/rotate/internal/deliver"
 )
 
 // Live remote-CIB sessions.
@@ -33,38 +35,85 @@ before=$(ss -Htn state established "$f" | wc -l)
 after=$(ss -Htn state established "$f" | wc -l)
 echo "closed $((before - after)) remaining $after"`
 
+// cutSteps sets what runs on node d once it was cut (its new
+// cib-credentials in place): hacluster's new password pw (if any), then
+// the closing of its live sessions. Where nothing else is to run, the
+// closing is d's Then: over SSH it rides in the round trip that wrote or
+// committed the file, not a session of its own.
+func (e *Env) cutSteps(d *deliver.Host, pw keys.Secret) {
+	if pw == nil || !runsPassword(d.Host) {
+		if d.Then = e.sessionsThen(d.Host); d.Then != nil {
+			return
+		}
+	}
+	d.After = e.afterCut(d.Host, pw)
+}
+
+// sessionsThen is the closing of node h's live sessions as a command run
+// with its files, or nil where it does not run as one: the config turned
+// it off, h is not a node, or closeSessions has nothing to run (a dry
+// run, a root prefix).
+func (e *Env) sessionsThen(h config.Host) *deliver.Then {
+	if !e.Config.CIB.CloseSessions || h.Role != config.RoleNode || e.DryRun || h.Root != "" {
+		return nil
+	}
+	port := e.Config.CIB.Port
+	return &deliver.Then{
+		Command: closeSessionsCommand(port),
+		Done: func(ctx context.Context, out string, err error, res *HostResult) {
+			sessionsInto(res, e.judgeSessions(h, port, out, err))
+		},
+	}
+}
+
 // sessionCloser returns the step that closes live sessions on node h
-// after it was cut, or nil when the config turned it off.
+// after it was cut, on its own session, or nil when the config turned it
+// off.
 func (e *Env) sessionCloser(h config.Host) func(ctx context.Context, conn distribute.Host, res *HostResult) {
 	if !e.Config.CIB.CloseSessions || h.Role != config.RoleNode {
 		return nil
 	}
 	return func(ctx context.Context, conn distribute.Host, res *HostResult) {
-		res.Sessions = e.closeSessions(ctx, h, conn)
-		if res.Sessions.Action == SessionsFailed {
-			res.Status = StatusFailed
-			if res.Error == "" {
-				res.Error = "live sessions: " + res.Sessions.Error
-			}
+		sessionsInto(res, e.closeSessions(ctx, h, conn))
+	}
+}
+
+// sessionsInto puts the closing of a node's sessions in its result: one
+// that failed fails the host.
+func sessionsInto(res *HostResult, step *SessionStep) {
+	res.Sessions = step
+	if step.Action == SessionsFailed {
+		res.Status = StatusFailed
+		if res.Error == "" {
+			res.Error = "live sessions: " + step.Error
 		}
 	}
+}
+
+// closeSessionsCommand is the root command that closes the established
+// connections to port.
+func closeSessionsCommand(port int) string {
+	return "sh -c " + shellQuote(closeSessionsScript) + " close " + strconv.Itoa(port)
 }
 
 // closeSessions closes the established remote-CIB connections on one node.
 func (e *Env) closeSessions(ctx context.Context, h config.Host, conn distribute.Host) *SessionStep {
 	port := e.Config.CIB.Port
-	step := &SessionStep{Port: port}
 	switch {
 	case e.DryRun:
-		step.Action = SessionsPlanned
-		return step
+		return &SessionStep{Port: port, Action: SessionsPlanned}
 	case h.Root != "":
 		// An image under a root prefix runs no daemons.
-		step.Action = SessionsSkipped
-		step.Error = ""
-		return step
+		return &SessionStep{Port: port, Action: SessionsSkipped}
 	}
-	out, err := conn.Exec(ctx, "sh -c "+shellQuote(closeSessionsScript)+" close "+strconv.Itoa(port))
+	out, err := conn.Exec(ctx, closeSessionsCommand(port))
+	return e.judgeSessions(h, port, out, err)
+}
+
+// judgeSessions reads what closeSessionsScript said on node h (its
+// output, or why it failed).
+func (e *Env) judgeSessions(h config.Host, port int, out string, err error) *SessionStep {
+	step := &SessionStep{Port: port}
 	if err != nil {
 		step.Action = SessionsFailed
 		step.Error = fmt.Sprintf("could not list or close the connections to port %d (%v); %s", port, oneLine(err.Error(), out), manualSessionStep(h, port))
