@@ -42,6 +42,24 @@
 // A rename is atomic only within one local filesystem; targets on NFS are
 // not supported.
 //
+// # Batches
+//
+// A host that is a [Batcher] ([SSHHost]) works many files in one round
+// trip: [Apply] (look, write, converge, remove, then a command), [StageAll],
+// [CommitAll], [CommitAllThen] and [AbortAll] send one session of the remote
+// script with a record per file, and read an answer per record. Nothing
+// of the protocol above is folded away: each record is walked, staged,
+// written, committed and verified as one file would be, with the same
+// refusals. Only the carriers change: one session and one script instead
+// of one per step, each owner and group looked up once per batch, and a
+// commit reusing its stage's lookups. The records of one owner's home run
+// in one process as that owner, which reads only its own records'
+// contents (root feeds them through a pipe) and cannot answer for
+// another's; root goes past such a run only when every one of its records
+// ended well. A command (a [Run] job) runs last, as root, and only when
+// every job before it succeeded. Other hosts ([Local]) work the same jobs
+// one at a time; the contract suite runs through both paths.
+//
 // # Hosts
 //
 // Package distribute/hosttest is the contract every [Host] meets, case by
