@@ -38,15 +38,7 @@ func Revoke(ctx context.Context, e *Env, users []string) (*Report, error) {
 			if len(users) == 0 {
 				return badInput("name the admins to revoke")
 			}
-			if err := validUsers(users); err != nil {
-				return err
-			}
-			if e.Config.Policy.IdentityMode == policies.Shared {
-				// A new shared key is staged on every node (a rerun
-				// whose nodes were cut stages nothing; counted anyway).
-				return e.checkFDs("revoke in shared mode", []policies.FileKind{policies.CIBCredentials})
-			}
-			return nil
+			return validUsers(users)
 		},
 		act: func(ctx context.Context, rep *Report) error { return e.revoke(ctx, users, rep) },
 	})
@@ -105,8 +97,20 @@ func (e *Env) revoke(ctx context.Context, users []string, rep *Report) error {
 			return fmt.Errorf("mark %s revoked: %w", a.User, err)
 		}
 	}
-	// 2, 3. Cut the nodes and close their live sessions.
-	nodes, key, pw, rotated, err := e.cutNodes(ctx, plan, rep)
+	// 2, 3. Cut the nodes and close their live sessions. A node that is
+	// also a client host of the wave logs in once: the cut keeps its
+	// connection for the wave (deliver.Keep).
+	wave := deliver.Names(removals)
+	if e.Config.Policy.IdentityMode == policies.Shared {
+		for _, a := range plan.remaining {
+			for _, c := range a.Clients {
+				wave = append(wave, c.Host)
+			}
+		}
+	}
+	first, kept := deliver.Keep(ctx, wave)
+	defer kept.Close()
+	nodes, key, pw, rotated, err := e.cutNodes(first, plan, rep)
 	rep.Hosts = append(rep.Hosts, nodes...)
 	if err != nil {
 		return err
@@ -125,7 +129,8 @@ func (e *Env) revoke(ctx context.Context, users []string, rep *Report) error {
 		}
 		ds = append(ds, clients...)
 	}
-	clients, _ := e.engine().Deliver(ctx, ds)
+	clients, _ := e.engine().Deliver(kept.Reuse(ctx), ds)
+	kept.Close()
 	rep.Hosts = append(rep.Hosts, clients...)
 	rep.Hosts = append(rep.Hosts, leftovers...)
 	if e.DryRun {

@@ -66,9 +66,6 @@ func Rotate(ctx context.Context, e *Env, req Request) (*Report, error) {
 					err = badInput("%s is a %s: a rotation stages and commits on every node at once; --host names only client hosts, to limit which get the new key now (push delivers the rest)", h.Name, h.Role)
 				}
 			}
-			if err == nil {
-				err = e.checkFDs("rotate", rotationKinds(req))
-			}
 			return err
 		},
 		act: func(ctx context.Context, rep *Report) error { return e.rotate(ctx, req, rep) },
@@ -105,11 +102,16 @@ func (e *Env) rotate(ctx context.Context, req Request, rep *Report) error {
 		}
 		return err
 	}
-	committed, err := e.commitRotation(ctx, r, rep)
+	// A node that is also a client host logs in once: the commit keeps
+	// its connection for the client files (deliver.Keep).
+	first, kept := deliver.Keep(ctx, deliver.Names(r.clients))
+	defer kept.Close()
+	committed, err := e.commitRotation(first, r, rep)
 	if err != nil {
 		return err
 	}
-	clientResults, _ := e.engine().Deliver(ctx, r.clients)
+	clientResults, _ := e.engine().Deliver(kept.Reuse(ctx), r.clients)
+	kept.Close()
 	rep.Hosts = append(rep.Hosts, clientResults...)
 	switch {
 	case r.live != nil:

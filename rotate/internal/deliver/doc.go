@@ -14,4 +14,8 @@
 // and removes them in one round trip, a stage stages them in one, a commit
 // commits them — and runs the host's [Then] — in one. Other hosts (Local)
 // work them one at a time, to the same end.
+//
+// A host reached in two phases of one workflow (a node that is also an
+// admin's client host) logs in once: the first phase keeps its connection
+// for the later one ([Keep], [Handover]).
 package deliver

@@ -80,8 +80,20 @@ func (e *Engine) Each(ctx context.Context, n int, fn func(ctx context.Context, i
 
 // Open connects to a plan's host, unless it has a connection; close is a
 // no-op for a connection it did not open. A host it cannot open comes
-// back as a result that says why.
+// back as a result that says why. In the later phase of a [Handover] it
+// takes the connection kept for the host, if any (close closes it).
 func (e *Engine) Open(ctx context.Context, d Host) (conn distribute.Host, close func(), fail *Result) {
+	conn, release, fail := e.open(ctx, d)
+	if fail != nil {
+		return nil, nil, fail
+	}
+	return conn, func() { release(false) }, nil
+}
+
+// open is Open, whose release(ok) closes the connection — or, in the
+// first phase of a [Handover], keeps it for the later phase when ok (the
+// host's work ended well) and that phase reaches the host.
+func (e *Engine) open(ctx context.Context, d Host) (conn distribute.Host, release func(ok bool), fail *Result) {
 	if d.Orphan {
 		res := &Result{Host: d.Host.Name, Status: StatusNotInConfig,
 			Error: "the store's records name this host but the config does not list it: its files were not checked; add it back to the config and run again, or remove them by hand"}
@@ -93,13 +105,25 @@ func (e *Engine) Open(ctx context.Context, d Host) (conn distribute.Host, close 
 		return nil, nil, res
 	}
 	if d.Conn != nil {
-		return d.Conn, func() {}, nil
+		return d.Conn, func(bool) {}, nil
+	}
+	p := phaseOf(ctx)
+	if p.h != nil && p.reuse {
+		if h := p.h.take(d.Host); h != nil {
+			e.log().Debug("connection reused", "host", d.Host.Name)
+			return h, func(bool) { h.Close() }, nil
+		}
 	}
 	h, err := e.Connect(ctx, d.Host)
 	if err != nil {
 		return nil, nil, &Result{Host: d.Host.Name, Status: connectStatus(err), Error: err.Error()}
 	}
-	return h, func() { h.Close() }, nil
+	return h, func(ok bool) {
+		if ok && p.h != nil && !p.reuse && p.h.keep(d.Host, h) {
+			return
+		}
+		h.Close()
+	}, nil
 }
 
 // connectStatus is the status of a host that failed with err.
@@ -116,16 +140,16 @@ func connectStatus(err error) Status {
 // deliverHost works every file of one host, in one round trip where the
 // host works batches. A file that fails does not stop the others: each is
 // attempted, and each failure is named.
-func (e *Engine) deliverHost(ctx context.Context, d Host) Result {
-	res := Result{Host: d.Host.Name, Status: StatusOK}
+func (e *Engine) deliverHost(ctx context.Context, d Host) (res Result) {
+	res = Result{Host: d.Host.Name, Status: StatusOK}
 	if e.DryRun {
 		res.Status = StatusPlanned
 	}
-	h, done, fail := e.Open(ctx, d)
+	h, release, fail := e.open(ctx, d)
 	if fail != nil {
 		return *fail
 	}
-	defer done()
+	defer func() { release(res.OK()) }()
 	steps, errs, ran := e.files(ctx, NewConn(h, d.Homes), d.Files, d.Then)
 	var failed []string
 	status := StatusFailed

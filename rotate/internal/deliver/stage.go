@@ -7,7 +7,9 @@ import (
 )
 
 // Staging is every host's files staged beside their targets, each host's
-// connection held open for the commit.
+// connection held open for the commit. Commit or Abort closes them (or,
+// under [Keep], keeps those of hosts that committed well for a later
+// phase).
 type Staging struct {
 	e     *Engine
 	hosts []*staged
@@ -15,10 +17,12 @@ type Staging struct {
 
 // staged is one host's staged files.
 type staged struct {
-	d     Host
-	conn  *Conn
-	close func()
-	files []distribute.Staged
+	d    Host
+	conn *Conn
+	// release closes the connection, or keeps it (see [Engine.open]);
+	// nil once done, or if none was opened.
+	release func(ok bool)
+	files   []distribute.Staged
 	// res is how staging ended on this host.
 	res Result
 }
@@ -43,11 +47,11 @@ func (e *Engine) Stage(ctx context.Context, hs []Host) (*Staging, []Result) {
 
 func (e *Engine) stageHost(ctx context.Context, s *staged) Result {
 	res := Result{Host: s.d.Host.Name, Status: StatusOK}
-	h, done, fail := e.Open(ctx, s.d)
+	h, release, fail := e.open(ctx, s.d)
 	if fail != nil {
 		return *fail
 	}
-	s.conn, s.close = NewConn(h, s.d.Homes), done
+	s.conn, s.release = NewConn(h, s.d.Homes), release
 	var files []distribute.File
 	var err error
 	for _, w := range s.d.Files {
@@ -74,74 +78,93 @@ func (e *Engine) stageHost(ctx context.Context, s *staged) Result {
 	}
 	if err != nil {
 		res.Status, res.Error = StatusFailed, err.Error()
-		e.abortHost(ctx, s)
+		e.abortHost(ctx, s, false)
 	}
 	return res
 }
 
-// abortHost removes what was staged on one host and closes it.
-func (e *Engine) abortHost(ctx context.Context, s *staged) {
+// abortHost removes what was staged on one host (nothing once committed)
+// and releases its connection: closes it, or with ok (the host ended
+// well) keeps it for a later phase where a [Handover] asks for it.
+func (e *Engine) abortHost(ctx context.Context, s *staged, ok bool) {
 	if len(s.files) > 0 {
 		if err := distribute.AbortAll(ctx, s.conn.Host, s.files); err != nil {
 			e.log().Error("abort failed", "host", s.d.Host.Name, "err", err)
 		}
 	}
 	s.files = nil
-	if s.close != nil {
-		s.close()
-		s.close = nil
+	if s.release != nil {
+		s.release(ok)
+		s.release = nil
 	}
 }
 
 // Abort removes every staged file, hosts in parallel, even after ctx ends.
 func (s *Staging) Abort(ctx context.Context) {
 	distribute.Each(context.WithoutCancel(ctx), s.hosts, s.e.Parallel, func(ctx context.Context, h *staged) error {
-		s.e.abortHost(ctx, h)
+		s.e.abortHost(ctx, h, false)
 		return nil
 	})
 }
 
 // Commit renames every staged file over its target, hosts in parallel,
 // runs each host's Then and After, and returns a result per host. A host whose
-// staging failed keeps that result: nothing of it is committed.
+// staging failed keeps that result: nothing of it is committed. A host the
+// run never reached (ctx ended first) is failed with ctx's error, its
+// staged files removed and its connection closed, as on every other path.
 func (s *Staging) Commit(ctx context.Context) []Result {
 	e := s.e
-	return e.Each(ctx, len(s.hosts), func(ctx context.Context, i int) Result {
+	reached := make([]bool, len(s.hosts))
+	results := e.Each(ctx, len(s.hosts), func(ctx context.Context, i int) (res Result) {
 		h := s.hosts[i]
-		defer e.abortHost(ctx, h) // closes; a no-op for committed files
+		reached[i] = true
+		defer func() { e.abortHost(ctx, h, res.OK()) }()
 		if !h.res.OK() {
 			return h.res
 		}
-		res := Result{Host: h.d.Host.Name, Status: StatusOK}
-		// One round trip where the host works batches, its Then too.
-		var n int
-		var err error
-		var ran distribute.Outcome
-		if h.d.Then != nil && !e.DryRun {
-			n, ran, err = distribute.CommitAllThen(ctx, h.conn.Host, h.files, h.d.Then.job())
-		} else {
-			n, err = distribute.CommitAll(ctx, h.conn.Host, h.files)
-		}
-		for j := range h.files[:n] {
-			step := h.d.Files[j].Step
-			step.Action = ActionCommitted
-			step.Fingerprint = e.shown(step.Fingerprint)
-			res.Files = append(res.Files, step)
-		}
-		if err != nil {
-			step := h.d.Files[n].Step
-			step.Fingerprint = e.shown(step.Fingerprint)
-			step.Action, step.Error = ActionFailed, err.Error()
-			res.Files = append(res.Files, step)
-			res.Status, res.Error = StatusFailed, err.Error()
-			return res
-		}
-		if h.d.Then != nil && !e.DryRun {
-			h.d.Then.Done(ctx, ran.Output, ran.Err, &res)
-		}
-		if h.d.After != nil && h.conn != nil {
-			h.d.After(ctx, h.conn.Host, &res)
-		}
-		return res
+		return e.commitHost(ctx, h)
 	}, func(i int) string { return s.hosts[i].d.Host.Name })
+	var left []*staged
+	for i, h := range s.hosts {
+		if !reached[i] {
+			left = append(left, h)
+		}
+	}
+	(&Staging{e: e, hosts: left}).Abort(ctx)
+	return results
+}
+
+// commitHost commits one host's staged files and runs its Then and After,
+// in one round trip where the host works batches (After aside).
+func (e *Engine) commitHost(ctx context.Context, h *staged) Result {
+	res := Result{Host: h.d.Host.Name, Status: StatusOK}
+	var n int
+	var err error
+	var ran distribute.Outcome
+	if h.d.Then != nil && !e.DryRun {
+		n, ran, err = distribute.CommitAllThen(ctx, h.conn.Host, h.files, h.d.Then.job())
+	} else {
+		n, err = distribute.CommitAll(ctx, h.conn.Host, h.files)
+	}
+	for j := range h.files[:n] {
+		step := h.d.Files[j].Step
+		step.Action = ActionCommitted
+		step.Fingerprint = e.shown(step.Fingerprint)
+		res.Files = append(res.Files, step)
+	}
+	if err != nil {
+		step := h.d.Files[n].Step
+		step.Fingerprint = e.shown(step.Fingerprint)
+		step.Action, step.Error = ActionFailed, err.Error()
+		res.Files = append(res.Files, step)
+		res.Status, res.Error = StatusFailed, err.Error()
+		return res
+	}
+	if h.d.Then != nil && !e.DryRun {
+		h.d.Then.Done(ctx, ran.Output, ran.Err, &res)
+	}
+	if h.d.After != nil && h.conn != nil {
+		h.d.After(ctx, h.conn.Host, &res)
+	}
+	return res
 }
