@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/pcmkeys/pcmkeys/distribute/internal/escape"
+	"github.com/pcmkeys/pcmkeys/internal/quickack"
 )
 
 // SSHConfig is how pcmkeys logs in to hosts.
@@ -273,7 +274,7 @@ func (d *sshDialer) handshake(ctx context.Context, r *route) (*ssh.Client, error
 	if err != nil {
 		return nil, fmt.Errorf("host %s (%s): %w: %v", r.ep.Name, r.ep.hostport(), ErrUnreachable, err)
 	}
-	return d.handshakeConn(ctx, r, conn)
+	return d.handshakeConn(ctx, r, quickack.Wrap(conn))
 }
 
 // handshakeConn runs the SSH handshake on conn, bounded by ctx.

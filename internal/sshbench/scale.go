@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pcmkeys/pcmkeys/internal/quickack"
 	"github.com/pcmkeys/pcmkeys/internal/sshbench/netem"
 	"github.com/pcmkeys/pcmkeys/internal/sshlab"
 )
@@ -193,13 +194,18 @@ func countRoundTrips(e *env, o scaleOptions, jobs []job, payload string) (map[st
 	if err != nil {
 		return nil, err
 	}
-	steps, err := goSteps(e, c.hosts[0])
+	plain, err := goSteps(e, c.hosts[0], nil)
 	if err != nil {
 		return nil, err
 	}
-	fmt.Printf("\nRound trips at %s each way (TCP connect %s), one host, Go's SSH client (what pcmkeys uses):\n", o.delay, rtt.Round(100*time.Microsecond))
-	for _, s := range steps {
-		fmt.Printf("  %-44s %8s = %4.1f round trips\n", s.name, s.took.Round(100*time.Microsecond), float64(s.took)/float64(rtt))
+	quick, err := goSteps(e, c.hosts[0], quickack.Wrap)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Printf("\nRound trips at %s each way (TCP connect %s), one host, Go's SSH client, plain and with TCP_QUICKACK (what pcmkeys uses):\n", o.delay, rtt.Round(100*time.Microsecond))
+	for i, s := range plain {
+		fmt.Printf("  %-44s %8s = %4.1f round trips; quick ACKs: %8s = %4.1f\n", s.name, s.took.Round(100*time.Microsecond), float64(s.took)/float64(rtt),
+			quick[i].took.Round(100*time.Microsecond), float64(quick[i].took)/float64(rtt))
 	}
 	out := map[string]rtCount{}
 	fmt.Printf("\nPer host, in a capture of each job on %d hosts: round trips (the client waited for the server), connections;\n"+

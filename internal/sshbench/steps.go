@@ -25,7 +25,8 @@ type step struct {
 // up to the start of authentication; authentication (Go asks whether the
 // key is acceptable before it signs); a session's channel; an exec to its
 // exit status; then a second session and exec on the same connection.
-func goSteps(e *env, h *sshlab.Host) ([]step, error) {
+// wrap, if set, wraps the TCP connection (pcmkeys's quickack.Wrap).
+func goSteps(e *env, h *sshlab.Host, wrap func(net.Conn) net.Conn) ([]step, error) {
 	pem, err := os.ReadFile(e.lab.IdentityFile)
 	if err != nil {
 		return nil, err
@@ -59,6 +60,9 @@ func goSteps(e *env, h *sshlab.Host) ([]step, error) {
 			return err
 		}
 		t1 := time.Now()
+		if wrap != nil {
+			conn = wrap(conn)
+		}
 		cc, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
 		if err != nil {
 			conn.Close()
