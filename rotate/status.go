@@ -10,6 +10,7 @@ import (
 
 	"github.com/pcmkeys/pcmkeys/rotate/internal/deliver"
 
+	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/distribute"
 	"github.com/pcmkeys/pcmkeys/keystore"
 	"github.com/pcmkeys/pcmkeys/policies"
@@ -167,18 +168,27 @@ func (e *Env) hostStatus(ctx context.Context, d deliver.Host) HostStatus {
 		return hs
 	}
 	defer done()
-	conn := deliver.NewConn(h, d.Homes)
-	for _, w := range d.Files {
-		fs := fileStatus(ctx, conn, w)
+	// Files in place are not always files in force: ask the running
+	// daemons (the same probe as doctor's), where the host works batches
+	// last in the files' batch.
+	probe := d.Host.Root == "" && d.Host.Role.RunsPacemaker()
+	var then *distribute.Job
+	if _, ok := h.(distribute.Batcher); ok && probe {
+		then = &distribute.Job{Do: distribute.Run, Command: e.probeCommand(ctx, d.Host)}
+	}
+	files, ran := fileStatuses(ctx, h, d, then)
+	for _, fs := range files {
 		if fs.State != FileOK {
 			hs.State = HostFindings
 		}
 		hs.Files = append(hs.Files, fs)
 	}
-	// Files in place are not always files in force: ask the running
-	// daemons (the same probe as doctor's).
-	if d.Host.Root == "" && d.Host.Role.RunsPacemaker() {
-		e.pacemakerChecks(ctx, h, d.Host, "", nil, func(c Check) {
+	if probe {
+		ph := h
+		if ran != nil && !errors.Is(ran.Err, distribute.ErrNotRun) {
+			ph = answered{Host: h, command: then.Command, out: ran.Output, err: ran.Err}
+		}
+		e.pacemakerChecks(ctx, ph, d.Host, "", nil, func(c Check) {
 			if c.OK {
 				return
 			}
@@ -193,12 +203,94 @@ func (e *Env) hostStatus(ctx context.Context, d deliver.Host) HostStatus {
 	return hs
 }
 
-// fileStatus judges one file on a host against what the store says it
-// should hold.
-func fileStatus(ctx context.Context, h *deliver.Conn, w deliver.Want) FileStatus {
+// fileStatuses judges the files d wants of its open host h against what
+// the store says they should hold: every file from one batch of
+// inspections where h works batches (then, if set, last in it; its
+// outcome is returned), one file at a time elsewhere.
+//
+// A file rendered from its owner's home (an env file in the home) is
+// inspected before its content is known: the inspection names the full
+// path it found, HOME/REL for ~/REL, so the home comes back with the
+// batch and costs no lookup of its own (the same home as a lookup's, but
+// for a trailing slash: the same paths in the rendered file). Where the
+// answer does not name it plainly (the inspection failed, or the home
+// holds what a host's text is escaped for), the home is looked up as
+// before, once per owner.
+func fileStatuses(ctx context.Context, h distribute.Host, d deliver.Host, then *distribute.Job) ([]FileStatus, *distribute.Outcome) {
+	conn := deliver.NewConn(h, d.Homes)
+	_, batches := h.(distribute.Batcher)
+	out := make([]FileStatus, len(d.Files))
+	files := make([]distribute.File, len(d.Files))
+	homeLater := make([]bool, len(d.Files))
+	var jobs []distribute.Job
+	var at []int // the want of each job
+	for i, w := range d.Files {
+		f := distribute.File{Path: w.File.Path, Owner: w.File.Owner}
+		switch {
+		case w.Mode == deliver.Remove:
+		case batches && w.Render != nil && d.Homes[f.Owner] == "" && strings.HasPrefix(f.Path, "~/"):
+			homeLater[i] = true
+		default:
+			var err error
+			if f, err = conn.Resolve(ctx, w); err != nil {
+				out[i] = judgeFile(w, f, distribute.FileState{}, err)
+				continue
+			}
+		}
+		files[i] = f
+		jobs = append(jobs, distribute.Job{File: distribute.File{Path: f.Path, Owner: f.Owner}, Do: distribute.Look})
+		at = append(at, i)
+	}
+	if then != nil {
+		jobs = append(jobs, *then)
+	}
+	outs := distribute.Apply(ctx, h, jobs)
+	var ran *distribute.Outcome
+	if then != nil {
+		ran = &outs[len(at)]
+	}
+	for k, o := range outs[:len(at)] {
+		i, w := at[k], d.Files[at[k]]
+		f := files[i]
+		if homeLater[i] {
+			c := conn
+			if home, ok := homeIn(w.File.Path, o); ok {
+				c = deliver.NewConn(h, map[string]string{w.File.Owner: home})
+			}
+			var err error
+			if f, err = c.Resolve(ctx, w); err != nil {
+				// Resolved before its inspection, as ever: that failure
+				// is the file's.
+				out[i] = judgeFile(w, f, distribute.FileState{}, err)
+				continue
+			}
+		}
+		out[i] = judgeFile(w, f, o.State, o.Err)
+	}
+	return out, ran
+}
+
+// homeIn is the home directory an inspection of ~/REL found REL in: its
+// full path less REL, if that is a plain absolute path (text a host sends
+// is escaped with backslashes: a home holding one is looked up instead).
+func homeIn(path string, o distribute.Outcome) (string, bool) {
+	rel, ok := strings.CutPrefix(path, "~/")
+	if !ok || o.Err != nil {
+		return "", false
+	}
+	home, ok := strings.CutSuffix(o.State.Path, "/"+rel)
+	if !ok || !strings.HasPrefix(home, "/") || strings.Contains(home, `\`) {
+		return "", false
+	}
+	return home, true
+}
+
+// judgeFile judges one file w wants: f is the file it should be (with
+// its content, unless w removes it), st what an inspection found at its
+// path, and err why f could not be resolved or inspected.
+func judgeFile(w deliver.Want, f distribute.File, st distribute.FileState, err error) FileStatus {
 	fs := FileStatus{Path: w.File.Path, Kind: w.Step.Kind, Owner: w.File.Owner, State: FileOK}
 	if w.Mode == deliver.Remove {
-		st, err := h.Inspect(ctx, w.File.Path, w.File.Owner)
 		switch {
 		case errors.Is(err, distribute.ErrUnknownUser):
 		case err != nil:
@@ -207,11 +299,6 @@ func fileStatus(ctx context.Context, h *deliver.Conn, w deliver.Want) FileStatus
 			fs.State, fs.Detail = FileStale, "belongs to a revoked admin"
 		}
 		return fs
-	}
-	f, err := h.Resolve(ctx, w)
-	var st distribute.FileState
-	if err == nil {
-		st, err = h.Inspect(ctx, f.Path, f.Owner)
 	}
 	switch {
 	case errors.Is(err, distribute.ErrUnsafe):
@@ -231,4 +318,42 @@ func fileStatus(ctx context.Context, h *deliver.Conn, w deliver.Want) FileStatus
 	}
 	fs.Detail = detail
 	return fs
+}
+
+// probeCommand is the command probeNode runs on h, as probeNode itself
+// makes it (it is run with a host that only notes it).
+func (e *Env) probeCommand(ctx context.Context, h config.Host) string {
+	var n noted
+	e.probeNode(ctx, &n, h)
+	return n.command
+}
+
+// noted is a host that notes the command it is asked to run, and runs
+// nothing; probeNode asks it nothing else.
+type noted struct {
+	distribute.Host
+	command string
+}
+
+var errNoted = errors.New("noted, not run")
+
+func (n *noted) Exec(_ context.Context, command string) (string, error) {
+	n.command = command
+	return "", errNoted
+}
+
+// answered is a host whose answer to one command is known already (it
+// ran in a batch, and said what Exec would say): asked it again, it
+// answers that.
+type answered struct {
+	distribute.Host
+	command, out string
+	err          error
+}
+
+func (a answered) Exec(ctx context.Context, command string) (string, error) {
+	if command == a.command {
+		return a.out, a.err
+	}
+	return a.Host.Exec(ctx, command)
 }
