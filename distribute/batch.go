@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/pcmkeys/pcmkeys/distribute/internal/escape"
 )
 
 // Do is what a [Job] does with its file.
@@ -24,10 +26,16 @@ const (
 	// every job before it succeeded (else it fails with [ErrNotRun]); it
 	// touches no file.
 	Run
+	// SetPass sets Job.User's password to Job.Password with the host's
+	// chpasswd, as root, as [SetPassword] does (and refuses what it
+	// refuses, before anything is sent), once every job before it
+	// succeeded (else it fails with [ErrNotRun]); it touches no file.
+	SetPass
 )
 
-// ErrNotRun is a Run job after a job that failed: its command did not run.
-var ErrNotRun = errors.New("not run: a file before it failed")
+// ErrNotRun is a Run or SetPass job after a job that failed (or, after
+// [CommitAllThen]'s files, any job): it did not run.
+var ErrNotRun = errors.New("not run: a job before it failed")
 
 // Job is one file's part of a batch (see [Apply]).
 type Job struct {
@@ -40,6 +48,40 @@ type Job struct {
 	// Command is a Run job's shell command. It never carries key
 	// material.
 	Command string
+	// User and Password are a SetPass job's account and its new
+	// password. The password is key material: it travels as a file's
+	// content does (over SSH on the batch's stdin, to chpasswd through a
+	// pipe only root's processes read), never in a command line, the
+	// environment, a log or an error. The caller owns it (and clears it
+	// when done); the copies made to send it are wiped once sent.
+	User     string
+	Password []byte
+}
+
+// chained says whether j runs only if every job before it succeeded.
+func (j Job) chained() bool { return j.Do == Run || j.Do == SetPass }
+
+// notRun is why j, after a job that failed, did not run.
+func notRun(host string, j Job) error {
+	switch j.Do {
+	case Run:
+		return fmt.Errorf("host %s: %s: %w", host, j.Command, ErrNotRun)
+	case SetPass:
+		return fmt.Errorf("host %s: set the password of %s: %w", host, escape.String(j.User), ErrNotRun)
+	}
+	return &PathError{Host: host, Op: jobOp(j), Path: j.File.Path, Err: ErrNotRun}
+}
+
+// jobOp names a file job's operation in its errors, as the one-file
+// operations do.
+func jobOp(j Job) string {
+	switch j.Do {
+	case Put:
+		return "write"
+	case RemoveOwn:
+		return "remove"
+	}
+	return "inspect"
 }
 
 // Outcome is what became of one [Job].
@@ -80,8 +122,8 @@ type Batcher interface {
 	// AbortFiles removes staged files (see [Staged.Abort]).
 	AbortFiles(ctx context.Context, staged []Staged) error
 	// CommitFilesThen is CommitFiles, then, if every file was committed,
-	// the Run job then in the same round trip.
-	CommitFilesThen(ctx context.Context, staged []Staged, then Job) (int, Outcome, error)
+	// the jobs then in the same round trip, as [CommitAllThen] says.
+	CommitFilesThen(ctx context.Context, staged []Staged, then ...Job) (int, []Outcome, error)
 }
 
 // Apply works jobs on h, each on its own (a failure ends only its job),
@@ -94,8 +136,8 @@ func Apply(ctx context.Context, h Host, jobs []Job) []Outcome {
 	out := make([]Outcome, len(jobs))
 	failed := false
 	for i, j := range jobs {
-		if j.Do == Run && failed {
-			out[i].Err = fmt.Errorf("host %s: %s: %w", h.Name(), j.Command, ErrNotRun)
+		if j.chained() && failed {
+			out[i].Err = notRun(h.Name(), j)
 		} else {
 			out[i] = applyOne(ctx, h, j)
 		}
@@ -108,8 +150,12 @@ func Apply(ctx context.Context, h Host, jobs []Job) []Outcome {
 // the same.
 func applyOne(ctx context.Context, h Host, j Job) Outcome {
 	var o Outcome
-	if j.Do == Run {
+	switch j.Do {
+	case Run:
 		o.Output, o.Err = h.Exec(ctx, j.Command)
+		return o
+	case SetPass:
+		o.Err = SetPassword(ctx, h, j.User, j.Password)
 		return o
 	}
 	f := j.File
@@ -174,18 +220,58 @@ func CommitAll(ctx context.Context, h Host, staged []Staged) (int, error) {
 	return len(staged), nil
 }
 
-// CommitAllThen is CommitAll, then, if every file was committed, the Run
-// job then (its Outcome; it fails with [ErrNotRun] if a commit failed):
-// in one round trip if h is a [Batcher].
-func CommitAllThen(ctx context.Context, h Host, staged []Staged, then Job) (int, Outcome, error) {
+// CommitAllThen is CommitAll, then, once every file is committed, the
+// jobs then in order (a SetPass, a Put of a file, a Run...): in one round
+// trip if h is a [Batcher]. It returns an Outcome per job of then. The
+// jobs are a chain: each runs only if every file was committed and every
+// job before it succeeded; the others fail with [ErrNotRun]. A job
+// refused wherever it would run (a SetPass's user or password, see
+// [SetPassword]) refuses the whole before anything is sent: nothing is
+// committed, and CommitAllThen returns 0 and that refusal.
+func CommitAllThen(ctx context.Context, h Host, staged []Staged, then ...Job) (int, []Outcome, error) {
 	if b, ok := h.(Batcher); ok {
-		return b.CommitFilesThen(ctx, staged, then)
+		return b.CommitFilesThen(ctx, staged, then...)
+	}
+	if out, err := checkThen(h.Name(), then); err != nil {
+		return 0, out, err
 	}
 	n, err := CommitAll(ctx, h, staged)
-	if err != nil {
-		return n, Outcome{Err: fmt.Errorf("host %s: %s: %w", h.Name(), then.Command, ErrNotRun)}, err
+	return n, thenEach(ctx, h, then, err != nil), err
+}
+
+// checkThen refuses then, before anything is committed, if a job of it
+// is refused wherever it runs (a SetPass's user or password): the refused
+// job's outcome holds why, the others' ErrNotRun.
+func checkThen(host string, then []Job) ([]Outcome, error) {
+	for i, j := range then {
+		if j.Do != SetPass {
+			continue
+		}
+		if err := checkPassword(host, j.User, j.Password); err != nil {
+			out := make([]Outcome, len(then))
+			for k, j := range then {
+				out[k].Err = notRun(host, j)
+			}
+			out[i].Err = err
+			return out, err
+		}
 	}
-	return n, applyOne(ctx, h, then), nil
+	return nil, nil
+}
+
+// thenEach works then through h one job at a time, in order, each only
+// if nothing before it failed (failed: a file before them did).
+func thenEach(ctx context.Context, h Host, then []Job, failed bool) []Outcome {
+	out := make([]Outcome, len(then))
+	for i, j := range then {
+		if failed {
+			out[i].Err = notRun(h.Name(), j)
+		} else {
+			out[i] = applyOne(ctx, h, j)
+		}
+		failed = failed || out[i].Err != nil
+	}
+	return out
 }
 
 // AbortAll removes staged files of h (those committed are left alone),

@@ -305,7 +305,8 @@ func testRun(t *testing.T, newHost func(t *testing.T) (distribute.Host, hosttest
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, o, err := distribute.CommitAllThen(ctx, h, s, run)
+	n, outs, err := distribute.CommitAllThen(ctx, h, s, run)
+	o := outs[0]
 	switch {
 	case n != 1 || err != nil:
 		t.Fatalf("commit: %d, %v", n, err)
@@ -320,7 +321,8 @@ func testRun(t *testing.T, newHost func(t *testing.T) (distribute.Host, hosttest
 		t.Fatal(err)
 	}
 	fx.Sh(t, `cd "$R/etc/pacemaker"; rm authkey; ln -s link authkey`)
-	n, o, err = distribute.CommitAllThen(ctx, h, s, run)
+	n, outs, err = distribute.CommitAllThen(ctx, h, s, run)
+	o = outs[0]
 	if n != 0 || !errors.Is(err, distribute.ErrUnsafe) || !errors.Is(o.Err, distribute.ErrNotRun) {
 		t.Errorf("commit over a link, then run: %d, %v, %+v", n, err, o)
 	}

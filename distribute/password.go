@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os/exec"
 	"strings"
+	"sync"
 
 	"github.com/pcmkeys/pcmkeys/distribute/internal/escape"
 	"github.com/pcmkeys/pcmkeys/distribute/internal/remote"
@@ -24,19 +26,32 @@ type passwordSetter interface {
 }
 
 // SetPassword sets user's password on h. A host under a root prefix is an
-// image with no running system: it fails with [ErrNoExec].
+// image with no running system: it fails with [ErrNoExec]. A [SetPass]
+// job does the same in a batch.
 func SetPassword(ctx context.Context, h Host, user string, password []byte) error {
-	if err := policies.ValidateUser(user); err != nil {
+	if err := checkPassword(h.Name(), user, password); err != nil {
 		return err
-	}
-	if len(password) == 0 || bytes.ContainsAny(password, ":\n\r\x00") {
-		return errors.New("set password: a password must be non-empty, without ':', newlines or NUL")
 	}
 	ps, ok := h.(passwordSetter)
 	if !ok {
 		return fmt.Errorf("host %s: setting a password is not supported on this transport", h.Name())
 	}
 	return ps.SetPassword(ctx, user, password)
+}
+
+// errBadPassword is a password chpasswd's input line cannot carry.
+var errBadPassword = errors.New("a password must be non-empty, without ':', newlines or NUL")
+
+// checkPassword is what a password and its user must be, on every
+// transport, before anything is sent. Its errors never hold the password.
+func checkPassword(host, user string, password []byte) error {
+	if err := policies.ValidateUser(user); err != nil {
+		return fmt.Errorf("host %s: set a password: %w", host, err)
+	}
+	if len(password) == 0 || bytes.ContainsAny(password, ":\n\r\x00") {
+		return fmt.Errorf("host %s: set the password of %s: %w", host, user, errBadPassword)
+	}
+	return nil
 }
 
 // chpasswdInput is chpasswd's input line. It is key material.
@@ -54,6 +69,34 @@ func wipe(b []byte) {
 	}
 }
 
+// secretReader reads key material to a session's stdin, and wipes it when
+// done: a copier still reading (a session given up on a timeout) finds
+// nothing from then on, and never reads it as it is wiped.
+type secretReader struct {
+	mu  sync.Mutex
+	b   []byte
+	off int
+}
+
+func (r *secretReader) Read(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.off >= len(r.b) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b[r.off:])
+	r.off += n
+	return n, nil
+}
+
+// wipe clears the bytes and ends the reader.
+func (r *secretReader) wipe() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	wipe(r.b)
+	r.b = nil
+}
+
 // chpasswdCommand runs chpasswd with a PATH that finds it on Debian and
 // RHEL alike.
 const chpasswdCommand = "PATH=/usr/sbin:/usr/bin:/sbin:/bin; exec chpasswd"
@@ -68,11 +111,11 @@ func (h *SSHHost) SetPassword(ctx context.Context, user string, password []byte)
 	if err != nil {
 		return fmt.Errorf("host %s: set the password of %s: %w", h.name, user, err)
 	}
-	in := chpasswdInput(user, password)
-	defer wipe(in)
+	in := &secretReader{b: chpasswdInput(user, password)}
+	defer in.wipe()
 	var out limitedBuffer
 	out.max = maxOutput
-	if err := h.session(ctx, c, h.timeout, "sh -c "+remote.Quote(chpasswdCommand), bytes.NewReader(in), &out, &out); err != nil {
+	if err := h.session(ctx, c, h.timeout, "sh -c "+remote.Quote(chpasswdCommand), in, &out, &out); err != nil {
 		return fmt.Errorf("host %s: set the password of %s with chpasswd: %w: %s", h.name, user, escape.Err(err), escape.String(strings.TrimSpace(out.String())))
 	}
 	return nil

@@ -1,7 +1,6 @@
 package distribute
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,15 +17,19 @@ import (
 // A batch over SSH: the records the remote script takes, one session that
 // runs them, and the answers it gives, read record by record.
 
-// record is one file of a batch, as the remote script takes it (see
-// script.sh): its content goes to stdin when the operation reads it.
+// record is one file of a batch (or a command, or a password), as the
+// remote script takes it (see script.sh): its content (a password's, the
+// password) goes to stdin when the operation reads it.
 type record struct {
 	op, path, owner, group, mode, sum, tmp string
 	content                                []byte
 }
 
 // reads reports whether the script reads the record's content.
-func (r record) reads() bool {
+func (r record) reads() bool { return r.temp() || r.op == "setpass" }
+
+// temp reports whether the record makes a temporary file.
+func (r record) temp() bool {
 	op := strings.TrimPrefix(r.op, "sweep+")
 	return op == "stage" || op == "write" || op == "converge"
 }
@@ -43,8 +46,13 @@ type answer struct {
 	end                       int
 	ended                     bool
 	said                      []string // lines without the colon: its commands' stderr
-	out                       []string // a run's output
+	out                       []string // a run's output, or chpasswd's
+	seen                      bool     // the script said something of it
 }
+
+// failed reports whether the record ended in a failure: a chain stopped
+// there.
+func (a answer) failed() bool { return a.ended && (a.end != 0 || a.hasErr) }
 
 // batchOut is a batch's answers and what was said outside any record.
 type batchOut struct {
@@ -67,18 +75,32 @@ func (h *SSHHost) batch(ctx context.Context, form string, recs []record) (batchO
 func (h *SSHHost) batchOn(ctx context.Context, c *ssh.Client, timeout time.Duration, form string, recs []record) (batchOut, error) {
 	out := batchOut{answers: make([]answer, len(recs))}
 	args := []string{form, h.root, "", "0", ""}
-	var stdin bytes.Buffer
+	total := 0
+	for _, r := range recs {
+		if r.reads() {
+			total += len(r.content) + 1
+		}
+	}
+	// The contents (key material) in one buffer of their size, wiped once
+	// sent.
+	stdin := &secretReader{b: make([]byte, 0, total)}
+	defer stdin.wipe()
 	for _, r := range recs {
 		size := "0"
 		if r.reads() {
-			size = strconv.Itoa(len(r.content))
-			stdin.Write(r.content)
+			n := len(stdin.b)
+			stdin.b = append(stdin.b, r.content...)
+			if r.op == "setpass" {
+				// Read as a line: one cut short is not one.
+				stdin.b = append(stdin.b, '\n')
+			}
+			size = strconv.Itoa(len(stdin.b) - n)
 		}
 		args = append(args, r.op, r.path, r.owner, r.group, r.mode, r.sum, size, r.tmp)
 	}
 	var stdout, stderr limitedBuffer
 	stdout.max, stderr.max = maxOutput, maxOutput
-	err := h.session(ctx, c, timeout, remote.Command(args...), &stdin, &stdout, &stderr)
+	err := h.session(ctx, c, timeout, remote.Command(args...), stdin, &stdout, &stderr)
 	out.parse(stdout.String())
 	if s := strings.TrimSpace(stderr.String()); s != "" {
 		if h.sudo && strings.Contains(s, "sudo:") {
@@ -120,6 +142,7 @@ func (b *batchOut) parse(s string) {
 		if a.ended {
 			continue // a record's answer ends with its end
 		}
+		a.seen = true
 		switch key {
 		case "at":
 			a.at = val
@@ -221,6 +244,30 @@ func (b *batchOut) state(k int, path string) (FileState, error) {
 // ran reads a Run record's answer as Exec reports a command: its output,
 // and an error naming the host and the command.
 func (b *batchOut) ran(h *SSHHost, k int, command string, serr error) (string, error) {
+	out, err := b.exited(k, serr)
+	if err != nil {
+		return out, fmt.Errorf("host %s: %s: %w", h.name, command, err)
+	}
+	return out, nil
+}
+
+// passwordSet reads a SetPass record's answer as SetPassword reports
+// chpasswd: an error naming the host and the user, with what chpasswd
+// said (never the password: it reaches chpasswd through a pipe alone).
+func (b *batchOut) passwordSet(h *SSHHost, k int, user string, serr error) error {
+	out, err := b.exited(k, serr)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNotRun):
+		return notRun(h.name, Job{Do: SetPass, User: user})
+	}
+	return fmt.Errorf("host %s: set the password of %s with chpasswd: %w: %s", h.name, user, err, strings.TrimSpace(out))
+}
+
+// exited reads the answer of a record that runs a command (run, setpass):
+// its output lines, escaped, and why it failed.
+func (b *batchOut) exited(k int, serr error) (string, error) {
 	a := b.answers[k]
 	out := ""
 	if len(a.out) > 0 {
@@ -241,5 +288,5 @@ func (b *batchOut) ran(h *SSHHost, k int, command string, serr error) (string, e
 	default:
 		err = errors.New("the remote side gave no answer for the command")
 	}
-	return out, fmt.Errorf("host %s: %s: %w", h.name, command, err)
+	return out, err
 }

@@ -18,15 +18,15 @@ func (h *SSHHost) ApplyJobs(ctx context.Context, jobs []Job) []Outcome {
 	out := make([]Outcome, len(jobs))
 	var recs []record
 	var at []int     // the job of each record
-	refused := false // a job before failed here: a Run after it does not run
+	refused := false // a job before failed here: a Run or SetPass after it does not run
 	for i, j := range jobs {
-		if j.Do == Run && refused {
-			out[i].Err = fmt.Errorf("host %s: %s: %w", h.name, j.Command, ErrNotRun)
+		if j.chained() && refused {
+			out[i].Err = notRun(h.name, j)
 			continue
 		}
-		r, op, err := h.jobRecord(j)
+		r, err := h.jobRecord(j)
 		if err != nil {
-			out[i].Err = h.fail(op, j.File.Path, err)
+			out[i].Err = err
 			refused = true
 			continue
 		}
@@ -37,24 +37,45 @@ func (h *SSHHost) ApplyJobs(ctx context.Context, jobs []Job) []Outcome {
 		return out
 	}
 	b, serr := h.batch(ctx, "batch", recs)
+	for k := range recs {
+		out[at[k]] = h.outcome(&b, k, jobs[at[k]], serr)
+	}
+	h.settle(ctx, &b, serr, recs, func(k int) (Job, *Outcome) { return jobs[at[k]], &out[at[k]] })
+	return out
+}
+
+// outcome reads job j's outcome from record k of b.
+func (h *SSHHost) outcome(b *batchOut, k int, j Job, serr error) Outcome {
+	var o Outcome
+	switch j.Do {
+	case Run:
+		o.Output, o.Err = b.ran(h, k, j.Command, serr)
+		return o
+	case SetPass:
+		o.Err = b.passwordSet(h, k, j.User, serr)
+		return o
+	}
+	a := b.answers[k]
+	o.Swept = a.swept
+	o.Wrote, o.Removed = a.did == "written", a.did == "removed"
+	o.Err = b.err(h, k, jobOp(j), j.File.Path, serr)
+	st, err := b.state(k, j.File.Path)
+	o.State = st
+	if err != nil && o.Err == nil {
+		o.Err = h.fail("inspect", j.File.Path, err)
+	}
+	return o
+}
+
+// settle finishes the file jobs of a batch's records recs (job gives the
+// job of record k and its outcome): it removes the temporary files of
+// writes the session cut short, and writes a file the script found in
+// sync but [Compare] does not.
+func (h *SSHHost) settle(ctx context.Context, b *batchOut, serr error, recs []record, job func(k int) (Job, *Outcome)) {
 	var cut []int // writes the session cut short: their temporary files may be there
 	for k, r := range recs {
-		j, o := jobs[at[k]], &out[at[k]]
-		a := b.answers[k]
-		if j.Do == Run {
-			o.Output, o.Err = b.ran(h, k, j.Command, serr)
-			continue
-		}
-		o.Swept = a.swept
-		o.Wrote, o.Removed = a.did == "written", a.did == "removed"
-		o.Err = b.err(h, k, jobOp(j), j.File.Path, serr)
-		if r.reads() && !a.ended && mayHaveRun(serr) {
+		if _, o := job(k); r.temp() && !b.answers[k].ended && mayHaveRun(serr) && !errors.Is(o.Err, ErrNotRun) {
 			cut = append(cut, k)
-		}
-		st, err := b.state(k, j.File.Path)
-		o.State = st
-		if err != nil && o.Err == nil {
-			o.Err = h.fail("inspect", j.File.Path, err)
 		}
 	}
 	if len(cut) > 0 {
@@ -63,13 +84,13 @@ func (h *SSHHost) ApplyJobs(ctx context.Context, jobs []Job) []Outcome {
 			rs = append(rs, recs[k])
 		}
 		for n, err := range h.cleanupBatch(ctx, rs) {
-			if o := &out[at[cut[n]]]; err != nil {
+			if _, o := job(cut[n]); err != nil {
 				o.Err = errors.Join(o.Err, err)
 			}
 		}
 	}
-	for i, j := range jobs {
-		if o := &out[i]; o.Err == nil && j.Do == Converge && !o.Wrote {
+	for k := range recs {
+		if j, o := job(k); o.Err == nil && j.Do == Converge && !o.Wrote {
 			// The script found it in sync; Compare decides, and a file it
 			// does not find so is written after all.
 			if finding, _ := Compare(o.State, j.File); finding != FindingOK {
@@ -78,14 +99,23 @@ func (h *SSHHost) ApplyJobs(ctx context.Context, jobs []Job) []Outcome {
 			}
 		}
 	}
-	return out
 }
 
 // jobRecord is the script's record for j, or why j is refused before it
-// is sent (with the operation to name).
-func (h *SSHHost) jobRecord(j Job) (record, string, error) {
-	if j.Do == Run {
-		return record{op: "run", path: j.Command}, "run", nil
+// is sent.
+func (h *SSHHost) jobRecord(j Job) (record, error) {
+	switch j.Do {
+	case Run:
+		return record{op: "run", path: j.Command}, nil
+	case SetPass:
+		if err := checkPassword(h.name, j.User, j.Password); err != nil {
+			return record{}, err
+		}
+		if h.root != "" {
+			return record{}, fmt.Errorf("host %s: set the password of %s: %w", h.name, j.User, ErrNoExec)
+		}
+		// The password goes to the batch's stdin, as a file's content.
+		return record{op: "setpass", owner: j.User, mode: "600", content: j.Password}, nil
 	}
 	f := j.File
 	op := jobOp(j)
@@ -93,16 +123,16 @@ func (h *SSHHost) jobRecord(j Job) (record, string, error) {
 		op = "sweep"
 	}
 	if err := checkPath(f.Path); err != nil {
-		return record{}, op, err
+		return record{}, h.fail(op, f.Path, err)
 	}
 	if err := policies.ValidateUser(f.Owner); err != nil {
-		return record{}, op, err
+		return record{}, h.fail(op, f.Path, err)
 	}
 	r := record{path: f.Path, owner: f.Owner, mode: "600"}
 	switch j.Do {
 	case Put, Converge:
 		if err := h.checkFile(f); err != nil {
-			return record{}, "write", err
+			return record{}, h.fail("write", f.Path, err)
 		}
 		r.group, r.mode, r.sum, r.tmp, r.content = f.Group, modeArg(f.Mode), f.SHA256(), tempSuffix(), f.Content
 		r.op = "write"
@@ -117,19 +147,7 @@ func (h *SSHHost) jobRecord(j Job) (record, string, error) {
 	if j.Sweep {
 		r.op = "sweep+" + r.op
 	}
-	return r, op, nil
-}
-
-// jobOp names a job's operation in its errors, as the one-file
-// operations do.
-func jobOp(j Job) string {
-	switch j.Do {
-	case Put:
-		return "write"
-	case RemoveOwn:
-		return "remove"
-	}
-	return "inspect"
+	return r, nil
 }
 
 // StageFiles implements Batcher: the files staged in one session.
@@ -177,30 +195,25 @@ func (h *SSHHost) CommitFiles(ctx context.Context, staged []Staged) (int, error)
 	return n, err
 }
 
-// CommitFilesThen implements Batcher: the files committed, then the
-// command run, in one session.
-func (h *SSHHost) CommitFilesThen(ctx context.Context, staged []Staged, then Job) (int, Outcome, error) {
-	o := Outcome{Err: fmt.Errorf("host %s: %s: %w", h.name, then.Command, ErrNotRun)}
-	n, ran, err := h.commitFiles(ctx, staged, &then)
-	if ran != nil {
-		o = *ran
+// CommitFilesThen implements Batcher: the files committed, then the jobs
+// then worked, in one session (a chain: it stops at the first failure).
+func (h *SSHHost) CommitFilesThen(ctx context.Context, staged []Staged, then ...Job) (int, []Outcome, error) {
+	if out, err := checkThen(h.name, then); err != nil {
+		return 0, out, err
 	}
-	return n, o, err
+	return h.commitFiles(ctx, staged, then)
 }
 
-// commitFiles commits staged in one session, then runs then (if any) and
-// returns its outcome (nil if it did not run).
-func (h *SSHHost) commitFiles(ctx context.Context, staged []Staged, then *Job) (int, *Outcome, error) {
+// commitFiles commits staged in one session, then works then, and returns
+// how many files were committed, the outcome of each job of then, and the
+// commit's failure.
+func (h *SSHHost) commitFiles(ctx context.Context, staged []Staged, then []Job) (int, []Outcome, error) {
 	var recs []record
 	for _, s := range staged {
 		ss, ok := s.(*sshStaged)
 		if !ok || ss.h != h || ss.done {
 			n, err := commitEach(ctx, staged)
-			if err != nil || then == nil {
-				return n, nil, err
-			}
-			o := applyOne(ctx, h, *then)
-			return n, &o, nil
+			return n, thenEach(ctx, h, then, err != nil), err
 		}
 		f := ss.f
 		owner := f.Owner
@@ -210,25 +223,63 @@ func (h *SSHHost) commitFiles(ctx context.Context, staged []Staged, then *Job) (
 		recs = append(recs, record{op: "commit", path: f.Path, owner: owner, group: f.Group, mode: modeArg(f.Mode), sum: f.SHA256(), tmp: ss.tmp})
 	}
 	files := len(recs)
-	if then != nil {
-		recs = append(recs, record{op: "run", path: then.Command})
+	// The jobs of then up to one refused here (a SetPass on a host under a
+	// root prefix, a file's bad path): that one fails in its turn, as it
+	// would one at a time.
+	var refused error
+	for _, j := range then {
+		r, err := h.jobRecord(j)
+		if err != nil {
+			refused = err
+			break
+		}
+		recs = append(recs, r)
 	}
-	if len(recs) == 0 {
-		return 0, nil, nil
+	out := make([]Outcome, len(then))
+	if len(recs) == 0 { // then's first job refused, and no file
+		for i, j := range then {
+			out[i].Err = notRun(h.name, j)
+		}
+		if len(then) > 0 {
+			out[0].Err = refused
+		}
+		return 0, out, nil
 	}
 	b, serr := h.batch(ctx, "chain", recs)
+	n := files
+	var cerr error
 	for k, r := range recs[:files] {
-		if err := b.err(h, k, "commit", r.path, serr); err != nil {
-			return k, nil, err
+		if cerr = b.err(h, k, "commit", r.path, serr); cerr != nil {
+			n = k
+			break
 		}
 		staged[k].(*sshStaged).done = true
 	}
-	if then == nil {
-		return files, nil, nil
+	// A chain stops at the first record that fails: the jobs after one
+	// that said it failed did not run. After one the session cut short
+	// (no answer), they may have: their own answers, or the session's
+	// failure, say.
+	stopped := n < files && b.answers[n].failed()
+	sent := len(recs) - files
+	for i, j := range then {
+		k := files + i
+		switch {
+		case i >= sent:
+			out[i].Err = notRun(h.name, j)
+			if !stopped {
+				out[i].Err = refused
+			}
+			stopped = true
+			continue
+		case stopped && !b.answers[k].seen:
+			out[i].Err = notRun(h.name, j)
+			continue
+		}
+		out[i] = h.outcome(&b, k, j, serr)
+		stopped = stopped || b.answers[k].failed() || (out[i].Err != nil && b.answers[k].ended)
 	}
-	var o Outcome
-	o.Output, o.Err = b.ran(h, files, then.Command, serr)
-	return files, &o, nil
+	h.settle(ctx, &b, serr, recs[files:], func(k int) (Job, *Outcome) { return then[k], &out[k] })
+	return n, out, cerr
 }
 
 // account returns a stage's answer UID:GID:HOME if it is one, else "".

@@ -58,7 +58,7 @@ mkdir -m 700 /home/bob/.pcmkeys; printf old > /home/bob/.pcmkeys/old; chown -R b
 		}
 	})
 	sessions("committing them, then a command", 1, func() {
-		if n, o, err := CommitAllThen(ctx, h, staged, Job{Do: Run, Command: "cat /etc/pacemaker/authkey"}); n != 3 || err != nil || o.Output != "k2\n" {
+		if n, o, err := CommitAllThen(ctx, h, staged, Job{Do: Run, Command: "cat /etc/pacemaker/authkey"}); n != 3 || err != nil || len(o) != 1 || o[0].Output != "k2\n" {
 			t.Errorf("commit: %d, %v, then %+v", n, err, o)
 		}
 	})

@@ -158,6 +158,10 @@ work() {
 		run
 		return 0
 		;;
+	setpass)
+		setpass
+		return 0
+		;;
 	*)
 		refuse 2 "unknown operation $op"
 		return 0
@@ -203,26 +207,85 @@ work() {
 }
 
 # run runs the command PATH as root once every record before it
-# succeeded, and answers its output line by line and its exit code.
+# succeeded, and answers its output line by line and its exit code. Its
+# stdin is /dev/null, as a command run alone has none: the contents of
+# later records (keys, a password) are not there for it.
 run() {
 	if [ "$form" = single ] || [ -n "$as" ]; then
 		refuse 2 "run works in a batch, as root"
 		return 0
 	fi
 	if [ "$failed" != 0 ]; then
-		refuse 1 "not run: a file before it failed"
+		refuse 1 "not run: a job before it failed"
 		return 0
 	fi
 	set +e
-	out=$(sh -c "$path" 2>&1)
+	out=$(sh -c "$path" 2>&1 </dev/null)
 	c=$?
 	set -e
+	ran
+}
+
+# ran answers out, a command's output, line by line, and c, its exit code.
+ran() {
 	while [ -n "$out" ]; do
 		printf ':%s out %s\n' "$i" "${out%%"$nl"*}"
 		case $out in *"$nl"*) out=${out#*"$nl"} ;; *) out='' ;; esac
 	done
 	printf ':%s end %s\n' "$i" "$c"
 	[ "$c" = 0 ] || failed=$c
+}
+
+# setpass sets OWNER's password with chpasswd, as root, once every record
+# before it succeeded, and answers as run does. The record's content is
+# the password and a newline: root's shell reads it from stdin as a line
+# (a short one, cut before its newline, is refused: nothing is set), and
+# printf, a builtin, hands it to chpasswd through a pipe; it is never in
+# an argument, the environment, a file or an answer.
+setpass() {
+	[ "$form" != single ] || die 2 "setpass works in a batch"
+	if [ -n "$as" ]; then
+		passrefuse 2 "setpass works as root"
+		return 0
+	fi
+	if [ "$failed" != 0 ]; then
+		passrefuse 1 "not run: a job before it failed"
+		return 0
+	fi
+	case $owner in
+	'' | [!A-Za-z_]* | *[!A-Za-z0-9_.-]*)
+		passrefuse 2 "setpass: a bad user name"
+		return 0
+		;;
+	esac
+	case $size in
+	'' | 0 | 1 | *[!0-9]*)
+		passrefuse 2 "setpass: no password"
+		return 0
+		;;
+	esac
+	pw=''
+	if ! IFS= read -r pw || [ "$(LC_ALL=C && echo $((${#pw} + 1)))" != "$size" ]; then
+		pw=''
+		broken=1
+		printf ':%s err 16 %s\n:%s end 16\n' "$i" "the password was not read whole: not set" "$i"
+		failed=16
+		return 0
+	fi
+	set +e
+	out=$( (printf '%s:%s\n' "$owner" "$pw" | chpasswd) 2>&1 </dev/null)
+	c=$?
+	set -e
+	pw=''
+	ran
+}
+
+# passrefuse refuses a setpass as refuse does a record, reading past its
+# password.
+passrefuse() {
+	printf ':%s err %s %s\n:%s end %s\n' "$i" "$1" "$2" "$i" "$1"
+	failed=$1
+	[ "$broken" = 1 ] || dd of=/dev/null bs=64K iflag=fullblock,count_bytes count="$size" status=none || broken=1
 }
 
 # asowner1 runs the script as the owner for the k records of "$@".

@@ -142,7 +142,9 @@ func (e *Engine) commitHost(ctx context.Context, h *staged) Result {
 	var err error
 	var ran distribute.Outcome
 	if h.d.Then != nil && !e.DryRun {
-		n, ran, err = distribute.CommitAllThen(ctx, h.conn.Host, h.files, h.d.Then.job())
+		var outs []distribute.Outcome
+		n, outs, err = distribute.CommitAllThen(ctx, h.conn.Host, h.files, h.d.Then.job())
+		ran = outs[0]
 	} else {
 		n, err = distribute.CommitAll(ctx, h.conn.Host, h.files)
 	}
