@@ -133,7 +133,7 @@ func fdLimitError(action string, n fdNeed, soft, hard uint64) error {
 	}
 	return badInput("%s needs up to %d open files at once and the limit is %d (RLIMIT_NOFILE; hard limit %d): "+
 		"it keeps a connection %s open from staging to the commit, whatever --parallel says "+
-		"(besides: %d connections being opened, %d files open now, %d for the store, the lock and the audit); nothing was changed. "+
+		"(besides: up to %d being opened, %d open now, %d for the store, the lock and the audit); nothing was changed. "+
 		"Raise the limit to %d or more: ulimit -n %d in the shell that runs pcmkeys, "+
 		"or LimitNOFILE=%d in its systemd unit (systemctl edit pcmkeys-rotate.service)",
 		action, need, soft, hard, held, n.dialing, n.open, fdsLater, need, need, need)

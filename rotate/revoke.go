@@ -38,7 +38,15 @@ func Revoke(ctx context.Context, e *Env, users []string) (*Report, error) {
 			if len(users) == 0 {
 				return badInput("name the admins to revoke")
 			}
-			return validUsers(users)
+			if err := validUsers(users); err != nil {
+				return err
+			}
+			if e.Config.Policy.IdentityMode == policies.Shared {
+				// A new shared key is staged on every node (a rerun
+				// whose nodes were cut stages nothing; counted anyway).
+				return e.checkFDs("revoke in shared mode", []policies.FileKind{policies.CIBCredentials})
+			}
+			return nil
 		},
 		act: func(ctx context.Context, rep *Report) error { return e.revoke(ctx, users, rep) },
 	})

@@ -66,6 +66,9 @@ func Rotate(ctx context.Context, e *Env, req Request) (*Report, error) {
 					err = badInput("%s is a %s: a rotation stages and commits on every node at once; --host names only client hosts, to limit which get the new key now (push delivers the rest)", h.Name, h.Role)
 				}
 			}
+			if err == nil {
+				err = e.checkFDs("rotate", rotationKinds(req))
+			}
 			return err
 		},
 		act: func(ctx context.Context, rep *Report) error { return e.rotate(ctx, req, rep) },
