@@ -15,8 +15,8 @@ import (
 // A staged workflow (rotate; revoke in shared mode) keeps every node's
 // connection open from staging to the commit, whatever --parallel says, so
 // it needs about one file descriptor per node at once. Go raises the soft
-// RLIMIT_NOFILE to the hard limit at start (package syscall's init), so
-// what binds is the hard limit; checkFDs refuses, before the lock is taken
+// RLIMIT_NOFILE to the hard limit at start (package syscall's init; Go
+// 1.26 to one below it), so what binds is the hard limit; checkFDs refuses, before the lock is taken
 // and before any host is contacted, a run the limit cannot hold, instead of
 // failing half-way with "too many open files".
 
@@ -44,11 +44,12 @@ const (
 	// mode. The run's descriptors at rest, stdio included, are counted
 	// when the check runs (openFDs).
 	fdsLater = 16
-	// fdsAtRest stands in for openFDs where /proc/self/fd cannot be read:
-	// stdio, the runtime's epoll and its wake-up, an idle Vault connection,
-	// a journal or log file, with room to spare (measured: 4 to 5 open
-	// when a file store run's check runs).
-	fdsAtRest = 8
+	// fdsAtRest stands in for openFDs where /proc/self/fd cannot be read.
+	// Measured at the check with a file store: 7 of the run's own (stdin,
+	// stdout, stderr, the runtime's epoll and its eventfd, the two cgroup
+	// files Go reads the CPU quota from), plus what the parent left open
+	// (2 more under the shell it was measured from).
+	fdsAtRest = 10
 )
 
 // fdNeed is how many file descriptors a staged run needs at most at once.
