@@ -153,10 +153,13 @@ func newCluster(e *env, name string, n, ansibleForks int, payload string) (*clus
 	}
 	c.ports = strings.TrimSpace(ports.String())
 	c.cfg = filepath.Join(c.dir, "pcmkeys.yaml")
-	doc := fmt.Sprintf("cluster: bench%d\nstore: {type: file, path: store}\nidentity_mode: per-user\naudit: {path: audit.jsonl}\n"+
+	// Each cluster its own name, so its admins' key files (NAME.key in
+	// their homes on host00) never meet another's: the capture's
+	// cluster "rtt" and "cluster-3" share their hosts.
+	doc := fmt.Sprintf("cluster: bench%s\nstore: {type: file, path: store}\nidentity_mode: per-user\naudit: {path: audit.jsonl}\n"+
 		"ssh: {known_hosts: %s, identity_files: [%s], use_ssh_config: false, connect_timeout: 120s, command_timeout: 300s}\n"+
 		"cib: {port: 5403}\nnodes:\n%s",
-		n, e.lab.KnownHosts, e.lab.IdentityFile, nodes.String())
+		strings.TrimPrefix(name, "cluster-"), e.lab.KnownHosts, e.lab.IdentityFile, nodes.String())
 	if err := os.WriteFile(c.cfg, []byte(doc), 0o600); err != nil {
 		return nil, err
 	}
