@@ -264,19 +264,19 @@ setpass() {
 		return 0
 		;;
 	esac
-	pw=''
-	if ! IFS= read -r pw || [ "$(LC_ALL=C && echo $((${#pw} + 1)))" != "$size" ]; then
-		pw=''
+	pass=''
+	if ! IFS= read -r pass || [ "$(LC_ALL=C && echo $((${#pass} + 1)))" != "$size" ]; then
+		pass=''
 		broken=1
 		printf ':%s err 16 %s\n:%s end 16\n' "$i" "the password was not read whole: not set" "$i"
 		failed=16
 		return 0
 	fi
 	set +e
-	out=$( (printf '%s:%s\n' "$owner" "$pw" | chpasswd) 2>&1 </dev/null)
+	out=$( (printf '%s:%s\n' "$owner" "$pass" | chpasswd) 2>&1 </dev/null)
 	c=$?
 	set -e
-	pw=''
+	pass=''
 	ran
 }
 
