@@ -108,13 +108,23 @@ type probeVerdict struct {
 }
 
 func (e *Env) probeNode(ctx context.Context, conn distribute.Host, h config.Host) (*nodeProbe, error) {
+	out, err := conn.Exec(ctx, e.probeCommand(h))
+	return probeAnswer(out, err)
+}
+
+// probeCommand is the root command that probes node or remote node h.
+func (e *Env) probeCommand(h config.Host) string {
 	perUser := "0"
 	if h.Role == config.RoleNode && e.Config.Policy.IdentityMode == policies.PerUser {
 		perUser = "1"
 	}
-	cmd := shellCommand(nodeProbeScript, e.Config.Policy.Files[policies.CIBCredentials].Path,
+	return shellCommand(nodeProbeScript, e.Config.Policy.Files[policies.CIBCredentials].Path,
 		e.Config.Policy.Files[policies.Authkey].Path, strconv.Itoa(e.Config.CIB.Port), perUser)
-	out, err := conn.Exec(ctx, cmd)
+}
+
+// probeAnswer reads what probeCommand said (its output, or why it
+// failed).
+func probeAnswer(out string, err error) (*nodeProbe, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%v %s", err, firstLine(out))
 	}
@@ -194,6 +204,12 @@ func (p *nodeProbe) when(t float64) string {
 // cib-credentials (nil on a remote node).
 func (e *Env) pacemakerChecks(ctx context.Context, conn distribute.Host, h config.Host, version string, credOK *bool, add func(Check)) {
 	p, err := e.probeNode(ctx, conn, h)
+	e.probeChecks(p, err, h, version, credOK, add)
+}
+
+// probeChecks are pacemakerChecks on a probe already run (p, or why it
+// failed).
+func (e *Env) probeChecks(p *nodeProbe, err error, h config.Host, version string, credOK *bool, add func(Check)) {
 	if err != nil {
 		add(Check{Name: "pacemaker daemons", OK: true, Detail: "unknown: the probe failed: " + err.Error()})
 		return

@@ -10,7 +10,6 @@ import (
 
 	"github.com/pcmkeys/pcmkeys/rotate/internal/deliver"
 
-	"github.com/pcmkeys/pcmkeys/config"
 	"github.com/pcmkeys/pcmkeys/distribute"
 	"github.com/pcmkeys/pcmkeys/keystore"
 	"github.com/pcmkeys/pcmkeys/policies"
@@ -174,7 +173,7 @@ func (e *Env) hostStatus(ctx context.Context, d deliver.Host) HostStatus {
 	probe := d.Host.Root == "" && d.Host.Role.RunsPacemaker()
 	var then *distribute.Job
 	if _, ok := h.(distribute.Batcher); ok && probe {
-		then = &distribute.Job{Do: distribute.Run, Command: e.probeCommand(ctx, d.Host)}
+		then = &distribute.Job{Do: distribute.Run, Command: e.probeCommand(d.Host)}
 	}
 	files, ran := fileStatuses(ctx, h, d, then)
 	for _, fs := range files {
@@ -184,11 +183,14 @@ func (e *Env) hostStatus(ctx context.Context, d deliver.Host) HostStatus {
 		hs.Files = append(hs.Files, fs)
 	}
 	if probe {
-		ph := h
+		var p *nodeProbe
+		var err error
 		if ran != nil && !errors.Is(ran.Err, distribute.ErrNotRun) {
-			ph = answered{Host: h, command: then.Command, out: ran.Output, err: ran.Err}
+			p, err = probeAnswer(ran.Output, ran.Err)
+		} else {
+			p, err = e.probeNode(ctx, h, d.Host) // on its own: the batch did not run it
 		}
-		e.pacemakerChecks(ctx, ph, d.Host, "", nil, func(c Check) {
+		e.probeChecks(p, err, d.Host, "", nil, func(c Check) {
 			if c.OK {
 				return
 			}
@@ -318,42 +320,4 @@ func judgeFile(w deliver.Want, f distribute.File, st distribute.FileState, err e
 	}
 	fs.Detail = detail
 	return fs
-}
-
-// probeCommand is the command probeNode runs on h, as probeNode itself
-// makes it (it is run with a host that only notes it).
-func (e *Env) probeCommand(ctx context.Context, h config.Host) string {
-	var n noted
-	e.probeNode(ctx, &n, h)
-	return n.command
-}
-
-// noted is a host that notes the command it is asked to run, and runs
-// nothing; probeNode asks it nothing else.
-type noted struct {
-	distribute.Host
-	command string
-}
-
-var errNoted = errors.New("noted, not run")
-
-func (n *noted) Exec(_ context.Context, command string) (string, error) {
-	n.command = command
-	return "", errNoted
-}
-
-// answered is a host whose answer to one command is known already (it
-// ran in a batch, and said what Exec would say): asked it again, it
-// answers that.
-type answered struct {
-	distribute.Host
-	command, out string
-	err          error
-}
-
-func (a answered) Exec(ctx context.Context, command string) (string, error) {
-	if command == a.command {
-		return a.out, a.err
-	}
-	return a.Host.Exec(ctx, command)
 }
