@@ -98,29 +98,3 @@ func (e *Env) withNodePassword(ds []deliver.Host, pw keys.Secret, mode deliver.M
 	return ds
 }
 
-// afterCut is what runs on a node once its new cib-credentials is in
-// place: hacluster's new password (pw, if any), then the closing of live
-// sessions. nil when there is nothing to do.
-func (e *Env) afterCut(h config.Host, pw keys.Secret) func(ctx context.Context, conn distribute.Host, res *HostResult) {
-	closer := e.sessionCloser(h)
-	setPW := pw != nil && runsPassword(h)
-	if closer == nil && !setPW {
-		return nil
-	}
-	return func(ctx context.Context, conn distribute.Host, res *HostResult) {
-		if setPW {
-			step, err := e.engine().File(ctx, deliver.NewConn(conn, nil), e.nodePasswordWanted(pw, deliver.WriteAlways))
-			if err != nil {
-				step.Action, step.Error = ActionFailed, err.Error()
-				res.Status = StatusFailed
-				if res.Error == "" {
-					res.Error = err.Error()
-				}
-			}
-			res.Files = append(res.Files, step)
-		}
-		if closer != nil {
-			closer(ctx, conn, res)
-		}
-	}
-}

@@ -37,16 +37,17 @@ echo "closed $((before - after)) remaining $after"`
 
 // cutSteps sets what runs on node d once it was cut (its new
 // cib-credentials in place): hacluster's new password pw (if any), then
-// the closing of its live sessions. Where nothing else is to run, the
-// closing is d's Then: over SSH it rides in the round trip that wrote or
-// committed the file, not a session of its own.
+// the closing of its live sessions. Over SSH both ride in the round trip
+// that commits or writes the file (deliver.Host.Password and Then), not
+// sessions of their own.
 func (e *Env) cutSteps(d *deliver.Host, pw keys.Secret) {
-	if pw == nil || !runsPassword(d.Host) {
-		if d.Then = e.sessionsThen(d.Host); d.Then != nil {
-			return
-		}
+	if pw != nil && runsPassword(d.Host) {
+		w := e.nodePasswordWanted(pw, deliver.WriteAlways)
+		d.Password = &w
 	}
-	d.After = e.afterCut(d.Host, pw)
+	if d.Then = e.sessionsThen(d.Host); d.Then == nil {
+		d.After = e.sessionCloser(d.Host)
+	}
 }
 
 // sessionsThen is the closing of node h's live sessions as a command run

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 
@@ -150,10 +151,14 @@ func (e *Engine) deliverHost(ctx context.Context, d Host) (res Result) {
 		return *fail
 	}
 	defer func() { release(res.OK()) }()
-	steps, errs, ran := e.files(ctx, NewConn(h, d.Homes), d.Files, d.Then)
+	ws := d.Files
+	if d.Password != nil {
+		ws = append(slices.Clip(ws), *d.Password)
+	}
+	steps, errs, ran := e.files(ctx, NewConn(h, d.Homes), ws, d.Then)
 	var failed []string
 	status := StatusFailed
-	for i, w := range d.Files {
+	for i, w := range ws {
 		step, err := steps[i], errs[i]
 		if err != nil {
 			if errors.Is(err, distribute.ErrTimeout) {

@@ -64,6 +64,11 @@ type Host struct {
 	// Homes are the home directories of owners already looked up on this
 	// host, by user name.
 	Homes map[string]string
+	// Password, if set, is a want whose Password is set once every file
+	// is in place, before Then: in a staged commit, in the commit's
+	// round trip where the host works batches (chpasswd, then its
+	// marker); in a delivery, after the files, as one more of them.
+	Password *Want
 	// Then, if set, is a command the host runs once every file is in
 	// place, before After: in the same round trip as the files where the
 	// host works batches.
@@ -101,6 +106,9 @@ func Merge(hs []Host) []Host {
 		}
 		if m.Then == nil {
 			m.Then = d.Then
+		}
+		if m.Password == nil {
+			m.Password = d.Password
 		}
 		if len(d.Homes) > 0 {
 			homes := maps.Clone(m.Homes)

@@ -2,8 +2,11 @@ package deliver
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/pcmkeys/pcmkeys/distribute"
+	"github.com/pcmkeys/pcmkeys/policies"
 )
 
 // Staging is every host's files staged beside their targets, each host's
@@ -134,17 +137,27 @@ func (s *Staging) Commit(ctx context.Context) []Result {
 	return results
 }
 
-// commitHost commits one host's staged files and runs its Then and After,
-// in one round trip where the host works batches (After aside).
+// commitHost commits one host's staged files, sets its Password and
+// runs its Then and After, in one round trip where the host works
+// batches (After aside).
 func (e *Engine) commitHost(ctx context.Context, h *staged) Result {
 	res := Result{Host: h.d.Host.Name, Status: StatusOK}
+	var after []distribute.Job
+	pw := h.d.Password
+	if pw != nil && !e.DryRun {
+		text := pw.Password.PasswordText()
+		defer clear(text)
+		after = append(after, distribute.Job{Do: distribute.SetPass, User: policies.SharedIdentity, Password: text},
+			distribute.Job{File: pw.File, Do: distribute.Put})
+	}
+	if h.d.Then != nil && !e.DryRun {
+		after = append(after, h.d.Then.job())
+	}
 	var n int
 	var err error
-	var ran distribute.Outcome
-	if h.d.Then != nil && !e.DryRun {
-		var outs []distribute.Outcome
-		n, outs, err = distribute.CommitAllThen(ctx, h.conn.Host, h.files, h.d.Then.job())
-		ran = outs[0]
+	var outs []distribute.Outcome
+	if len(after) > 0 {
+		n, outs, err = distribute.CommitAllThen(ctx, h.conn.Host, h.files, after...)
 	} else {
 		n, err = distribute.CommitAll(ctx, h.conn.Host, h.files)
 	}
@@ -155,14 +168,37 @@ func (e *Engine) commitHost(ctx context.Context, h *staged) Result {
 		res.Files = append(res.Files, step)
 	}
 	if err != nil {
-		step := h.d.Files[n].Step
+		step := h.d.Files[min(n, len(h.d.Files)-1)].Step
 		step.Fingerprint = e.shown(step.Fingerprint)
 		step.Action, step.Error = ActionFailed, err.Error()
 		res.Files = append(res.Files, step)
 		res.Status, res.Error = StatusFailed, err.Error()
 		return res
 	}
+	if pw != nil && !e.DryRun {
+		step := pw.Step
+		step.Fingerprint = e.shown(step.Fingerprint)
+		step.Action = ActionWritten
+		switch {
+		case outs[0].Err != nil:
+			err = outs[0].Err
+		case outs[1].Err != nil:
+			err = fmt.Errorf("%s's password is set, but recording it failed: %w", policies.SharedIdentity, outs[1].Err)
+		}
+		if err != nil {
+			step.Action, step.Error = ActionFailed, err.Error()
+			res.Status, res.Error = StatusFailed, err.Error()
+		}
+		res.Files = append(res.Files, step)
+		outs = outs[2:]
+	}
 	if h.d.Then != nil && !e.DryRun {
+		ran := outs[0]
+		if errors.Is(ran.Err, distribute.ErrNotRun) {
+			// The password failed: the files are in place all the same,
+			// and Then (closing a cut node's sessions) matters more.
+			ran = distribute.Apply(ctx, h.conn.Host, []distribute.Job{h.d.Then.job()})[0]
+		}
 		h.d.Then.Done(ctx, ran.Output, ran.Err, &res)
 	}
 	if h.d.After != nil && h.conn != nil {
