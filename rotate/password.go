@@ -97,4 +97,3 @@ func (e *Env) withNodePassword(ds []deliver.Host, pw keys.Secret, mode deliver.M
 	}
 	return ds
 }
-
