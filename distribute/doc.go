@@ -56,9 +56,12 @@
 // in one process as that owner, which reads only its own records'
 // contents (root feeds them through a pipe) and cannot answer for
 // another's; root goes past such a run only when every one of its records
-// ended well. A command (a [Run] job) runs last, as root, and only when
-// every job before it succeeded. Other hosts ([Local]) work the same jobs
-// one at a time; the contract suite runs through both paths.
+// ended well. A command (a [Run] job) and a password ([SetPass]: chpasswd
+// as root, the password on a pipe from the batch's input, never in a
+// command line) run as root, and only when every job before them
+// succeeded; after a commit they are a chain ([CommitAllThen]). Other
+// hosts ([Local]) work the same jobs one at a time; the contract suite
+// runs through both paths.
 //
 // # Hosts
 //
