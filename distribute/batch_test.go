@@ -301,6 +301,18 @@ func testRun(t *testing.T, newHost func(t *testing.T) (distribute.Host, hosttest
 		t.Errorf("the command ran after a refused write: %q", got)
 	}
 
+	// After a file in an owner's home that failed (alice's ~/.pcmkeys a
+	// link), one that did not, and a file of root's: not run, over SSH
+	// (where an owner's run works her files) as one at a time.
+	homeFails(t, fx)
+	out = distribute.Apply(ctx, h, []distribute.Job{{File: cli("alice", "k", "a1"), Do: distribute.Put}, {File: cli("bob", "k", "b1"), Do: distribute.Put}, {File: srv("authkey", "k2"), Do: distribute.Put}, run})
+	if !errors.Is(out[0].Err, distribute.ErrUnsafe) || out[1].Err != nil || out[2].Err != nil || !errors.Is(out[3].Err, distribute.ErrNotRun) || out[3].Output != "" {
+		t.Errorf("run after a refused write in a home: %+v", out)
+	}
+	if got := fx.Sh(t, `ls -A "$R/root"; ls -A "$R/home/alice/elsewhere"; cat "$R/home/bob/.pcmkeys/k"`); got != "b1" {
+		t.Errorf("the command ran, or alice's link was followed, after a refused write in her home: %q", got)
+	}
+
 	s, err := distribute.StageAll(ctx, h, []distribute.File{srv("authkey", "k3")})
 	if err != nil {
 		t.Fatal(err)
@@ -330,4 +342,11 @@ func testRun(t *testing.T, newHost func(t *testing.T) (distribute.Host, hosttest
 	if got := fx.Sh(t, `ls -A "$R/root"`); got != "" {
 		t.Errorf("the command ran after a refused commit: %q", got)
 	}
+}
+
+// homeFails makes alice's ~/.pcmkeys a link to a directory of hers: a file
+// job there fails (ErrUnsafe) in her own run as in root's.
+func homeFails(t *testing.T, fx hosttest.Fixture) {
+	t.Helper()
+	fx.Sh(t, `cd "$R/home/alice"; mkdir -m 700 elsewhere; ln -s elsewhere .pcmkeys; chown -h $ALICE:$ALICE elsewhere .pcmkeys`)
 }

@@ -97,6 +97,21 @@ func testSetPass(t *testing.T, newHost func(t *testing.T) (distribute.Host, host
 		t.Fatal("a password job after a refused write changed the host")
 	}
 
+	// After a file in an owner's home that failed, then one of root's:
+	// not set, over SSH (where an owner's run works her file) as one at a
+	// time.
+	homeFails(t, fx)
+	out = distribute.Apply(ctx, h, []distribute.Job{{File: cli("alice", "k", "a1"), Do: distribute.Put}, {File: srv("authkey", "k0"), Do: distribute.Put}, setPass("hacluster", labPassword), run})
+	if !errors.Is(out[0].Err, distribute.ErrUnsafe) || out[1].Err != nil || !errors.Is(out[2].Err, distribute.ErrNotRun) || !errors.Is(out[3].Err, distribute.ErrNotRun) {
+		t.Errorf("after a refused write in a home: %v; %v; %v; %v", out[0].Err, out[1].Err, out[2].Err, out[3].Err)
+	}
+	if got := shown(out[2].Err); got != "host H: set the password of hacluster: not run: a job before it failed" {
+		t.Errorf("a password not set after a home: %q", got)
+	}
+	if shadow() != before || ran() {
+		t.Fatal("a password job after a refused write in a home changed the host")
+	}
+
 	// After a file written: set, then the command (SSH); a host under a
 	// root prefix sets none.
 	out = distribute.Apply(ctx, h, []distribute.Job{{File: srv("authkey", "k1"), Do: distribute.Put}, setPass("hacluster", labPassword), run})

@@ -121,7 +121,10 @@ func (h *SSHHost) batchOn(ctx context.Context, c *ssh.Client, timeout time.Durat
 
 // parse reads the script's lines: ":N KEY VALUE" for record N, and the
 // lines of its commands' stderr, which belong to the record under way.
-// Anything malformed is kept as text, never trusted.
+// Anything malformed is kept as text, never trusted. A record ended well
+// only if its first end says 0 and no err came before it: the script's
+// relay (batch.sh) reads an owner's run so, and a command after the run
+// runs only then.
 func (b *batchOut) parse(s string) {
 	cur := -1
 	for _, line := range strings.Split(strings.TrimSuffix(s, "\n"), "\n") {
@@ -161,11 +164,22 @@ func (b *batchOut) parse(s string) {
 		case "swept":
 			a.swept, a.hasSwept = atoi(val)
 		case "err":
+			// A refusal whatever its code says, as the script's relay of
+			// an owner's run reads it.
 			code, msg, _ := strings.Cut(val, " ")
-			a.code, a.hasErr = atoi(code)
-			a.msg = msg
+			n, ok := atoi(code)
+			if !ok {
+				n, msg = 1, val
+			}
+			a.code, a.msg, a.hasErr = n, msg, true
 		case "end":
-			a.end, a.ended = atoi(val)
+			// The record's end; one whose code is not a number is a
+			// failure, as the relay reads it.
+			n, ok := atoi(val)
+			if !ok {
+				n = 1
+			}
+			a.end, a.ended = n, true
 		}
 	}
 }

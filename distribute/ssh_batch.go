@@ -14,6 +14,10 @@ import (
 var _ Batcher = (*SSHHost)(nil)
 
 // ApplyJobs implements Batcher: every job in one session of the script.
+// A Run or SetPass there is worked only once every record before it ended
+// well, those an owner's run works in her home included: root reads that
+// run's answers (relay in batch.sh) as parse reads them here, whatever
+// the run exits with.
 func (h *SSHHost) ApplyJobs(ctx context.Context, jobs []Job) []Outcome {
 	out := make([]Outcome, len(jobs))
 	var recs []record

@@ -265,12 +265,19 @@ func TestSSHBatchPasswordReadByNoOneElse(t *testing.T) {
 	host := lab.Hosts[0]
 	h := labOpen(t, labDialer(t, lab, nil), host)
 	ctx := context.Background()
-	// alice's stat reads what is left on its stdin, the stdin of her run.
+	// alice's stat, once her file is written (the stat that verifies it
+	// after the rename), reads what is left on its stdin, the stdin of her
+	// run: where the password would follow her content were it the
+	// batch's. Her write ends well, so the password is worked after it (a
+	// failed one of hers would stop it: ErrNotRun).
 	onLab(t, host, `set -e
 cp /usr/bin/stat /home/stat.real
 cat > /home/stat.steal <<'WRAP'
 #!/bin/sh
-if [ "$(id -u)" = 2001 ]; then timeout 0.5 cat >> /home/alice/stolen || :; fi
+if [ "$(id -u)" = 2001 ] && [ "$2" = '%u %g %a' ]; then
+	touch /home/alice/tried
+	timeout 0.5 cat >> /home/alice/stolen || :
+fi
 exec /home/stat.real "$@"
 WRAP
 chmod 755 /home/stat.steal /home/stat.real
@@ -281,9 +288,11 @@ mount --bind /home/stat.steal /usr/bin/stat`)
 		{File: File{Path: "~/.pcmkeys/a", Content: []byte("alice's key"), Owner: "alice", Mode: 0o600}, Do: Put},
 		{Do: SetPass, User: "hacluster", Password: []byte(secret)},
 	})
-	// alice's own write is hers to spoil; the others are not.
-	if out[0].Err != nil || out[2].Err != nil {
-		t.Errorf("the command: %v; the password: %v", out[0].Err, out[2].Err)
+	if out[0].Err != nil || out[1].Err != nil || out[2].Err != nil {
+		t.Errorf("the command: %v; alice's file: %v; the password: %v", out[0].Err, out[1].Err, out[2].Err)
+	}
+	if onLab(t, host, "test -e /home/alice/tried && echo tried || :") != "tried\n" {
+		t.Error("alice's stat did not try to read her run's stdin")
 	}
 	if !passwordIs(t, host, "hacluster", secret) {
 		t.Error("the password was not set")

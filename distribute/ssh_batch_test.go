@@ -49,6 +49,18 @@ mkdir -m 700 /home/bob/.pcmkeys; printf old > /home/bob/.pcmkeys/old; chown -R b
 	if got := onLab(t, host, "cat /etc/pacemaker/authkey /home/alice/.pcmkeys/a /home/alice/.pcmkeys/b /home/bob/.pcmkeys/c; ls -A /home/bob/.pcmkeys"); got != "kabcc\n" {
 		t.Errorf("the host holds %q", got)
 	}
+	// A file in a home that fails (deploy's ~/.pcmkeys a link), then a
+	// command: one session still, and the command not run.
+	onLab(t, host, `cd /home/deploy; mkdir -m 700 elsewhere; ln -s elsewhere .pcmkeys; chown -h deploy:deploy elsewhere .pcmkeys`)
+	sessions("a file in a home that failed, then a command", 1, func() {
+		o := Apply(ctx, h, []Job{{File: File{Path: "~/.pcmkeys/d", Content: []byte("d"), Owner: "deploy", Mode: 0o600}, Do: Put}, {Do: Run, Command: "touch /root/ran"}})
+		if !errors.Is(o[0].Err, ErrUnsafe) || !errors.Is(o[1].Err, ErrNotRun) {
+			t.Errorf("after a file in a home that failed: %v; %v", o[0].Err, o[1].Err)
+		}
+	})
+	if got := onLab(t, host, "ls -A /home/deploy/elsewhere; test -e /root/ran && echo ran || :"); got != "" {
+		t.Errorf("the command ran, or deploy's link was followed: %q", got)
+	}
 	files := []File{authkeyFile("k2"), {Path: "~/.pcmkeys/a", Content: []byte("a2"), Owner: "alice", Mode: 0o600}, {Path: "~/.pcmkeys/c", Content: []byte("c2"), Owner: "bob", Mode: 0o600}}
 	var staged []Staged
 	sessions("staging three files", 1, func() {

@@ -305,10 +305,12 @@ accounts() {
 }
 
 # relay passes on the lines of out, an owner's run of records i to i+k-1:
-# its commands' stderr and its answers for those records, but an account;
-# it counts in done the records that ended well.
+# its commands' stderr and its answers for those records, but an account,
+# and nothing of a record after its end (the Go side reads no more of
+# it); it counts in done the records that ended well, as the Go side
+# reads them: an end 0, the first, with no err before it.
 relay() {
-	done=0
+	done=0 ended=' '
 	while [ -n "$out" ]; do
 		line=${out%%"$nl"*}
 		case $out in *"$nl"*) out=${out#*"$nl"} ;; *) out='' ;; esac
@@ -316,11 +318,16 @@ relay() {
 		:*)
 			j=${line#:}
 			j=${j%% *}
-			case $j in '' | *[!0-9]*) continue ;; esac
+			case $j in '' | *[!0-9]* | 0?*) continue ;; esac
 			[ "$j" -ge "$i" ] && [ "$j" -lt $((i + k)) ] || continue
+			case $ended in *" $j. "*) continue ;; esac
 			case ${line#:"$j" } in
 			account*) continue ;;
-			'end 0') done=$((done + 1)) ;;
+			err | 'err '*) ended="$ended$j! " ;;
+			end | 'end '*)
+				case $ended in *" $j! "*) ;; *) [ "${line#:"$j" }" != 'end 0' ] || done=$((done + 1)) ;; esac
+				ended="$ended$j. "
+				;;
 			esac
 			;;
 		esac
@@ -381,9 +388,11 @@ asowner() {
 	c=$?
 	set -e
 	relay
-	# A chain goes on only past records that all ended well, whatever the
-	# run's exit says.
-	[ "$form" != chain ] || [ "$c" != 0 ] || [ "$done" = "$k" ] || c=1
+	# Root goes past the run only as past records that all ended well,
+	# whatever its exit says: a chain goes on, a command or a password
+	# after it in a batch is worked (a failed record of its own ends no
+	# other record: the run exits 0 in a batch).
+	[ "$c" != 0 ] || [ "$done" = "$k" ] || failed=1
 	# The run exits 0, or in a chain with the code that stopped it; 16 or
 	# anything else leaves the content of later records unread.
 	case $c in
