@@ -349,6 +349,30 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// copyChunk is the buffer a session's stdin, stdout and stderr are
+// copied through.
+const copyChunk = 4 << 10
+
+// ReadFrom reads r to its end through a small buffer: io.Copy, which the
+// SSH session uses for stdout and stderr, would allocate 32 KB for each.
+func (b *limitedBuffer) ReadFrom(r io.Reader) (int64, error) {
+	buf := make([]byte, copyChunk)
+	var read int64
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			b.Write(buf[:n])
+			read += int64(n)
+		}
+		if err == io.EOF {
+			return read, nil
+		}
+		if err != nil {
+			return read, err
+		}
+	}
+}
+
 func (b *limitedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
