@@ -40,6 +40,21 @@ func newRevokeLab(t *testing.T, store, mode, extra string) (*Env, *revokeLab) {
 	return rl.env(t, "host02", "host03"), rl
 }
 
+// sharedAliceLab is a shared-mode revoke lab, initialised, where alice
+// holds the key on client host02.
+func sharedAliceLab(t *testing.T) (*Env, *revokeLab) {
+	t.Helper()
+	e, rl := newRevokeLab(t, "file", "shared", "")
+	ctx := context.Background()
+	if _, err := Init(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Onboard(ctx, e, OnboardRequest{User: "alice", Clients: []string{"host02"}}); err != nil {
+		t.Fatal(err)
+	}
+	return e, rl
+}
+
 // clientKey reads user's key file on client host i.
 func (rl *revokeLab) clientKey(t *testing.T, i int, user string) string {
 	t.Helper()
@@ -389,14 +404,8 @@ func TestLabRevokeClosesLiveSessions(t *testing.T) {
 // step; once ss works again, the rerun closes the session and finishes,
 // without rotating again.
 func TestLabRevokeSessionsCannotClose(t *testing.T) {
-	e, rl := newRevokeLab(t, "file", "shared", "")
+	e, rl := sharedAliceLab(t)
 	ctx := context.Background()
-	if _, err := Init(ctx, e); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Onboard(ctx, e, OnboardRequest{User: "alice", Clients: []string{"host02"}}); err != nil {
-		t.Fatal(err)
-	}
 	node := rl.lab.Hosts[0]
 	holdSession(t, node, "hacluster", rl.clientKey(t, 2, "alice"))
 	fake := `mount -t tmpfs tmpfs /usr/local/sbin
@@ -429,14 +438,8 @@ chmod 755 /usr/local/sbin/ss`
 // force and its sessions are closed all the same (they matter more than
 // the password); the rerun sets the password without rotating again.
 func TestLabRevokePasswordFails(t *testing.T) {
-	e, rl := newRevokeLab(t, "file", "shared", "")
+	e, rl := sharedAliceLab(t)
 	ctx := context.Background()
-	if _, err := Init(ctx, e); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Onboard(ctx, e, OnboardRequest{User: "alice", Clients: []string{"host02"}}); err != nil {
-		t.Fatal(err)
-	}
 	node := rl.lab.Hosts[0]
 	aliceKey := rl.clientKey(t, 2, "alice")
 	holdSession(t, node, "hacluster", aliceKey)
