@@ -100,7 +100,7 @@ func (h *SSHHost) batchOn(ctx context.Context, c *ssh.Client, timeout time.Durat
 	}
 	var stdout, stderr limitedBuffer
 	stdout.max, stderr.max = maxOutput, maxOutput
-	err := h.session(ctx, c, timeout, remote.Command(args...), stdin, &stdout, &stderr)
+	err := h.session(ctx, c, timeout, remote.Command(args...), remote.Input(stdin), &stdout, &stderr)
 	out.parse(stdout.String())
 	if s := strings.TrimSpace(stderr.String()); s != "" {
 		if h.sudo && strings.Contains(s, "sudo:") {

@@ -231,7 +231,7 @@ func TestSSHBatchPasswordCutShort(t *testing.T) {
 		stdout.max, stderr.max = maxOutput, maxOutput
 		cmd := remote.Command("batch", "", "", "0", "", "setpass", "", "hacluster", "", "600", "", size, "")
 		var ee *ssh.ExitError
-		if err := h.session(context.Background(), c, 0, cmd, strings.NewReader(stdin), &stdout, &stderr); err != nil && !errors.As(err, &ee) {
+		if err := h.session(context.Background(), c, 0, cmd, remote.Input(strings.NewReader(stdin)), &stdout, &stderr); err != nil && !errors.As(err, &ee) {
 			t.Fatalf("%v: %s", err, stderr.String())
 		}
 		return stdout.String()

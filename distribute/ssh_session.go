@@ -116,7 +116,7 @@ func (h *SSHHost) runOn(ctx context.Context, c *ssh.Client, timeout time.Duratio
 	if len(args) > 0 && args[0] == "read" {
 		stdout.max = maxReadBack + 1
 	}
-	err := h.session(ctx, c, timeout, remote.Command(args...), bytes.NewReader(content), &stdout, &stderr)
+	err := h.session(ctx, c, timeout, remote.Command(args...), remote.Input(bytes.NewReader(content)), &stdout, &stderr)
 	var ee *ssh.ExitError
 	switch {
 	case err == nil:

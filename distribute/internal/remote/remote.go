@@ -9,6 +9,8 @@ package remote
 
 import (
 	_ "embed"
+	"io"
+	"strconv"
 	"strings"
 )
 
@@ -24,9 +26,14 @@ var (
 )
 
 // Script is the script's text as it runs: script.sh, protocol.sh and
-// batch.sh without their comment and blank lines. It travels in every
-// command line (about 13 KB of the 22 the files hold).
-var Script = compact(head + "\n" + protocol + "\n" + batch)
+// batch.sh without their comment and blank lines, and a last line that
+// says it arrived whole. It travels on the command's stdin, ahead of any
+// content (see [Command]).
+var Script = compact(head+"\n"+protocol+"\n"+batch) + scriptEnd + "\n"
+
+// scriptEnd is the script's last line, a no-op: the command runs the
+// script only if it ends so.
+const scriptEnd = ": pcmkeys script end"
 
 // compact drops comment and blank lines (the script has no multi-line
 // string holding either).
@@ -58,22 +65,83 @@ const (
 	ExitUsage    = 2  // a malformed argument (a temporary file suffix) or an unknown operation
 )
 
-// boot runs the script given as its first argument. The script needs its
-// own text to run itself again as the owner of a home directory, and a
-// shell started with -c SCRIPT has no way to name it.
-const boot = `eval "$1"`
+// boot reads the script from stdin (exactly its length, with dd, which
+// never reads past it: the contents that follow are the script's to
+// read), refuses one cut short, and runs it with its own text as its
+// first argument: the script needs its text to run itself again as the
+// owner of a home directory, and a shell started with -c has no way to
+// name it. The script travels on stdin rather than in the command line so
+// that every packet of a session stays small: x/crypto/ssh keeps each
+// connection's cipher buffer as large as the largest packet it sent, and
+// a 15 KB exec request held 15 KB per connection for the connection's
+// life (22 MB at 1,000 hosts).
+var boot = `s=$(dd bs=64K iflag=fullblock,count_bytes count=` + strconv.Itoa(len(Script)) + ` status=none) || exit 2
+case $s in *` + Quote(scriptEnd) + `) ;; *) echo "pcmkeys: the script arrived cut short" >&2; exit 2 ;; esac
+set -- "$s" "$@"
+eval "$1"`
 
 // Command returns the command line that runs the script with args (the
-// operation and its arguments, see script.sh): the script's text and the
-// arguments, each quoted for the remote shell. It never carries key
-// material, which goes to the script's stdin.
+// operation and its arguments, see script.sh), each quoted for the remote
+// shell. Its stdin must carry [Script] first ([Input]), then the
+// contents; the command line never carries key material.
 func Command(args ...string) string {
 	var cmd strings.Builder
-	cmd.WriteString("sh -c " + Quote(boot) + " pcmkeys " + Quote(Script))
+	cmd.WriteString("sh -c " + Quote(boot) + " pcmkeys")
 	for _, a := range args {
 		cmd.WriteString(" " + Quote(a))
 	}
 	return cmd.String()
+}
+
+// script is Script's bytes, never written to.
+var script = []byte(Script)
+
+// Input is a command's stdin: the script, then what r holds. Its WriteTo
+// sends the script from the one shared copy and r through r's own
+// WriteTo where it has one (a reader of key material wipes as it goes),
+// else through a 4 KB buffer.
+func Input(r io.Reader) io.Reader { return &input{rest: r} }
+
+type input struct {
+	off  int // of the script sent
+	rest io.Reader
+}
+
+func (in *input) Read(p []byte) (int, error) {
+	if in.off < len(script) {
+		n := copy(p, script[in.off:])
+		in.off += n
+		return n, nil
+	}
+	if in.rest == nil {
+		return 0, io.EOF
+	}
+	return in.rest.Read(p)
+}
+
+// chunk bounds what one write of the script carries.
+const chunk = 4 << 10
+
+func (in *input) WriteTo(w io.Writer) (int64, error) {
+	var sent int64
+	for in.off < len(script) {
+		end := min(in.off+chunk, len(script))
+		n, err := w.Write(script[in.off:end])
+		in.off += n
+		sent += int64(n)
+		if err != nil {
+			return sent, err
+		}
+	}
+	if in.rest == nil {
+		return sent, nil
+	}
+	if wt, ok := in.rest.(io.WriterTo); ok {
+		n, err := wt.WriteTo(w)
+		return sent + n, err
+	}
+	n, err := io.CopyBuffer(w, struct{ io.Reader }{in.rest}, make([]byte, chunk))
+	return sent + n, err
 }
 
 // Quote single-quotes s for the remote shell.

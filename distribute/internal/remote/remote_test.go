@@ -18,9 +18,23 @@ func TestScriptReadLimit(t *testing.T) {
 // the arguments as they were, quotes and spaces included.
 func TestCommand(t *testing.T) {
 	cmd := Command("no-such-op", "", "/a b/it's", "root", "", "600", "")
-	out, err := exec.Command("sh", "-c", cmd).CombinedOutput()
+	if len(cmd) > 1000 {
+		t.Errorf("the command line is %d bytes: the script belongs on stdin", len(cmd))
+	}
+	run := exec.Command("sh", "-c", cmd)
+	run.Stdin = Input(nil)
+	out, err := run.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != ExitUsage || !strings.Contains(string(out), "unknown operation no-such-op") {
 		t.Errorf("ran %v: %s", err, out)
+	}
+	// A script cut short is not run, not even its beginning.
+	for _, cut := range []int{0, 1, len(Script) / 2, len(Script) - 2} {
+		run := exec.Command("sh", "-c", cmd)
+		run.Stdin = strings.NewReader(Script[:cut])
+		out, err := run.CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != ExitUsage || strings.TrimSpace(string(out)) != "pcmkeys: the script arrived cut short" {
+			t.Errorf("the script cut at %d of %d bytes: %v: %s", cut, len(Script), err, out)
+		}
 	}
 	for _, s := range []string{"", "plain", "it's", `'\''`, "$(id) `id` \"q\"\n"} {
 		out, err := exec.Command("sh", "-c", "printf %s "+Quote(s)).Output()
@@ -40,8 +54,8 @@ func TestScriptCompact(t *testing.T) {
 			code = append(code, line)
 		}
 	}
-	if Script != strings.Join(code, "\n")+"\n" {
-		t.Error("Script is not the three parts' code lines")
+	if Script != strings.Join(code, "\n")+"\n"+scriptEnd+"\n" {
+		t.Error("Script is not the three parts' code lines and its end")
 	}
 	if strings.Contains(Script, "\n#") || len(Script) > len(full)*2/3 {
 		t.Errorf("the script sent holds comments (%d bytes of %d)", len(Script), len(full))

@@ -12,7 +12,10 @@
 # A batch of files, each a RECORD of eight arguments:
 #   sh -c 'eval "$1"' pcmkeys SCRIPT FORM ROOT AS BASE COUNT [RECORD]...
 #   RECORD = OP PATH OWNER GROUP MODE SHA256 SIZE TMP
-#   SCRIPT  this script's text, so that it can run itself as OWNER
+#   SCRIPT  this script's text, so that it can run itself as OWNER. Over
+#           SSH the command line carries only the arguments after it: the
+#           script comes first on stdin, read exactly by the command's boot
+#           (remote.go), which refuses one cut short, then sets it as $1.
 #   FORM    batch: each record on its own, a failure stops only that one;
 #           chain: the records in order, stopping at the first that fails;
 #           single: one record, answered as the one-file usage
