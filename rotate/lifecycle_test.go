@@ -623,3 +623,34 @@ func TestDestroyedCurrentVersionWayOut(t *testing.T) {
 		}
 	})
 }
+
+// TestRevokeSessionsOnImages: on nodes that are images under a root
+// prefix (no daemons) the closing of live sessions runs nothing: a dry
+// run says it is planned, a real run that it was skipped, on every node.
+func TestRevokeSessionsOnImages(t *testing.T) {
+	c := onboarded(t, "file", "shared")
+	ctx := context.Background()
+	for _, tc := range []struct {
+		dryRun bool
+		want   SessionAction
+	}{{true, SessionsPlanned}, {false, SessionsSkipped}} {
+		c.env.DryRun = tc.dryRun
+		rep, err := Revoke(ctx, c.env, []string{"alice"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes := 0
+		for _, h := range rep.Hosts {
+			if h.Sessions == nil {
+				continue
+			}
+			nodes++
+			if h.Sessions.Action != tc.want || h.Status == StatusFailed {
+				t.Errorf("dry run %v: %s sessions %+v, status %s", tc.dryRun, h.Host, *h.Sessions, h.Status)
+			}
+		}
+		if nodes != 2 {
+			t.Errorf("dry run %v: sessions reported on %d nodes, want 2", tc.dryRun, nodes)
+		}
+	}
+}

@@ -45,37 +45,35 @@ func (e *Env) cutSteps(d *deliver.Host, pw keys.Secret) {
 		w := e.nodePasswordWanted(pw, deliver.WriteAlways)
 		d.Password = &w
 	}
-	if d.Then = e.sessionsThen(d.Host); d.Then == nil {
-		d.After = e.sessionCloser(d.Host)
-	}
+	e.sessionSteps(d)
 }
 
-// sessionsThen is the closing of node h's live sessions as a command run
-// with its files, or nil where it does not run as one: the config turned
-// it off, h is not a node, or closeSessions has nothing to run (a dry
-// run, a root prefix).
-func (e *Env) sessionsThen(h config.Host) *deliver.Then {
-	if !e.Config.CIB.CloseSessions || h.Role != config.RoleNode || e.DryRun || h.Root != "" {
-		return nil
+// sessionSteps sets the closing of node d's live sessions once it was
+// cut: a Then, the command run with its files. A dry run, or an image
+// under a root prefix (it runs no daemons), runs nothing there: an After
+// only says so. Nothing is set where the config turned it off or d is
+// not a node.
+func (e *Env) sessionSteps(d *deliver.Host) {
+	h := d.Host
+	if !e.Config.CIB.CloseSessions || h.Role != config.RoleNode {
+		return
 	}
 	port := e.Config.CIB.Port
-	return &deliver.Then{
+	if e.DryRun || h.Root != "" {
+		action := SessionsSkipped
+		if e.DryRun {
+			action = SessionsPlanned
+		}
+		d.After = func(_ context.Context, _ distribute.Host, res *HostResult) {
+			res.Sessions = &SessionStep{Port: port, Action: action}
+		}
+		return
+	}
+	d.Then = &deliver.Then{
 		Command: closeSessionsCommand(port),
 		Done: func(ctx context.Context, out string, err error, res *HostResult) {
 			sessionsInto(res, e.judgeSessions(h, port, out, err))
 		},
-	}
-}
-
-// sessionCloser returns the step that closes live sessions on node h
-// after it was cut, on its own session, or nil when the config turned it
-// off.
-func (e *Env) sessionCloser(h config.Host) func(ctx context.Context, conn distribute.Host, res *HostResult) {
-	if !e.Config.CIB.CloseSessions || h.Role != config.RoleNode {
-		return nil
-	}
-	return func(ctx context.Context, conn distribute.Host, res *HostResult) {
-		sessionsInto(res, e.closeSessions(ctx, h, conn))
 	}
 }
 
@@ -95,20 +93,6 @@ func sessionsInto(res *HostResult, step *SessionStep) {
 // connections to port.
 func closeSessionsCommand(port int) string {
 	return "sh -c " + shellQuote(closeSessionsScript) + " close " + strconv.Itoa(port)
-}
-
-// closeSessions closes the established remote-CIB connections on one node.
-func (e *Env) closeSessions(ctx context.Context, h config.Host, conn distribute.Host) *SessionStep {
-	port := e.Config.CIB.Port
-	switch {
-	case e.DryRun:
-		return &SessionStep{Port: port, Action: SessionsPlanned}
-	case h.Root != "":
-		// An image under a root prefix runs no daemons.
-		return &SessionStep{Port: port, Action: SessionsSkipped}
-	}
-	out, err := conn.Exec(ctx, closeSessionsCommand(port))
-	return e.judgeSessions(h, port, out, err)
 }
 
 // judgeSessions reads what closeSessionsScript said on node h (its

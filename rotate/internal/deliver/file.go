@@ -241,7 +241,13 @@ func setPassword(ctx context.Context, h distribute.Host, w Want) error {
 		return err
 	}
 	if err := distribute.Write(ctx, h, w.File); err != nil {
-		return fmt.Errorf("%s's password is set, but recording it failed: %w", policies.SharedIdentity, err)
+		return unrecorded(err)
 	}
 	return nil
+}
+
+// unrecorded is why a password that was set has no marker: err, the
+// marker's write.
+func unrecorded(err error) error {
+	return fmt.Errorf("%s's password is set, but recording it failed: %w", policies.SharedIdentity, err)
 }

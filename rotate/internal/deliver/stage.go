@@ -3,7 +3,6 @@ package deliver
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/pcmkeys/pcmkeys/distribute"
 	"github.com/pcmkeys/pcmkeys/policies"
@@ -183,7 +182,7 @@ func (e *Engine) commitHost(ctx context.Context, h *staged) Result {
 		case outs[0].Err != nil:
 			err = outs[0].Err
 		case outs[1].Err != nil:
-			err = fmt.Errorf("%s's password is set, but recording it failed: %w", policies.SharedIdentity, outs[1].Err)
+			err = unrecorded(outs[1].Err)
 		}
 		if err != nil {
 			step.Action, step.Error = ActionFailed, err.Error()
